@@ -1,0 +1,287 @@
+"""numba kernels of classic PatchMatch (private; use the wrappers in ``classic_pm``).
+
+Every kernel is a plain function over preallocated arrays. Image arguments are the
+*edge-padded* images reshaped to 2-D so that one patch row is contiguous:
+
+    ``A2``: float32, shape (Ha + p - 1, (Wa + p - 1) * C), the image padded by p // 2 on every side
+    with edge replication; the patch centred at pixel (y, x) of A is
+    ``A2[y:y + p, x * C:(x + p) * C]``. Same for ``B2``.
+
+State is explicit: ``nnf`` int32 (Ha, Wa, 2) holding absolute (y, x) centres in B, ``cost`` float32
+(Ha, Wa) holding the SSD of each pixel's patch to its current match.
+
+Randomness: every image row draws from its own xorshift64* stream, seeded by hashing
+(seed, iteration, row) with splitmix64 (iteration 0 is the random initialisation). The streams do
+not depend on the thread count or on the scheduling, so results are reproducible under ``prange``.
+
+The sweep exists in two builds of one undecorated function (``_sweep``): a serial one (threads=1,
+one band, classic Barnes scan) and a parallel one (``prange`` over bands of rows). See
+``_build``.
+"""
+
+import types
+
+import numpy as np
+from numba import njit, prange
+
+# Reassociation lets LLVM vectorise the SSD reduction; no 'nnan'/'ninf' flags, since ``inf`` is
+# used as "no bound" for the early termination.
+_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+
+_U0 = np.uint64(0)
+_U1 = np.uint64(1)
+_S12 = np.uint64(12)
+_S25 = np.uint64(25)
+_S27 = np.uint64(27)
+_S30 = np.uint64(30)
+_S31 = np.uint64(31)
+_S32 = np.uint64(32)
+_M32 = np.uint64(0xFFFFFFFF)
+_XS_MUL = np.uint64(0x2545F4914F6CDD1D)
+_SM_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_SM_MUL1 = np.uint64(0xBF58476D1CE4E5B9)
+_SM_MUL2 = np.uint64(0x94D049BB133111EB)
+
+
+@njit(cache=True, inline="always")
+def _splitmix(z):
+    """One splitmix64 step of the uint64 ``z`` (a bijective hash)."""
+    z = z + _SM_GAMMA
+    z = (z ^ (z >> _S30)) * _SM_MUL1
+    z = (z ^ (z >> _S27)) * _SM_MUL2
+    return z ^ (z >> _S31)
+
+
+@njit(cache=True, inline="always")
+def _row_state(seed, iteration, row):
+    """Nonzero xorshift64 state of the stream for (seed, iteration, row); all uint64."""
+    s = _splitmix(_splitmix(_splitmix(seed) ^ iteration) ^ row)
+    if s == _U0:
+        s = _U1
+    return s
+
+
+@njit(cache=True, inline="always")
+def _xorshift(s):
+    """Next xorshift64 state (nonzero stays nonzero)."""
+    s ^= s >> _S12
+    s ^= s << _S25
+    s ^= s >> _S27
+    return s
+
+
+@njit(cache=True, inline="always")
+def _below(r32, n):
+    """Map a 32-bit uniform uint64 ``r32`` to an int in [0, n) (Lemire's multiply-shift)."""
+    return np.int64((r32 * np.uint64(n)) >> _S32)
+
+
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _dist(A2, B2, ay, ax, by, bx, p, C, best):
+    """SSD between A's patch at (ay, ax) and B's patch at (by, bx), float32.
+
+    Early termination: once the partial sum (checked after each patch row) reaches ``best``, that
+    partial sum is returned (it is >= best, so the candidate is rejected by ``d < best``).
+    """
+    pc = p * C
+    oa = ax * C
+    ob = bx * C
+    s = np.float32(0.0)
+    for dy in range(p):
+        ra = A2[ay + dy, oa:oa + pc]
+        rb = B2[by + dy, ob:ob + pc]
+        acc = np.float32(0.0)
+        for k in range(pc):
+            d = ra[k] - rb[k]
+            acc += d * d
+        s += acc
+        if s >= best:
+            return s
+    return s
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def patch_costs(A2, B2, nnf, p, C, out):
+    """Write into ``out`` (float32 (Ha, Wa)) the full SSD of every pixel's patch to ``nnf``'s match."""
+    inf = np.float32(np.inf)
+    for y in range(nnf.shape[0]):
+        for x in range(nnf.shape[1]):
+            out[y, x] = _dist(A2, B2, y, x, nnf[y, x, 0], nnf[y, x, 1], p, C, inf)
+
+
+def _init(A2, B2, nnf, cost, seed, p, C, Hb, Wb):
+    """Uniform random NNF (stream of iteration 0) and its costs; rows in parallel when built so."""
+    Ha = nnf.shape[0]
+    Wa = nnf.shape[1]
+    inf = np.float32(np.inf)
+    for y in prange(Ha):
+        s = _row_state(seed, _U0, np.uint64(y))
+        for x in range(Wa):
+            s = _xorshift(s)
+            r = s * _XS_MUL
+            by = _below(r >> _S32, Hb)
+            bx = _below(r & _M32, Wb)
+            nnf[y, x, 0] = by
+            nnf[y, x, 1] = bx
+            cost[y, x] = _dist(A2, B2, y, x, by, bx, p, C, inf)
+
+
+def _sweep(A2, B2, nnf, cost, halo, band_starts, seed, iteration, p, C, Hb, Wb):
+    """One PatchMatch iteration (propagation + random search at each pixel), in place.
+
+    Parameters
+    ----------
+    A2, B2 : ndarray, float32, shape (H + p - 1, (W + p - 1) * C)
+        Edge-padded images, rows contiguous (see module docstring).
+    nnf : ndarray, int32, shape (Ha, Wa, 2)
+        Current matches, absolute (y, x) centres in B; updated in place.
+    cost : ndarray, float32, shape (Ha, Wa)
+        SSD of each current match; updated in place.
+    halo : ndarray, int32, shape (n_bands, Wa, 2)
+        For each band, the NNF row just outside it on the side propagation comes from (the row
+        above for forward scans, below for reverse scans), copied before the sweep. Bands read it
+        instead of the live row so that no band reads another band's rows while they change.
+    band_starts : ndarray, int64, shape (n_bands + 1,)
+        Row ranges of the bands: band k covers rows band_starts[k] to band_starts[k + 1] - 1.
+    seed : uint64
+    iteration : int
+        1-based; odd iterations scan forward (top-left to bottom-right, propagating from the
+        left and upper neighbours), even iterations backward (from the right and lower ones).
+        (DESIGN.md counts passes from 0: its "even i" is our odd ``iteration``.)
+    p, C, Hb, Wb : int
+        Patch size, channels, size of B.
+    """
+    Wa = nnf.shape[1]
+    n_bands = band_starts.shape[0] - 1
+    forward = iteration % 2 == 1
+    step = 1 if forward else -1
+    it = np.uint64(iteration)
+    rs_max = max(Hb, Wb)
+    for band in prange(n_bands):
+        y0 = band_starts[band]
+        y1 = band_starts[band + 1]
+        if forward:
+            ystart, yend, xstart, xend = y0, y1, 0, Wa
+        else:
+            ystart, yend, xstart, xend = y1 - 1, y0 - 1, Wa - 1, -1
+        for y in range(ystart, yend, step):
+            s = _row_state(seed, it, np.uint64(y))
+            ny_row = y - step  # the row propagation comes from
+            has_vert = 0 <= ny_row < nnf.shape[0]
+            from_halo = ny_row < y0 or ny_row >= y1
+            for x in range(xstart, xend, step):
+                by = nnf[y, x, 0]
+                bx = nnf[y, x, 1]
+                best = cost[y, x]
+                # Propagation: the horizontal neighbour's match, shifted by one, clamped into B.
+                nx = x - step
+                if 0 <= nx < Wa:
+                    cy = nnf[y, nx, 0]
+                    cx = min(max(nnf[y, nx, 1] + step, 0), Wb - 1)
+                    if cy != by or cx != bx:
+                        d = _dist(A2, B2, y, x, cy, cx, p, C, best)
+                        if d < best:
+                            best = d
+                            by = cy
+                            bx = cx
+                # Propagation: the vertical neighbour's match, shifted by one, clamped into B.
+                if has_vert:
+                    if from_halo:
+                        cy = halo[band, x, 0]
+                        cx = halo[band, x, 1]
+                    else:
+                        cy = nnf[ny_row, x, 0]
+                        cx = nnf[ny_row, x, 1]
+                    cy = min(max(cy + step, 0), Hb - 1)
+                    if cy != by or cx != bx:
+                        d = _dist(A2, B2, y, x, cy, cx, p, C, best)
+                        if d < best:
+                            best = d
+                            by = cy
+                            bx = cx
+                # Random search: one candidate per radius w = rs_max, rs_max // 2, ..., 1, uniform
+                # in the window of radius w around the current best, intersected with B.
+                w = rs_max
+                while w >= 1:
+                    ylo = max(by - w, 0)
+                    yhi = min(by + w, Hb - 1)
+                    xlo = max(bx - w, 0)
+                    xhi = min(bx + w, Wb - 1)
+                    s = _xorshift(s)
+                    r = s * _XS_MUL
+                    cy = ylo + _below(r >> _S32, yhi - ylo + 1)
+                    cx = xlo + _below(r & _M32, xhi - xlo + 1)
+                    if cy != by or cx != bx:
+                        d = _dist(A2, B2, y, x, cy, cx, p, C, best)
+                        if d < best:
+                            best = d
+                            by = cy
+                            bx = cx
+                    w //= 2
+                nnf[y, x, 0] = by
+                nnf[y, x, 1] = bx
+                cost[y, x] = best
+
+
+def _build(fn, parallel):
+    """njit ``fn`` as a serial or a parallel build.
+
+    The two builds get distinct qualified names so that numba's on-disk cache (keyed by
+    qualname, not by compile flags) keeps them apart.
+    """
+    suffix = "_parallel" if parallel else "_serial"
+    clone = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + suffix,
+                               fn.__defaults__, fn.__closure__)
+    clone.__qualname__ = fn.__qualname__ + suffix
+    clone.__module__ = fn.__module__
+    clone.__doc__ = fn.__doc__
+    return njit(clone, parallel=parallel, cache=True, fastmath=_FASTMATH)
+
+
+init_serial = _build(_init, parallel=False)
+init_parallel = _build(_init, parallel=True)
+sweep_serial = _build(_sweep, parallel=False)
+sweep_parallel = _build(_sweep, parallel=True)
+
+
+@njit(cache=True)
+def fill_halo(nnf, band_starts, forward, halo):
+    """Copy, for each band, the NNF row that propagation reads from outside the band."""
+    Ha = nnf.shape[0]
+    for band in range(band_starts.shape[0] - 1):
+        y = band_starts[band] - 1 if forward else band_starts[band + 1]
+        if 0 <= y < Ha:
+            halo[band] = nnf[y]
+
+
+@njit(cache=True)
+def vote(B2, nnf, p, C, out):
+    """Voting reconstruction into ``out`` (float32 (Ha, Wa, C)).
+
+    Pixel (y, x) of A averages, over the patches centred at A pixels q = (y + dy, x + dx) inside A
+    (|dy|, |dx| <= p // 2), the pixel of B that q's match puts at (y, x): B at match(q) - (dy, dx),
+    edge-replicated, i.e. ``B2[my - dy + r, (mx - dx + r) * C + c]``.
+    """
+    Ha = nnf.shape[0]
+    Wa = nnf.shape[1]
+    r = p // 2
+    acc = np.zeros(C, np.float64)
+    for y in range(Ha):
+        for x in range(Wa):
+            acc[:] = 0.0
+            n = 0
+            for dy in range(-r, r + 1):
+                qy = y + dy
+                if qy < 0 or qy >= Ha:
+                    continue
+                for dx in range(-r, r + 1):
+                    qx = x + dx
+                    if qx < 0 or qx >= Wa:
+                        continue
+                    row = nnf[qy, qx, 0] - dy + r
+                    col = (nnf[qy, qx, 1] - dx + r) * C
+                    for c in range(C):
+                        acc[c] += B2[row, col + c]
+                    n += 1
+            for c in range(C):
+                out[y, x, c] = acc[c] / n

@@ -1,0 +1,339 @@
+"""Public classic PatchMatch API: input checks, conversions, and hand-off to the numba kernels.
+
+Conventions (used by every function here)
+-----------------------------------------
+* Images are float32 ``(H, W, C)`` in [0, 1]; uint8 is accepted (divided by 255), a gray
+  ``(H, W)`` image is treated as one channel. A and B may differ in size, not in channels.
+* NNF: int32 ``(Ha, Wa, 2)``; ``nnf[y, x] = (yb, xb)`` is the absolute centre, in B's pixels and
+  (y, x) order, of the patch of B matched to the patch of A centred at (y, x).
+* Every pixel of A and of B is a valid patch centre. **Border convention: edge replication.**
+  Each image is padded once by ``r = patch_size // 2`` pixels with its border values repeated, and
+  the patch centred at (y, x) is ``padded[y:y + p, x:x + p]``.
+* Patch distance: the sum of squared differences over the p x p patch and all channels (SSD).
+  The energy of an NNF is the mean SSD divided by ``p * p * C`` (see :func:`energy`).
+"""
+
+import numbers
+
+import numpy as np
+
+from . import _kernels
+
+__all__ = ["patchmatch", "vote", "exact_nnf", "patch_cost", "energy"]
+
+
+# --------------------------------------------------------------------------- checks, conversions
+
+def _as_image(x, name):
+    """Validate an image and return it as C-contiguous float32 (H, W, C)."""
+    x = np.asarray(x)
+    if x.ndim == 2:
+        x = x[:, :, None]
+    if x.ndim != 3:
+        raise ValueError(f"{name} must have shape (H, W) or (H, W, C), got shape {x.shape}")
+    if x.shape[0] < 1 or x.shape[1] < 1 or x.shape[2] < 1:
+        raise ValueError(f"{name} must not be empty, got shape {x.shape}")
+    if x.dtype == np.uint8:
+        return np.ascontiguousarray(x, np.float32) / np.float32(255.0)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"{name} must be float (values in [0, 1]) or uint8, got dtype {x.dtype}")
+    x = np.ascontiguousarray(x, np.float32)
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name} contains non-finite values (NaN or inf)")
+    return x
+
+
+def _check_int(value, name, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _check_patch_size(patch_size):
+    if (isinstance(patch_size, bool) or not isinstance(patch_size, numbers.Integral)
+            or patch_size <= 0 or patch_size % 2 == 0):
+        raise ValueError(f"patch_size must be a positive odd integer, got {patch_size!r}")
+    return int(patch_size)
+
+
+def _check_pair(a, b, patch_size):
+    """Validate (a, b, patch_size) together; return float32 (H, W, C) images and p."""
+    p = _check_patch_size(patch_size)
+    a = _as_image(a, "a")
+    b = _as_image(b, "b")
+    if a.shape[2] != b.shape[2]:
+        raise ValueError(f"a and b must have the same number of channels, "
+                         f"got {a.shape[2]} and {b.shape[2]}")
+    for name, img in (("a", a), ("b", b)):
+        if p > img.shape[0] or p > img.shape[1]:
+            raise ValueError(f"patch_size {p} is larger than image {name} "
+                             f"({img.shape[0]} x {img.shape[1]})")
+    return a, b, p
+
+
+def _check_nnf(nnf, a_shape, b_shape):
+    """Validate an NNF against A's and B's sizes; return it as C-contiguous int32 (Ha, Wa, 2)."""
+    nnf = np.asarray(nnf)
+    expected = (a_shape[0], a_shape[1], 2)
+    if nnf.shape != expected:
+        raise ValueError(f"nnf must have shape {expected} (Ha, Wa, 2), got {nnf.shape}")
+    if np.issubdtype(nnf.dtype, np.floating):
+        if not np.isfinite(nnf).all():
+            raise ValueError("nnf contains non-finite values (NaN or inf)")
+        nnf = np.rint(nnf)
+    elif not np.issubdtype(nnf.dtype, np.integer):
+        raise ValueError(f"nnf must hold integer (or float) coordinates, got dtype {nnf.dtype}")
+    ys, xs = nnf[..., 0], nnf[..., 1]
+    if ys.size and (ys.min() < 0 or ys.max() >= b_shape[0] or xs.min() < 0 or xs.max() >= b_shape[1]):
+        raise ValueError(f"nnf holds centres outside b: y must lie in [0, {b_shape[0] - 1}], "
+                         f"x in [0, {b_shape[1] - 1}]")
+    return np.ascontiguousarray(nnf, np.int32)
+
+
+def _padded_rows(img, p):
+    """Edge-pad ``img`` (H, W, C) by p // 2 and reshape to (H + p - 1, (W + p - 1) * C)."""
+    r = p // 2
+    padded = np.pad(img, ((r, r), (r, r), (0, 0)), mode="edge")
+    return np.ascontiguousarray(padded.reshape(padded.shape[0], -1))
+
+
+def _band_starts(height, threads):
+    """Row ranges of the bands used by the parallel sweep (a single band when threads == 1)."""
+    n_bands = 1 if threads == 1 else min(height, 4 * threads)
+    return np.linspace(0, height, n_bands + 1).round().astype(np.int64)
+
+
+# --------------------------------------------------------------------------------- public API
+
+def patchmatch(a, b, *, patch_size=7, iterations=5, seed=0, threads=1, callback=None):
+    """Classic PatchMatch (Barnes et al. 2009): approximate nearest-neighbour field from A to B.
+
+    Random initialisation, then ``iterations`` passes of propagation and random search. Pass 1
+    scans top-left to bottom-right, trying the left and upper neighbours' matches shifted by one
+    pixel; pass 2 scans in reverse from the right and lower neighbours; and so on alternately.
+    After propagation at each pixel, random search tries one candidate per radius
+    w = max(Hb, Wb), w // 2, ..., 1, uniform in the window of radius w around the current best
+    match (intersected with B). The patch distance stops early once it exceeds the current best.
+
+    Parameters
+    ----------
+    a : ndarray, shape (Ha, Wa, C) or (Ha, Wa)
+        Image A, float in [0, 1] or uint8.
+    b : ndarray, shape (Hb, Wb, C) or (Hb, Wb)
+        Image B, same channels as A.
+    patch_size : int, keyword-only
+        Odd patch side p in pixels (default 7).
+    iterations : int, keyword-only
+        Number of passes (>= 0; 0 returns the random initialisation).
+    seed : int, keyword-only
+        Seed of the random streams; same seed and same threads give the same NNF.
+    threads : int, keyword-only
+        1: the serial scan of Barnes et al. > 1: the image is cut into ``4 * threads`` bands of
+        rows processed in parallel; rows at a band's border take the neighbour band's matches as
+        they stood before the pass (deterministic). The result depends on ``threads`` but never
+        on scheduling; numba runs at most ``numba.config.NUMBA_NUM_THREADS`` threads.
+    callback : callable, keyword-only
+        ``callback(iteration, nnf)`` after each pass, iteration 1-based; ``nnf`` is a copy.
+
+    Returns
+    -------
+    nnf : ndarray, int32, shape (Ha, Wa, 2)
+        Absolute (y, x) centre in B of the match of every pixel of A.
+    """
+    a, b, p = _check_pair(a, b, patch_size)
+    iterations = _check_int(iterations, "iterations", 0)
+    threads = _check_int(threads, "threads", 1)
+    seed = _check_int(seed, "seed", -(2 ** 63))
+    if callback is not None and not callable(callback):
+        raise ValueError(f"callback must be callable or None, got {callback!r}")
+    seed_u64 = np.uint64(seed & 0xFFFFFFFFFFFFFFFF)
+
+    Ha, Wa, C = a.shape
+    Hb, Wb = b.shape[:2]
+    A2 = _padded_rows(a, p)
+    B2 = _padded_rows(b, p)
+    nnf = np.empty((Ha, Wa, 2), np.int32)
+    cost = np.empty((Ha, Wa), np.float32)
+    bands = _band_starts(Ha, threads)
+    halo = np.zeros((bands.shape[0] - 1, Wa, 2), np.int32)
+
+    if threads == 1:
+        _kernels.init_serial(A2, B2, nnf, cost, seed_u64, p, C, Hb, Wb)
+        for it in range(1, iterations + 1):
+            _kernels.sweep_serial(A2, B2, nnf, cost, halo, bands, seed_u64, it, p, C, Hb, Wb)
+            if callback is not None:
+                callback(it, nnf.copy())
+        return nnf
+
+    import numba
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        _kernels.init_parallel(A2, B2, nnf, cost, seed_u64, p, C, Hb, Wb)
+        for it in range(1, iterations + 1):
+            _kernels.fill_halo(nnf, bands, it % 2 == 1, halo)
+            _kernels.sweep_parallel(A2, B2, nnf, cost, halo, bands, seed_u64, it, p, C, Hb, Wb)
+            if callback is not None:
+                callback(it, nnf.copy())
+    finally:
+        numba.set_num_threads(previous)
+    return nnf
+
+
+def patch_cost(a, b, nnf, *, patch_size=7):
+    """SSD between each patch of A and its match in B (edge-replicated borders).
+
+    Parameters
+    ----------
+    a : ndarray, shape (Ha, Wa, C) or (Ha, Wa)
+    b : ndarray, shape (Hb, Wb, C) or (Hb, Wb)
+    nnf : ndarray, int, shape (Ha, Wa, 2)
+        Absolute (y, x) centres in B; float input is rounded to the nearest integer.
+    patch_size : int, keyword-only
+
+    Returns
+    -------
+    cost : ndarray, float32, shape (Ha, Wa)
+        Sum over the p x p patch and the C channels of squared differences (images on [0, 1]).
+    """
+    a, b, p = _check_pair(a, b, patch_size)
+    nnf = _check_nnf(nnf, a.shape, b.shape)
+    out = np.empty(a.shape[:2], np.float32)
+    _kernels.patch_costs(_padded_rows(a, p), _padded_rows(b, p), nnf, p, a.shape[2], out)
+    return out
+
+
+def energy(a, b, nnf, *, patch_size=7, interior=False):
+    """Mean squared difference per pixel and channel of an NNF: mean(patch_cost) / (p * p * C).
+
+    Parameters
+    ----------
+    interior : bool, keyword-only
+        If True, average only over the pixels of A whose patch lies wholly inside A (their
+        matches may still touch B's border, read with edge replication).
+
+    Returns
+    -------
+    float
+    """
+    a, b, p = _check_pair(a, b, patch_size)
+    cost = patch_cost(a, b, nnf, patch_size=p)
+    if interior:
+        r = p // 2
+        cost = cost[r:cost.shape[0] - r, r:cost.shape[1] - r]
+    return float(np.mean(cost, dtype=np.float64) / (p * p * a.shape[2]))
+
+
+def vote(b, nnf, *, patch_size=7):
+    """Voting reconstruction of A from B's patches.
+
+    Pixel (y, x) becomes the average, over the p x p patches centred at pixels q of A that cover
+    it, of the pixel that q's match puts at (y, x): B at ``nnf[q] + (y, x) - q``, edge-replicated.
+
+    Parameters
+    ----------
+    b : ndarray, shape (Hb, Wb, C) or (Hb, Wb)
+    nnf : ndarray, int, shape (Ha, Wa, 2)
+        Absolute (y, x) centres in B.
+    patch_size : int, keyword-only
+
+    Returns
+    -------
+    ndarray, float32, shape (Ha, Wa, C)
+    """
+    p = _check_patch_size(patch_size)
+    b = _as_image(b, "b")
+    if p > b.shape[0] or p > b.shape[1]:
+        raise ValueError(f"patch_size {p} is larger than image b ({b.shape[0]} x {b.shape[1]})")
+    nnf_arr = np.asarray(nnf)
+    if nnf_arr.ndim != 3 or nnf_arr.shape[2] != 2:
+        raise ValueError(f"nnf must have shape (Ha, Wa, 2), got {nnf_arr.shape}")
+    nnf = _check_nnf(nnf_arr, nnf_arr.shape[:2], b.shape)
+    out = np.empty((nnf.shape[0], nnf.shape[1], b.shape[2]), np.float32)
+    _kernels.vote(_padded_rows(b, p), nnf, p, b.shape[2], out)
+    return out
+
+
+def exact_nnf(a, b, *, patch_size=7, device=None):
+    """Exact nearest-neighbour field by exhaustive search (the quality limit of PatchMatch).
+
+    SSDs come from ``|a|^2 + |b|^2 - 2 a.b`` with one matrix product per chunk of A's and B's
+    patches, so memory stays bounded (about 64 MB per distance block plus the patch chunks)
+    whatever the image size. Images are centred by B's mean colour first (SSD is unchanged, the
+    rounding error shrinks). Small problems (at most 2e9 multiply-adds) run in float64, larger
+    ones in float32. Ties go to the lowest row-major index in B (earlier B chunks win ties,
+    ``argmin`` takes the first minimum within a chunk), so the result is deterministic on a given
+    device.
+
+    Parameters
+    ----------
+    a, b, patch_size :
+        As for :func:`patchmatch`.
+    device : str or torch.device, keyword-only
+        None picks CUDA when available, else CPU.
+
+    Returns
+    -------
+    nnf : ndarray, int32, shape (Ha, Wa, 2)
+    """
+    import torch
+    import torch.nn.functional as F
+
+    a, b, p = _check_pair(a, b, patch_size)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    Ha, Wa, C = a.shape
+    Hb, Wb = b.shape[:2]
+    D = p * p * C
+    Na, Nb = Ha * Wa, Hb * Wb
+    dtype = torch.float64 if Na * Nb * D <= 2e9 else torch.float32
+    item = 8 if dtype == torch.float64 else 4
+    r = p // 2
+    mean = b.reshape(-1, C).mean(axis=0, dtype=np.float64)
+
+    def padded(img):
+        x = np.pad(img - mean, ((r, r), (r, r), (0, 0)), mode="edge")
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))).to(device, dtype)
+
+    def patches(pad, y0, y1):
+        """Patches centred on rows y0..y1-1, as (n, D) rows in row-major pixel order."""
+        return F.unfold(pad[None, :, y0:y1 + 2 * r], p)[0].T.contiguous()
+
+    pa, pb = padded(a), padded(b)
+    block = 64 * 2 ** 20 // item  # elements in one distance block
+    rows_b = max(1, min(Hb, block // (Wb * 1024)))  # B chunk: about 1024 rows' worth of pixels
+    rows_a = max(1, min(Ha, block // (Wa * rows_b * Wb)))
+    b_chunks = []
+    for y0 in range(0, Hb, rows_b):
+        pbc = patches(pb, y0, min(Hb, y0 + rows_b))
+        b_chunks.append((y0 * Wb, pbc, (pbc * pbc).sum(1)))
+    # Caching B's chunks costs Nb * D elements; recompute them per A chunk only if that is large.
+    cache_b = Nb * D * item <= 512 * 2 ** 20
+    if not cache_b:
+        b_chunks = [(start, None, None) for start, _, _ in b_chunks]
+
+    out = np.empty((Na,), np.int64)
+    for ya in range(0, Ha, rows_a):
+        pac = patches(pa, ya, min(Ha, ya + rows_a))
+        best_val = torch.full((pac.shape[0],), float("inf"), dtype=dtype, device=device)
+        best_idx = torch.zeros((pac.shape[0],), dtype=torch.int64, device=device)
+        for start, pbc, nb in b_chunks:
+            if pbc is None:
+                y0 = start // Wb
+                pbc = patches(pb, y0, min(Hb, y0 + rows_b))
+                nb = (pbc * pbc).sum(1)
+            d = torch.addmm(nb[None, :], pac, pbc.T, beta=1.0, alpha=-2.0)
+            idx = torch.argmin(d, dim=1)
+            val = d.gather(1, idx[:, None])[:, 0]
+            better = val < best_val
+            best_val = torch.where(better, val, best_val)
+            best_idx = torch.where(better, idx + start, best_idx)
+        out[ya * Wa:ya * Wa + pac.shape[0]] = best_idx.cpu().numpy()
+    nnf = np.empty((Ha, Wa, 2), np.int32)
+    nnf[..., 0] = (out // Wb).reshape(Ha, Wa)
+    nnf[..., 1] = (out % Wb).reshape(Ha, Wa)
+    return nnf

@@ -1,0 +1,70 @@
+"""Particle sampling layer: stratified uniform samples of the offset search range."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["sample_particles", "ParticleSampler"]
+
+
+def sample_particles(lo_x, hi_x, lo_y, hi_y, sample_count: int = 1, *, generator: torch.Generator | None = None,
+                     shared_noise: bool = False, interval_index: torch.Tensor | None = None):
+    """Draw ``(k+1)^2`` offset particles per pixel, one uniform sample per interval, meshgrid-wise.
+
+    Each axis range ``[lo, hi]`` is cut into ``k + 1`` equal intervals; one uniform sample is drawn in
+    each (``lo + (hi - lo) / (k+1) * (i + u_i)``, ``u_i ~ U[0, 1)``); the ``k + 1`` x-samples and
+    ``k + 1`` y-samples are combined meshgrid-wise. Particle ``j = iy * (k+1) + ix`` (DeepPruner order).
+
+    Parameters
+    ----------
+    lo_x, hi_x, lo_y, hi_y : Tensor, shape ``(N, 1, H, W)``
+        Per-pixel offset range in pixels (``lo <= hi``).
+    sample_count : int
+        ``k``; ``(k+1)^2`` particles are returned.
+    generator : torch.Generator, optional
+        Source of the uniform draws (on the tensors' device). ``None`` uses torch's default generator.
+        x noise is drawn first, then y noise, each of shape ``(N, k+1, H, W)``.
+    shared_noise : bool
+        Reuse the x noise for y, as the DeepPruner reference does (a quirk).
+
+    Returns
+    -------
+    offset_x, offset_y : Tensor, shape ``(N, (k+1)^2, H, W)``
+    """
+    n_int = sample_count + 1
+    n, _, h, w = lo_x.shape
+    shape = (n, n_int, h, w)
+    u_x = torch.rand(shape, generator=generator, device=lo_x.device, dtype=lo_x.dtype)
+    u_y = u_x if shared_noise else torch.rand(shape, generator=generator, device=lo_x.device, dtype=lo_x.dtype)
+    if interval_index is None:
+        interval_index = torch.arange(n_int, device=lo_x.device, dtype=lo_x.dtype).view(1, n_int, 1, 1)
+    interval_index = interval_index.to(device=lo_x.device, dtype=lo_x.dtype)
+    sx = lo_x + (hi_x - lo_x) / n_int * (interval_index + u_x)   # (N, k+1, H, W)
+    sy = lo_y + (hi_y - lo_y) / n_int * (interval_index + u_y)
+    offset_x = sx.unsqueeze(1).expand(n, n_int, n_int, h, w).reshape(n, n_int * n_int, h, w)
+    offset_y = sy.unsqueeze(2).expand(n, n_int, n_int, h, w).reshape(n, n_int * n_int, h, w)
+    return offset_x, offset_y
+
+
+class ParticleSampler(nn.Module):
+    """Module form of :func:`sample_particles`; holds ``k`` and the interval-index buffer.
+
+    Shape:
+        - lo_x, hi_x, lo_y, hi_y: ``(N, 1, H, W)``
+        - outputs: two ``(N, (k+1)^2, H, W)`` tensors
+    """
+
+    def __init__(self, sample_count: int = 1, *, shared_noise: bool = False):
+        super().__init__()
+        if int(sample_count) != sample_count or sample_count < 1:
+            raise ValueError(f"sample_count must be an integer >= 1, got {sample_count}")
+        self.sample_count = int(sample_count)
+        self.shared_noise = bool(shared_noise)
+        self.register_buffer("interval_index", torch.arange(self.sample_count + 1.0).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, lo_x, hi_x, lo_y, hi_y, *, generator: torch.Generator | None = None):
+        return sample_particles(lo_x, hi_x, lo_y, hi_y, self.sample_count, generator=generator,
+                                shared_noise=self.shared_noise, interval_index=self.interval_index)
+
+    def extra_repr(self) -> str:
+        return f"sample_count={self.sample_count}, shared_noise={self.shared_noise}"

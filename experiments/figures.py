@@ -1,0 +1,270 @@
+"""Figures of a ``compare`` run (matplotlib, Agg backend; no pyplot state leaks).
+
+* ``grid.png``: one row per pair: Image A | Image B | differentiable | classic (| learnt DPM),
+  each reconstruction titled with its L1 and L2 (MSE) errors, PSNR and SSIM (DeepPruner README).
+* ``iterations_<pair>.png``: per-iteration reconstructions, one row per method.
+* ``convergence.png``: PSNR and energy against iteration and against cumulative time (log axis),
+  one line per method and pair, the exact NNF as a dotted limit line.
+* ``nnf_<pair>.png``: NNFs as flow colour maps (displacement ``match - pixel``; hue = direction,
+  saturation = length, one scale per pair) for every method and the ground truth when known.
+
+Plot functions draw on ``ax`` (a new figure's axes when None) and return it.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import hsv_to_rgb  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from .methods import METHOD_LABELS  # noqa: E402
+from .pairs import Pair  # noqa: E402
+from .runner import METHOD_ORDER, load_artifact, summary_table  # noqa: E402
+
+DPI = 100
+METHOD_STYLE = {"pm": "-", "dpm": "--", "dpm-learned": "-.", "exact": ":"}
+METHOD_MARKER = {"pm": "o", "dpm": "s", "dpm-learned": "^", "exact": "*"}
+GRID_METHODS = (("dpm", "differentiable (dpm)"), ("pm", "classic (pm)"),
+                ("dpm-learned", "learnt DPM (dpm-learned)"))
+
+
+def _new_ax(ax):
+    if ax is None:
+        _, ax = plt.subplots()
+    return ax
+
+
+def _save(fig, path: Path) -> str:
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path.name
+
+
+def _fmt_metrics(row) -> str:
+    return (f"L1 {row['l1']:.4f}  L2 {row['mse']:.5f}\n"
+            f"PSNR {row['psnr']:.2f} dB  SSIM {row['ssim']:.3f}")
+
+
+# --------------------------------------------------------------------------- primitives
+def plot_image(image: np.ndarray, *, title: str = "", ax=None, fontsize: float = 8):
+    """Show an ``(H, W, 3)`` image in [0, 1] without ticks."""
+    ax = _new_ax(ax)
+    ax.imshow(np.clip(image, 0, 1), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=fontsize)
+    return ax
+
+
+def flow_of(nnf: np.ndarray) -> np.ndarray:
+    """Displacement ``(dy, dx) = match - pixel``, shape (H, W, 2), from an absolute NNF."""
+    h, w = nnf.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w]
+    return np.stack([nnf[..., 0] - ys, nnf[..., 1] - xs], axis=-1).astype(np.float32)
+
+
+def flow_to_rgb(flow: np.ndarray, max_mag: float) -> np.ndarray:
+    """Colour-code a flow: hue = direction, saturation = length / ``max_mag``; NaN -> gray."""
+    dy, dx = flow[..., 0], flow[..., 1]
+    bad = ~(np.isfinite(dx) & np.isfinite(dy))
+    dy, dx = np.nan_to_num(dy), np.nan_to_num(dx)
+    hue = (np.arctan2(-dy, -dx) / (2 * np.pi) + 0.5) % 1.0
+    sat = np.clip(np.hypot(dx, dy) / max(max_mag, 1e-6), 0, 1)
+    rgb = hsv_to_rgb(np.stack([hue, sat, np.ones_like(hue)], axis=-1))
+    rgb[bad] = 0.35
+    return rgb
+
+
+def plot_flow(nnf: np.ndarray, *, max_mag: float, title: str = "", valid=None, ax=None):
+    """Flow colour map of an absolute NNF (``valid`` False -> gray)."""
+    ax = _new_ax(ax)
+    flow = flow_of(nnf)
+    if valid is not None:
+        flow[~valid] = np.nan
+    return plot_image(flow_to_rgb(flow, max_mag), title=title, ax=ax)
+
+
+def plot_colour_wheel(max_mag: float, ax=None):
+    """The key of :func:`flow_to_rgb`: displacement (dx right, dy down) up to ``max_mag``."""
+    ax = _new_ax(ax)
+    n = 101
+    y, x = np.mgrid[-1:1:n * 1j, -1:1:n * 1j]
+    rgb = flow_to_rgb(np.stack([y * max_mag, x * max_mag], -1), max_mag)
+    rgb[np.hypot(x, y) > 1] = 1.0
+    ax.imshow(rgb, extent=(-max_mag, max_mag, max_mag, -max_mag))
+    ax.set_title(f"key: displacement\n(|d| up to {max_mag:.0f} px)", fontsize=8)
+    ax.set_xlabel("dx (px)", fontsize=7)
+    ax.set_ylabel("dy (px)", fontsize=7)
+    ax.tick_params(labelsize=6)
+    return ax
+
+
+def plot_metric(df, *, y: str, x: str = "iteration", ax=None, colours: dict | None = None,
+                logx: bool = False, logy: bool = False, limit: bool = True):
+    """One line per (pair, method) of ``y`` against ``x``; the exact NNF as a dotted limit."""
+    ax = _new_ax(ax)
+    pairs = list(dict.fromkeys(df["pair"]))
+    colours = colours or {p: plt.cm.tab10(i % 10) for i, p in enumerate(pairs)}
+    for (pair, method), g in df.groupby(["pair", "method"], sort=False):
+        g = g.sort_values("iteration")
+        if method == "exact":
+            if limit and np.isfinite(g[y].iloc[0]):
+                ax.axhline(g[y].iloc[0], color=colours[pair], ls=":", lw=1.2)
+            continue
+        ax.plot(g[x], g[y], color=colours[pair], ls=METHOD_STYLE.get(method, "-"),
+                marker=METHOD_MARKER.get(method, "."), ms=3, lw=1.3)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    if x == "iteration":
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(True, which="major", alpha=0.3)
+    return ax
+
+
+# --------------------------------------------------------------------------- figures
+def grid_figure(out: Path, summary, pairs: dict[str, Pair]) -> str | None:
+    """``grid.png``: rows = pairs; A | B | differentiable | classic (| learnt)."""
+    methods = [(m, lab) for m, lab in GRID_METHODS if (summary["method"] == m).any()]
+    names = [p for p in dict.fromkeys(summary["pair"]) if p in pairs]
+    if not names:
+        return None
+    ncol = 2 + len(methods)
+    fig, axes = plt.subplots(len(names), ncol, figsize=(2.7 * ncol, 2.55 * len(names)),
+                             squeeze=False)
+    for r, name in enumerate(names):
+        pair = pairs[name]
+        plot_image(pair.a, title=f"{name}: Image A\n(target, {pair.a.shape[1]}x{pair.a.shape[0]})",
+                   ax=axes[r, 0])
+        plot_image(pair.b, title=f"Image B\n(source, {pair.b.shape[1]}x{pair.b.shape[0]})",
+                   ax=axes[r, 1])
+        for c, (method, label) in enumerate(methods, start=2):
+            ax = axes[r, c]
+            rows = summary[(summary["pair"] == name) & (summary["method"] == method)]
+            art = load_artifact(out, name, method)
+            if rows.empty or art is None:
+                ax.axis("off")
+                ax.text(0.5, 0.5, f"{label}\nnot run", ha="center", va="center", fontsize=8)
+                continue
+            row = rows.iloc[0]
+            plot_image(art["recons"][-1] / 255.0,
+                       title=f"{label}, it {int(row['iteration'])}\n{_fmt_metrics(row)}",
+                       ax=ax, fontsize=7.5)
+    fig.tight_layout()
+    return _save(fig, out / "grid.png")
+
+
+def iterations_figure(out: Path, df, pair: Pair) -> str | None:
+    """``iterations_<pair>.png``: reconstructions per iteration, one row per method."""
+    rows = []
+    for method in METHOD_ORDER:
+        art = load_artifact(out, pair.name, method)
+        if art is not None:
+            rows.append((method, art))
+    if not rows:
+        return None
+    ncol = 1 + max(len(a["iterations"]) for _, a in rows)
+    h, w = pair.a.shape[:2]
+    cell_w = 2.2
+    cell_h = cell_w * h / w + 0.45
+    fig, axes = plt.subplots(len(rows), ncol, figsize=(cell_w * ncol, cell_h * len(rows)),
+                             squeeze=False)
+    sel = df[df["pair"] == pair.name]
+    for r, (method, art) in enumerate(rows):
+        plot_image(pair.a, title="Image A (target)", ax=axes[r, 0], fontsize=7.5)
+        axes[r, 0].set_ylabel(METHOD_LABELS.get(method, method), fontsize=8.5)
+        for c in range(1, ncol):
+            ax = axes[r, c]
+            k = c - 1
+            if k >= len(art["iterations"]):
+                ax.axis("off")
+                continue
+            it = int(art["iterations"][k])
+            m = sel[(sel["method"] == method) & (sel["iteration"] == it)]
+            psnr = m["psnr"].iloc[0] if not m.empty else math.nan
+            label = "exact NNF" if method == "exact" else f"{method} it {it}"
+            plot_image(art["recons"][k] / 255.0, title=f"{label}\nPSNR {psnr:.2f} dB", ax=ax,
+                       fontsize=7.5)
+    fig.suptitle(f"{pair.name}: reconstruction of A after each iteration", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out / f"iterations_{pair.name}.png")
+
+
+def convergence_figure(out: Path, df) -> str | None:
+    """``convergence.png``: PSNR and energy vs iteration and vs cumulative time."""
+    if df.empty:
+        return None
+    pairs = list(dict.fromkeys(df["pair"]))
+    colours = {p: plt.cm.tab10(i % 10) for i, p in enumerate(pairs)}
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
+    specs = [(0, 0, "psnr", "iteration", False), (0, 1, "psnr", "cum_time_s", True),
+             (1, 0, "energy", "iteration", False), (1, 1, "energy", "cum_time_s", True)]
+    for r, c, y, x, logx in specs:
+        ax = plot_metric(df, y=y, x=x, ax=axes[r, c], colours=colours, logx=logx,
+                         logy=(y == "energy"))
+        ax.set_xlabel("iteration" if x == "iteration" else "cumulative compute time (s, log)")
+        ax.set_ylabel("PSNR of the reconstruction (dB)" if y == "psnr"
+                      else "energy: patch MSE per pixel and channel (log)")
+    axes[0, 0].set_title("Quality against iteration", fontsize=10)
+    axes[0, 1].set_title("Quality against time", fontsize=10)
+    handles = [Line2D([], [], color=colours[p], lw=3, label=p) for p in pairs]
+    methods = [m for m in METHOD_ORDER if (df["method"] == m).any()]
+    handles += [Line2D([], [], color="k", ls=METHOD_STYLE[m],
+                       marker=None if m == "exact" else METHOD_MARKER[m], ms=4,
+                       label=METHOD_LABELS[m] + (" (limit)" if m == "exact" else ""))
+                for m in methods]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=9,
+               frameon=False, bbox_to_anchor=(0.5, -0.01))
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return _save(fig, out / "convergence.png")
+
+
+def nnf_figure(out: Path, pair: Pair) -> str | None:
+    """``nnf_<pair>.png``: flow colour maps of classic, differentiable, exact and GT."""
+    panels = []
+    for method in ("pm", "dpm", "dpm-learned", "exact"):
+        art = load_artifact(out, pair.name, method)
+        if art is not None:
+            panels.append((METHOD_LABELS[method], art["nnf"], None))
+    if pair.gt is not None:
+        panels.append(("ground truth (gray: none)", np.nan_to_num(pair.gt), pair.valid))
+    if not panels:
+        return None
+    ref = panels[-1][1] if pair.gt is not None else panels[-1][1]
+    mag = np.hypot(*np.moveaxis(flow_of(ref), -1, 0))
+    if pair.valid is not None and pair.valid.any():
+        mag = mag[pair.valid]
+    max_mag = float(max(np.percentile(mag, 99), 1.0))
+    n = len(panels) + 1
+    h, w = pair.a.shape[:2]
+    fig, axes = plt.subplots(1, n, figsize=(2.9 * n, 2.9 * h / w + 0.6), squeeze=False)
+    for ax, (label, nnf, valid) in zip(axes[0], panels):
+        plot_flow(nnf, max_mag=max_mag, title=label, valid=valid, ax=ax)
+    plot_colour_wheel(max_mag, ax=axes[0, -1])
+    fig.suptitle(f"{pair.name}: NNF as displacement (match in B - pixel of A)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out / f"nnf_{pair.name}.png")
+
+
+def make_all(out: Path, df, pairs: dict[str, Pair], config: dict) -> list[str]:
+    """Every figure of the run; returns the file names written."""
+    made = []
+    summary = summary_table(df)
+    for name in [grid_figure(out, summary, pairs), convergence_figure(out, df)]:
+        if name:
+            made.append(name)
+    for pair in pairs.values():
+        for fn in (iterations_figure, nnf_figure):
+            name = fn(out, df, pair) if fn is iterations_figure else fn(out, pair)
+            if name:
+                made.append(name)
+    return made

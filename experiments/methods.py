@@ -1,0 +1,222 @@
+"""Timed runs of each method, one NNF per iteration, and their reconstructions.
+
+Timing contract: ``time_s`` of iteration i is the wall-clock time between the stamps of
+iterations i-1 and i taken in the method's own per-iteration callback (iteration 1 includes the
+random initialisation; the stamp before iteration 1 is taken just before the call). CUDA work is
+synchronised before each stamp. The callback's own work (copying the NNF out, updating the
+progress bar) is measured and subtracted, so it never counts. JIT compilation is excluded by
+:func:`warm_up`, which the runner calls before any timed run; reconstructions and metrics are
+computed after the timed run.
+
+Every method returns a :class:`MethodRun`: NNFs as float32 ``(Ha, Wa, 2)`` absolute (y, x)
+positions in B (the classic NNF's int32 values converted exactly).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .pairs import Pair
+
+METHOD_LABELS = {
+    "pm": "classic PatchMatch",
+    "dpm": "differentiable PatchMatch",
+    "dpm-learned": "DPM, learnt features",
+    "exact": "exact NNF",
+}
+
+
+@dataclass
+class MethodRun:
+    """Result of one timed run.
+
+    Attributes
+    ----------
+    method : str
+    iterations : list of int
+        1-based iteration numbers (``[0]`` for the exact NNF).
+    times : list of float
+        Seconds of compute per iteration (see the module docstring).
+    nnfs : list of ndarray, shape (Ha, Wa, 2), float32
+        Absolute (y, x) positions in B after each iteration.
+    reconstruct : callable
+        ``reconstruct(nnf) -> (Ha, Wa, 3) float32``, the method's own voting reconstruction.
+    extra : dict
+        Facts for the record (e.g. the torch device).
+    """
+
+    method: str
+    iterations: list[int]
+    times: list[float]
+    nnfs: list[np.ndarray]
+    reconstruct: Callable[[np.ndarray], np.ndarray]
+    extra: dict = field(default_factory=dict)
+
+
+class _Stamps:
+    """Per-iteration clock that subtracts the callback's own overhead."""
+
+    def __init__(self, sync: Callable[[], None] = lambda: None):
+        self.sync = sync
+        self.overhead = 0.0
+        self.marks: list[float] = []
+        self.t0 = 0.0
+
+    def start(self) -> None:
+        self.sync()
+        self.t0 = time.perf_counter()
+
+    def mark(self) -> float:
+        """Stamp now; return the start of the overhead window (call :meth:`done` after)."""
+        self.sync()
+        t = time.perf_counter()
+        self.marks.append(t - self.t0 - self.overhead)
+        return t
+
+    def done(self, t: float) -> None:
+        self.overhead += time.perf_counter() - t
+
+    def times(self) -> list[float]:
+        return list(np.diff([0.0] + self.marks))
+
+
+def _classic_vote(b: np.ndarray, patch_size: int) -> Callable[[np.ndarray], np.ndarray]:
+    import classic_pm
+
+    from .metrics import round_nnf
+
+    def recon(nnf: np.ndarray) -> np.ndarray:
+        return np.asarray(classic_pm.vote(b, round_nnf(nnf, b.shape), patch_size=patch_size),
+                          np.float32)
+
+    return recon
+
+
+def run_pm(pair: Pair, *, iterations: int, patch_size: int, seed: int, threads: int,
+           progress: Callable[[], None] | None = None) -> MethodRun:
+    """Classic PatchMatch (``classic_pm.patchmatch``), NNF copied after every iteration."""
+    import classic_pm
+
+    a = np.ascontiguousarray(pair.a, np.float32)
+    b = np.ascontiguousarray(pair.b, np.float32)
+    clock = _Stamps()
+    nnfs: list[np.ndarray] = []
+    its: list[int] = []
+
+    def callback(iteration: int, nnf: np.ndarray) -> None:
+        t = clock.mark()
+        its.append(int(iteration))
+        nnfs.append(np.array(nnf, dtype=np.float32, copy=True))
+        if progress is not None:
+            progress()
+        clock.done(t)
+
+    clock.start()
+    classic_pm.patchmatch(a, b, patch_size=patch_size, iterations=iterations, seed=seed,
+                          threads=threads, callback=callback)
+    return MethodRun("pm", its, clock.times(), nnfs, _classic_vote(b, patch_size))
+
+
+def _torch_sync(device: str) -> Callable[[], None]:
+    import torch
+
+    if str(device).startswith("cuda"):
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
+def to_torch(image: np.ndarray, device: str):
+    """``(H, W, C)`` numpy -> ``(1, C, H, W)`` float32 torch tensor on ``device``."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].to(device)
+
+
+def run_dpm(model, pair: Pair, *, method: str, device: str, seed: int, patch_size: int = 7,
+            progress: Callable[[], None] | None = None) -> MethodRun:
+    """Differentiable PatchMatch (any configured ``diff_pm.DifferentiablePatchMatch``).
+
+    ``patch_size`` is the side of the voting reconstruction (``diff_pm.reconstruct``).
+    """
+    import torch
+
+    import diff_pm
+
+    a_t, b_t = to_torch(pair.a, device), to_torch(pair.b, device)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(seed))
+    clock = _Stamps(_torch_sync(device))
+    nnfs: list[np.ndarray] = []
+    its: list[int] = []
+
+    def callback(iteration: int, positions) -> None:
+        t = clock.mark()
+        its.append(int(iteration))
+        nnfs.append(positions[0].detach().permute(1, 2, 0).to("cpu", torch.float32).numpy().copy())
+        if progress is not None:
+            progress()
+        clock.done(t)
+
+    def recon(nnf: np.ndarray) -> np.ndarray:
+        pos = torch.from_numpy(np.ascontiguousarray(nnf.transpose(2, 0, 1)))[None].to(device)
+        with torch.no_grad():
+            out = diff_pm.reconstruct(b_t, pos, patch_size=patch_size)
+        return out[0].permute(1, 2, 0).to("cpu", torch.float32).numpy()
+
+    model = model.to(device).eval()
+    with torch.no_grad():
+        clock.start()
+        model(a_t, b_t, generator=gen, callback=callback)
+    return MethodRun(method, its, clock.times(), nnfs, recon, dict(device=str(device)))
+
+
+def run_exact(pair: Pair, *, patch_size: int, device: str) -> MethodRun:
+    """Exhaustive NNF (``classic_pm.exact_nnf``), one timed call, reported as iteration 0."""
+    import classic_pm
+
+    a = np.ascontiguousarray(pair.a, np.float32)
+    b = np.ascontiguousarray(pair.b, np.float32)
+    sync = _torch_sync(device)
+    sync()
+    t0 = time.perf_counter()
+    nnf = classic_pm.exact_nnf(a, b, patch_size=patch_size, device=device)
+    sync()
+    dt = time.perf_counter() - t0
+    return MethodRun("exact", [0], [dt], [np.asarray(nnf, np.float32)],
+                     _classic_vote(b, patch_size))
+
+
+def default_dpm(*, iterations: int, patch_size: int):
+    """``diff_pm.DifferentiablePatchMatch`` in its default configuration."""
+    import diff_pm
+
+    return diff_pm.DifferentiablePatchMatch(iterations=iterations, patch_size=patch_size)
+
+
+def warm_up(*, patch_size: int, threads: int, device: str, exact: bool,
+            learned=None) -> float:
+    """Compile / warm every code path on a tiny pair so no timed run pays for JIT. Returns s."""
+    from .pairs import warp_pair, warp_matrix
+
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(0)
+    img = rng.random((24, 28, 3)).astype(np.float32)
+    tiny = warp_pair(img, warp_matrix((24, 28), rotation=3.0), rng=0, name="warmup")
+    from .metrics import energy
+
+    for _ in range(2):  # the second round catches lazily compiled paths
+        run = run_pm(tiny, iterations=2, patch_size=patch_size, seed=0, threads=threads)
+        run.reconstruct(run.nnfs[-1])
+        energy(tiny.a, tiny.b, run.nnfs[-1], patch_size=patch_size)
+        if exact:
+            run_exact(tiny, patch_size=patch_size, device=device)
+        dpm = run_dpm(default_dpm(iterations=2, patch_size=patch_size), tiny, method="dpm",
+                      device=device, seed=0, patch_size=patch_size)
+        dpm.reconstruct(dpm.nnfs[-1])
+        if learned is not None:
+            run_dpm(learned, tiny, method="dpm-learned", device=device, seed=0,
+                    patch_size=patch_size)
+    return time.perf_counter() - t0

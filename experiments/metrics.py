@@ -1,0 +1,109 @@
+"""Quality metrics shared by every method, so that numbers compare.
+
+* Reconstruction vs A (float RGB in [0, 1]): :func:`l1` (mean absolute error, DeepPruner's
+  "L1 error"), :func:`mse` (mean squared error, its "L2 error"), :func:`psnr` (data range 1, dB)
+  and :func:`ssim` (scikit-image, ``channel_axis=-1``, data range 1).
+* NNF quality: :func:`energy`, the mean squared patch difference per pixel and channel at the
+  integer-rounded, clipped matches, computed by ``classic_pm.patch_cost`` for every method.
+* Against ground truth: :func:`epe` (mean end-point error in pixels over valid pixels) and
+  :func:`within_1px` (fraction of valid pixels with end-point error <= 1 pixel); NaN without GT.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def _check_images(a: np.ndarray, recon: np.ndarray) -> None:
+    if a.shape != recon.shape:
+        raise ValueError(f"image shapes differ: A {a.shape} vs reconstruction {recon.shape}")
+
+
+def l1(a: np.ndarray, recon: np.ndarray) -> float:
+    """Mean absolute difference over pixels and channels, ``(H, W, C)`` in [0, 1]."""
+    _check_images(a, recon)
+    return float(np.mean(np.abs(a.astype(np.float64) - recon.astype(np.float64))))
+
+
+def mse(a: np.ndarray, recon: np.ndarray) -> float:
+    """Mean squared difference over pixels and channels, ``(H, W, C)`` in [0, 1]."""
+    _check_images(a, recon)
+    return float(np.mean((a.astype(np.float64) - recon.astype(np.float64)) ** 2))
+
+
+def psnr(a: np.ndarray, recon: np.ndarray, *, data_range: float = 1.0) -> float:
+    """Peak signal-to-noise ratio in dB (``inf`` for identical images)."""
+    m = mse(a, recon)
+    return math.inf if m == 0 else float(10.0 * math.log10(data_range ** 2 / m))
+
+
+def ssim(a: np.ndarray, recon: np.ndarray, *, data_range: float = 1.0) -> float:
+    """Mean structural similarity (scikit-image defaults, 7 x 7 window, ``channel_axis=-1``)."""
+    from skimage.metrics import structural_similarity
+
+    _check_images(a, recon)
+    win = min(7, *a.shape[:2])
+    win -= 1 - win % 2  # odd window that fits tiny images
+    return float(structural_similarity(a, recon, data_range=data_range, channel_axis=-1,
+                                       win_size=win))
+
+
+def round_nnf(nnf: np.ndarray, shape_b: tuple[int, ...]) -> np.ndarray:
+    """Integer NNF: round float (y, x) positions and clip them into B's frame.
+
+    Parameters
+    ----------
+    nnf : ndarray, shape (Ha, Wa, 2)
+        Absolute (y, x) positions in B (int or float).
+    shape_b : tuple
+        B's shape; only (Hb, Wb) are used.
+
+    Returns
+    -------
+    ndarray, shape (Ha, Wa, 2), int32
+    """
+    hb, wb = shape_b[:2]
+    out = np.rint(np.nan_to_num(np.asarray(nnf, np.float64)))
+    out[..., 0] = np.clip(out[..., 0], 0, hb - 1)
+    out[..., 1] = np.clip(out[..., 1], 0, wb - 1)
+    return np.ascontiguousarray(out, dtype=np.int32)
+
+
+def energy(a: np.ndarray, b: np.ndarray, nnf: np.ndarray, *, patch_size: int = 7) -> float:
+    """Mean patch SSD per pixel and channel: ``mean(patch_cost(a, b, round(nnf))) / (p*p*C)``.
+
+    The one energy of the suite (all methods and the exact NNF use it), in [0, 1] units squared.
+    """
+    import classic_pm
+
+    c = a.shape[2]
+    cost = classic_pm.patch_cost(np.ascontiguousarray(a, np.float32),
+                                 np.ascontiguousarray(b, np.float32),
+                                 round_nnf(nnf, b.shape), patch_size=patch_size)
+    return float(np.mean(cost, dtype=np.float64) / (patch_size * patch_size * c))
+
+
+def end_point_errors(nnf: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Euclidean distance in pixels between matches and ground truth, on valid pixels (1-D)."""
+    d = np.asarray(nnf, np.float64)[valid] - np.asarray(gt, np.float64)[valid]
+    return np.sqrt(np.sum(d * d, axis=-1))
+
+
+def epe(nnf: np.ndarray, gt: np.ndarray | None, valid: np.ndarray | None) -> float:
+    """Mean end-point error over valid pixels (NaN without ground truth or valid pixels)."""
+    if gt is None or valid is None or not valid.any():
+        return math.nan
+    return float(end_point_errors(nnf, gt, valid).mean())
+
+
+def within_1px(nnf: np.ndarray, gt: np.ndarray | None, valid: np.ndarray | None) -> float:
+    """Fraction of valid pixels whose end-point error is at most 1 pixel (NaN without GT)."""
+    if gt is None or valid is None or not valid.any():
+        return math.nan
+    return float(np.mean(end_point_errors(nnf, gt, valid) <= 1.0))
+
+
+def image_metrics(a: np.ndarray, recon: np.ndarray) -> dict[str, float]:
+    """``psnr, ssim, l1, mse`` of a reconstruction against A."""
+    return dict(psnr=psnr(a, recon), ssim=ssim(a, recon), l1=l1(a, recon), mse=mse(a, recon))

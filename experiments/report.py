@@ -1,0 +1,165 @@
+"""``REPORT.md`` of a ``compare`` run and the console summary table."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from .methods import METHOD_LABELS
+from .runner import METHOD_ORDER
+
+SUMMARY_COLS = [("pair", "pair"), ("method", "method"), ("iteration", "it"),
+                ("psnr", "PSNR dB"), ("ssim", "SSIM"), ("l1", "L1"), ("mse", "L2 (MSE)"),
+                ("energy", "energy"), ("epe", "EPE px"), ("within_1px", "<=1px"),
+                ("cum_time_s", "time s")]
+_FORMATS = {"psnr": "{:.2f}", "ssim": "{:.3f}", "l1": "{:.4f}", "mse": "{:.5f}",
+            "energy": "{:.5f}", "epe": "{:.2f}", "within_1px": "{:.3f}", "cum_time_s": "{:.2f}",
+            "iteration": "{:d}"}
+
+
+def _cell(col: str, v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    fmt = _FORMATS.get(col)
+    if fmt:
+        try:
+            return fmt.format(int(v) if col == "iteration" else float(v))
+        except (TypeError, ValueError):
+            pass
+    return str(v)
+
+
+def markdown_table(df, cols=SUMMARY_COLS) -> str:
+    head = "| " + " | ".join(h for _, h in cols) + " |"
+    sep = "|" + "|".join("---" if c in ("pair", "method") else "---:" for c, _ in cols) + "|"
+    body = ["| " + " | ".join(_cell(c, r[c]) for c, _ in cols) + " |" for _, r in df.iterrows()]
+    return "\n".join([head, sep, *body])
+
+
+def console_table(summary) -> str:
+    """Fixed-width text version of the summary (printed at the end of a run)."""
+    if summary.empty:
+        return "(no rows)"
+    cells = [[h for _, h in SUMMARY_COLS]]
+    cells += [[_cell(c, r[c]) for c, _ in SUMMARY_COLS] for _, r in summary.iterrows()]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(SUMMARY_COLS))]
+    lines = []
+    for k, row in enumerate(cells):
+        lines.append("  ".join(v.ljust(w) if i < 2 else v.rjust(w)
+                               for i, (v, w) in enumerate(zip(row, widths))))
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def method_means(summary):
+    """Mean of the last-iteration metrics over the pairs, per method (pairs with GT for EPE)."""
+    cols = ["psnr", "ssim", "l1", "mse", "energy", "epe", "within_1px", "cum_time_s"]
+    g = summary.groupby("method", sort=False)[cols].mean(numeric_only=True).reset_index()
+    g["n"] = summary.groupby("method", sort=False).size().to_numpy()
+    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    return g.sort_values("method", key=lambda s: s.map(lambda m: order.get(m, 9)))
+
+
+def write_report(out: Path, df, summary, pairs: dict, meta: dict) -> Path:
+    """Write ``out/REPORT.md``: setup, tables and figures of the run, readable on its own."""
+    cfg = meta.get("config", {})
+    run = meta.get("run", {})
+    dev = meta.get("device_info", {})
+    ver = meta.get("versions", {})
+    git = meta.get("git", {})
+    L = []
+    L.append("# Classic vs differentiable PatchMatch: run report\n")
+    L.append(f"Command: `{cfg.get('command', '?')}`  ")
+    L.append(f"Finished: {meta.get('updated', '?')}; wall time of the last session "
+             f"{meta.get('wall_s', math.nan):.0f} s (numba/torch warm-up "
+             f"{meta.get('warmup_s', math.nan):.1f} s, excluded from all timings).\n")
+    L.append("## Setup\n")
+    L.append("| setting | value |\n|---|---|")
+    gpu = f" ({dev['gpu']})" if dev.get("gpu") else ""
+    rows = [
+        ("device", f"{run.get('device')}{gpu}"),
+        ("CPU", f"{dev.get('cpu', '?')}, {dev.get('cpu_count', '?')} logical cores"),
+        ("threads", f"{run.get('threads')} (numba bands for pm, torch threads for dpm)"),
+        ("patch size", run.get("patch_size")),
+        ("iterations", f"pm {run.get('pm_iterations')}, dpm {run.get('dpm_iterations')}"
+                       + (", dpm-learned: see checkpoint" if run.get("checkpoint") else "")),
+        ("max size", f"{run.get('max_size')} px (longer side)" if run.get("max_size")
+         else "native resolution"),
+        ("seed", run.get("seed")),
+        ("exact NNF", f"on CPU when sqrt(|A| x |B|) <= {run.get('exact_max_pixels')} px; "
+                      "always on CUDA"),
+        ("git commit", f"`{git.get('commit', '?')}`" + (" (uncommitted changes)"
+                                                       if git.get("dirty") else "")),
+        ("versions", ", ".join(f"{k} {v}" for k, v in ver.items() if v)),
+    ]
+    if run.get("checkpoint"):
+        rows.insert(5, ("checkpoint", f"`{run['checkpoint']}`"))
+    L += [f"| {k} | {v} |" for k, v in rows]
+    L.append("")
+    L.append("## Pairs\n")
+    L.append("| pair | A (w x h) | B (w x h) | ground truth | source |\n|---|---|---|---|---|")
+    for name, p in pairs.items():
+        gt = f"yes ({p.valid.mean():.0%} of A valid)" if p.has_gt else "no"
+        L.append(f"| {name} | {p.a.shape[1]} x {p.a.shape[0]} | {p.b.shape[1]} x "
+                 f"{p.b.shape[0]} | {gt} | {p.source} |")
+    L.append("")
+    skipped = meta.get("exact_skipped") or {}
+    if skipped:
+        L.append("Exact NNF not computed for: " + "; ".join(f"**{k}**: {v}"
+                                                            for k, v in skipped.items()) + "\n")
+    L.append("## Results at the last iteration\n")
+    L.append("Each method's own reconstruction of A from B's patches (pm and exact: "
+             "`classic_pm.vote`; dpm: `diff_pm.reconstruct`), compared with A. L1 and L2 (MSE) on "
+             "[0, 1] RGB as in the DeepPruner README; energy = mean patch SSD per pixel and "
+             "channel at the rounded matches (the same function for every method); EPE and "
+             "<=1px against ground truth on valid pixels; time = cumulative compute time "
+             "(JIT, metrics and reconstruction excluded).\n")
+    L.append(markdown_table(summary))
+    L.append("")
+    L.append("Mean over pairs (per method; EPE only over pairs with ground truth):\n")
+    means = method_means(summary)
+    L.append(markdown_table(means, [("method", "method"), ("n", "pairs"), ("psnr", "PSNR dB"),
+                                    ("ssim", "SSIM"), ("l1", "L1"), ("mse", "L2 (MSE)"),
+                                    ("energy", "energy"), ("epe", "EPE px"),
+                                    ("within_1px", "<=1px"), ("cum_time_s", "time s")]))
+    L.append("")
+    figs = set(meta.get("figures", []))
+    if "grid.png" in figs:
+        L.append("## Reconstructions\n")
+        L.append("Rows are pairs: Image A (to rebuild) | Image B (patch source) | "
+                 "differentiable | classic" +
+                 (" | learnt DPM" if (summary["method"] == "dpm-learned").any() else "") +
+                 ", each at its last iteration.\n")
+        L.append("![grid](grid.png)\n")
+    if "convergence.png" in figs:
+        L.append("## Convergence\n")
+        L.append("PSNR and energy per iteration and against cumulative compute time; colour = "
+                 "pair, line style = method; dotted horizontal lines: the exact NNF (the limit "
+                 "of any NNF method's energy).\n")
+        L.append("![convergence](convergence.png)\n")
+    L.append("## Per pair\n")
+    for name in pairs:
+        L.append(f"### {name}\n")
+        sub = df[df["pair"] == name]
+        per_method = []
+        for m in METHOD_ORDER:
+            g = sub[sub["method"] == m].sort_values("iteration")
+            if not g.empty:
+                first, last = g.iloc[0], g.iloc[-1]
+                per_method.append(f"{METHOD_LABELS[m]}: PSNR {_cell('psnr', first['psnr'])} -> "
+                                  f"{_cell('psnr', last['psnr'])} dB over {len(g)} "
+                                  f"iteration{'s' if len(g) > 1 else ''} "
+                                  f"({_cell('cum_time_s', last['cum_time_s'])} s)")
+        L.append("; ".join(per_method) + ".\n")
+        if f"iterations_{name}.png" in figs:
+            L.append(f"![iterations {name}](iterations_{name}.png)\n")
+        if f"nnf_{name}.png" in figs:
+            L.append(f"![nnf {name}](nnf_{name}.png)\n")
+    L.append("## Files\n")
+    L.append("- `metrics.csv`: one row per (pair, method, iteration); columns documented in "
+             "docs/experiments.md.\n- `summary.csv`: the last iteration of each (pair, method)."
+             "\n- `config.json`: full configuration, versions, device, git commit, skipped work."
+             "\n- `artifacts/`: final NNFs and per-iteration reconstructions used by the figures.")
+    path = out / "REPORT.md"
+    path.write_text("\n".join(L) + "\n")
+    return path

@@ -3,9 +3,11 @@
 Every kernel is a plain function over preallocated arrays. Image arguments are the
 *edge-padded* images reshaped to 2-D so that one patch row is contiguous:
 
-    ``A2``: float32, shape (Ha + p - 1, (Wa + p - 1) * C), the image padded by p // 2 on every side
-    with edge replication; the patch centred at pixel (y, x) of A is
-    ``A2[y:y + p, x * C:(x + p) * C]``. Same for ``B2``.
+    ``A2``: float32, shape (Ha + p - 1, (Wa + p - 1) * C + lanes - p * C), the image padded by
+    p // 2 on every side with edge replication, each row followed by a few zeros; the patch
+    centred at pixel (y, x) of A is ``A2[y:y + p, x * C:(x + p) * C]``. Same for ``B2``.
+    ``mask``: float32 (lanes,), 1 on the first p * C lanes, 0 after; lanes = p * C rounded up
+    to a multiple of 8 (see ``_dist``).
 
 State is explicit: ``nnf`` int32 (Ha, Wa, 2) holding absolute (y, x) centres in B, ``cost`` float32
 (Ha, Wa) holding the SSD of each pixel's patch to its current match.
@@ -83,23 +85,26 @@ def _below(r32, n):
 
 
 @njit(cache=True, fastmath=_FASTMATH, inline="always")
-def _dist(A2, B2, ay, ax, by, bx, p, C, best):
+def _dist(A2, B2, mask, ay, ax, by, bx, p, C, best):
     """SSD between A's patch at (ay, ax) and B's patch at (by, bx), float32.
 
+    Each patch row is read as ``len(mask)`` lanes (p * C rounded up to a multiple of 8, so the
+    loop vectorises without a scalar tail); ``mask`` is 1 on the first p * C lanes and 0 on the
+    rest, which belong to the next pixels (or to the zero columns that end every padded row).
     Early termination: once the partial sum (checked after each patch row) reaches ``best``, that
     partial sum is returned (it is >= best, so the candidate is rejected by ``d < best``).
     """
-    pc = p * C
+    lanes = mask.shape[0]
     oa = ax * C
     ob = bx * C
     s = np.float32(0.0)
     for dy in range(p):
-        ra = A2[ay + dy, oa:oa + pc]
-        rb = B2[by + dy, ob:ob + pc]
+        ra = A2[ay + dy, oa:oa + lanes]
+        rb = B2[by + dy, ob:ob + lanes]
         acc = np.float32(0.0)
-        for k in range(pc):
+        for k in range(lanes):
             d = ra[k] - rb[k]
-            acc += d * d
+            acc += mask[k] * d * d
         s += acc
         if s >= best:
             return s
@@ -107,15 +112,15 @@ def _dist(A2, B2, ay, ax, by, bx, p, C, best):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def patch_costs(A2, B2, nnf, p, C, out):
+def patch_costs(A2, B2, mask, nnf, p, C, out):
     """Write into ``out`` (float32 (Ha, Wa)) the full SSD of every pixel's patch to ``nnf``'s match."""
     inf = np.float32(np.inf)
     for y in range(nnf.shape[0]):
         for x in range(nnf.shape[1]):
-            out[y, x] = _dist(A2, B2, y, x, nnf[y, x, 0], nnf[y, x, 1], p, C, inf)
+            out[y, x] = _dist(A2, B2, mask, y, x, nnf[y, x, 0], nnf[y, x, 1], p, C, inf)
 
 
-def _init(A2, B2, nnf, cost, seed, p, C, Hb, Wb):
+def _init(A2, B2, mask, nnf, cost, seed, p, C, Hb, Wb):
     """Uniform random NNF (stream of iteration 0) and its costs; rows in parallel when built so."""
     Ha = nnf.shape[0]
     Wa = nnf.shape[1]
@@ -129,16 +134,18 @@ def _init(A2, B2, nnf, cost, seed, p, C, Hb, Wb):
             bx = _below(r & _M32, Wb)
             nnf[y, x, 0] = by
             nnf[y, x, 1] = bx
-            cost[y, x] = _dist(A2, B2, y, x, by, bx, p, C, inf)
+            cost[y, x] = _dist(A2, B2, mask, y, x, by, bx, p, C, inf)
 
 
-def _sweep(A2, B2, nnf, cost, halo, band_starts, seed, iteration, p, C, Hb, Wb):
+def _sweep(A2, B2, mask, nnf, cost, halo, band_starts, seed, iteration, p, C, Hb, Wb):
     """One PatchMatch iteration (propagation + random search at each pixel), in place.
 
     Parameters
     ----------
-    A2, B2 : ndarray, float32, shape (H + p - 1, (W + p - 1) * C)
+    A2, B2 : ndarray, float32, shape (H + p - 1, (W + p - 1) * C + lanes - p * C)
         Edge-padded images, rows contiguous (see module docstring).
+    mask : ndarray, float32, shape (lanes,)
+        Lane mask of ``_dist``.
     nnf : ndarray, int32, shape (Ha, Wa, 2)
         Current matches, absolute (y, x) centres in B; updated in place.
     cost : ndarray, float32, shape (Ha, Wa)
@@ -181,11 +188,15 @@ def _sweep(A2, B2, nnf, cost, halo, band_starts, seed, iteration, p, C, Hb, Wb):
                 best = cost[y, x]
                 # Propagation: the horizontal neighbour's match, shifted by one, clamped into B.
                 nx = x - step
+                hy = -1
+                hx = -1
                 if 0 <= nx < Wa:
                     cy = nnf[y, nx, 0]
                     cx = min(max(nnf[y, nx, 1] + step, 0), Wb - 1)
+                    hy = cy
+                    hx = cx
                     if cy != by or cx != bx:
-                        d = _dist(A2, B2, y, x, cy, cx, p, C, best)
+                        d = _dist(A2, B2, mask, y, x, cy, cx, p, C, best)
                         if d < best:
                             best = d
                             by = cy
@@ -199,8 +210,8 @@ def _sweep(A2, B2, nnf, cost, halo, band_starts, seed, iteration, p, C, Hb, Wb):
                         cy = nnf[ny_row, x, 0]
                         cx = nnf[ny_row, x, 1]
                     cy = min(max(cy + step, 0), Hb - 1)
-                    if cy != by or cx != bx:
-                        d = _dist(A2, B2, y, x, cy, cx, p, C, best)
+                    if (cy != by or cx != bx) and (cy != hy or cx != hx):
+                        d = _dist(A2, B2, mask, y, x, cy, cx, p, C, best)
                         if d < best:
                             best = d
                             by = cy
@@ -220,7 +231,7 @@ def _sweep(A2, B2, nnf, cost, halo, band_starts, seed, iteration, p, C, Hb, Wb):
                     cy = ylo + _below(r >> _S32, yhi - ylo + 1)
                     cx = xlo + _below(r & _M32, xhi - xlo + 1)
                     if cy != by or cx != bx:
-                        d = _dist(A2, B2, y, x, cy, cx, p, C, best)
+                        d = _dist(A2, B2, mask, y, x, cy, cx, p, C, best)
                         if d < best:
                             best = d
                             by = cy
@@ -268,6 +279,7 @@ def fill_halo(nnf, band_starts, forward, halo):
 
 @njit(cache=True)
 def vote(B2, nnf, p, C, out):
+    # B2 may carry extra zero columns at the end of each row (see module docstring); unused here.
     """Voting reconstruction into ``out`` (float32 (Ha, Wa, C)).
 
     Pixel (y, x) of A averages, over the patches centred at A pixels q = (y + dy, x + dx) inside A

@@ -93,10 +93,27 @@ def _check_nnf(nnf, a_shape, b_shape):
 
 
 def _padded_rows(img, p):
-    """Edge-pad ``img`` (H, W, C) by p // 2 and reshape to (H + p - 1, (W + p - 1) * C)."""
+    """Edge-pad ``img`` (H, W, C) by p // 2; rows flattened and followed by zeros.
+
+    Returns float32 (H + p - 1, (W + p - 1) * C + lanes - p * C), the layout the kernels read
+    (see :mod:`classic_pm._kernels`); the patch centred at (y, x) is
+    ``out[y:y + p, x * C:(x + p) * C]``.
+    """
     r = p // 2
     padded = np.pad(img, ((r, r), (r, r), (0, 0)), mode="edge")
-    return np.ascontiguousarray(padded.reshape(padded.shape[0], -1))
+    padded = padded.reshape(padded.shape[0], -1)
+    extra = _lane_mask(p, img.shape[2]).shape[0] - p * img.shape[2]
+    out = np.zeros((padded.shape[0], padded.shape[1] + extra), np.float32)
+    out[:, :padded.shape[1]] = padded
+    return out
+
+
+def _lane_mask(p, C):
+    """float32 (lanes,): 1 on the first p * C lanes, 0 up to the next multiple of 8."""
+    lanes = (p * C + 7) // 8 * 8
+    mask = np.zeros(lanes, np.float32)
+    mask[:p * C] = 1
+    return mask
 
 
 def _band_starts(height, threads):
@@ -154,15 +171,16 @@ def patchmatch(a, b, *, patch_size=7, iterations=5, seed=0, threads=1, callback=
     Hb, Wb = b.shape[:2]
     A2 = _padded_rows(a, p)
     B2 = _padded_rows(b, p)
+    mask = _lane_mask(p, C)
     nnf = np.empty((Ha, Wa, 2), np.int32)
     cost = np.empty((Ha, Wa), np.float32)
     bands = _band_starts(Ha, threads)
     halo = np.zeros((bands.shape[0] - 1, Wa, 2), np.int32)
 
     if threads == 1:
-        _kernels.init_serial(A2, B2, nnf, cost, seed_u64, p, C, Hb, Wb)
+        _kernels.init_serial(A2, B2, mask, nnf, cost, seed_u64, p, C, Hb, Wb)
         for it in range(1, iterations + 1):
-            _kernels.sweep_serial(A2, B2, nnf, cost, halo, bands, seed_u64, it, p, C, Hb, Wb)
+            _kernels.sweep_serial(A2, B2, mask, nnf, cost, halo, bands, seed_u64, it, p, C, Hb, Wb)
             if callback is not None:
                 callback(it, nnf.copy())
         return nnf
@@ -172,10 +190,10 @@ def patchmatch(a, b, *, patch_size=7, iterations=5, seed=0, threads=1, callback=
     previous = numba.get_num_threads()
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     try:
-        _kernels.init_parallel(A2, B2, nnf, cost, seed_u64, p, C, Hb, Wb)
+        _kernels.init_parallel(A2, B2, mask, nnf, cost, seed_u64, p, C, Hb, Wb)
         for it in range(1, iterations + 1):
             _kernels.fill_halo(nnf, bands, it % 2 == 1, halo)
-            _kernels.sweep_parallel(A2, B2, nnf, cost, halo, bands, seed_u64, it, p, C, Hb, Wb)
+            _kernels.sweep_parallel(A2, B2, mask, nnf, cost, halo, bands, seed_u64, it, p, C, Hb, Wb)
             if callback is not None:
                 callback(it, nnf.copy())
     finally:
@@ -202,7 +220,8 @@ def patch_cost(a, b, nnf, *, patch_size=7):
     a, b, p = _check_pair(a, b, patch_size)
     nnf = _check_nnf(nnf, a.shape, b.shape)
     out = np.empty(a.shape[:2], np.float32)
-    _kernels.patch_costs(_padded_rows(a, p), _padded_rows(b, p), nnf, p, a.shape[2], out)
+    _kernels.patch_costs(_padded_rows(a, p), _padded_rows(b, p), _lane_mask(p, a.shape[2]), nnf, p,
+                          a.shape[2], out)
     return out
 
 

@@ -1,0 +1,240 @@
+"""Benchmark of classic PatchMatch on the Middlebury motorcycle pair (scikit-image, 500 x 741).
+
+Run ``python -m benchmarks.classic`` (``make bench``). A = left view, B = right view, 7 x 7 patches,
+5 iterations. Prints:
+
+* metadata (git commit, package versions, CPU, thread settings, load average);
+* JIT compile (or numba cache load) time of the first call, serial and parallel builds separately;
+* seconds per iteration for threads=1 and threads=2: median, min and max over ``--repeats`` runs,
+  where one run's figure is (time of ``patchmatch(iterations=5)`` - time of
+  ``patchmatch(iterations=0)``) / 5, i.e. setup and random initialisation excluded; the two
+  thread counts are measured interleaved so that machine load hits both alike;
+* energy after each iteration (mean squared difference per pixel and channel, images on [0, 1]),
+  over all pixels and over the interior patches (patches wholly inside A);
+* the exact NNF's energy at half scale (quarter with ``--quick``) with PatchMatch's at the same
+  scale beside it;
+* ratios against the targets of issue 2.
+
+Wall-clock time is the figure of merit; CPU time (``time.process_time``, all threads) is shown
+next to it because it is less sensitive to other processes on a shared machine.
+"""
+
+import argparse
+import csv
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import classic_pm
+
+PATCH = 7
+ITERATIONS = 5
+TARGET_S_PER_ITER = 0.17  # threads=1; a C++ build of Barnes' PatchMatch 2.1 took 0.172 s here
+TARGET_ENERGY = 0.00158  # 5-iteration interior energy of that C++ build
+REFERENCE_EXACT_ENERGY = 0.00131  # exact NNF, full scale, interior (issue 2)
+TARGET_SPEEDUP = 1.7  # threads=2 over threads=1
+
+
+def _metadata():
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
+                                  cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+        except Exception:  # noqa: BLE001 - metadata must never crash the benchmark
+            return "unknown"
+
+    import numba
+    import skimage
+    import torch
+
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        threading_layer = numba.threading_layer()
+    except ValueError:
+        threading_layer = "not initialised"
+    return {
+        "git_commit": git("rev-parse", "--short", "HEAD") + (" (dirty)" if git("status", "--porcelain",
+                                                                             "--", "classic_pm") else ""),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "torch": torch.__version__,
+        "scikit-image": skimage.__version__,
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "numba_num_threads": numba.config.NUMBA_NUM_THREADS,
+        "numba_threading_layer": threading_layer,
+        "torch_threads": torch.get_num_threads(),
+        "load_average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+def _load_pair(scale=1.0):
+    from skimage import data, transform
+
+    left, right, _ = data.stereo_motorcycle()
+    a = left.astype(np.float32) / 255
+    b = right.astype(np.float32) / 255
+    if scale != 1.0:
+        a = transform.rescale(a, scale, anti_aliasing=True, channel_axis=-1).astype(np.float32)
+        b = transform.rescale(b, scale, anti_aliasing=True, channel_axis=-1).astype(np.float32)
+    return a, b
+
+
+def _timed(fn):
+    w, c = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - w, time.process_time() - c
+
+
+def _fmt(x, spec=".4f"):
+    return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.classic", description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=7, help="timed runs per thread count (default 7)")
+    parser.add_argument("--quick", action="store_true",
+                        help="3 repeats, exact NNF at quarter scale instead of half")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--csv", default=None, help="also write the flat result records to this CSV")
+    args = parser.parse_args(argv)
+    repeats = 3 if args.quick and args.repeats == 7 else args.repeats
+    exact_scale = 0.25 if args.quick else 0.5
+    records = []
+
+    def record(**row):
+        records.append(row)
+
+    a, b = _load_pair()
+    print("classic_pm benchmark: Middlebury motorcycle (scikit-image), A = left, B = right")
+    print(f"  A {a.shape}, B {b.shape}, patch {PATCH}, {ITERATIONS} iterations, seed {args.seed}, "
+          f"repeats {repeats}")
+    meta = _metadata()
+    for k, v in meta.items():
+        print(f"  {k}: {v}")
+
+    # ---- JIT compile time (first calls; numba's on-disk cache turns compilation into loading)
+    from classic_pm import _kernels
+
+    tiny = a[:16, :16]
+    print("\nJIT: first call on a 16 x 16 crop (compilation, or numba cache load when cached)")
+    for threads, dispatchers in ((1, ("init_serial", "sweep_serial")), (2, ("init_parallel", "sweep_parallel"))):
+        _, wall, _ = _timed(lambda: classic_pm.patchmatch(tiny, tiny, iterations=2, threads=threads))
+        hits = sum(sum(getattr(_kernels, d).stats.cache_hits.values()) for d in dispatchers)
+        print(f"  threads={threads}: {wall:.2f} s ({'cache load' if hits else 'compiled'})")
+        record(kind="jit", threads=threads, seconds=wall, cached=bool(hits))
+    _, wall, _ = _timed(lambda: (classic_pm.patch_cost(tiny, tiny, np.zeros((16, 16, 2), np.int32)),
+                                 classic_pm.vote(tiny, np.zeros((16, 16, 2), np.int32))))
+    print(f"  patch_cost + vote: {wall:.2f} s")
+
+    # ---- timing: threads 1 and 2 interleaved
+    print(f"\nTiming: s/iteration = (t[iterations={ITERATIONS}] - t[iterations=0]) / {ITERATIONS}")
+    per_iter = {1: [], 2: []}
+    cpu_per_iter = {1: [], 2: []}
+    for rep in range(repeats):
+        for threads in (1, 2):
+            try:
+                _, w0, c0 = _timed(lambda: classic_pm.patchmatch(a, b, iterations=0, seed=args.seed,
+                                                                 threads=threads))
+                _, w5, c5 = _timed(lambda: classic_pm.patchmatch(a, b, iterations=ITERATIONS,
+                                                                 seed=args.seed, threads=threads))
+                s, cs = (w5 - w0) / ITERATIONS, (c5 - c0) / ITERATIONS
+            except Exception as e:  # noqa: BLE001 - a failure becomes a NaN row
+                print(f"  threads={threads} run {rep}: failed: {e!r}")
+                s = cs = w5 = float("nan")
+            per_iter[threads].append(s)
+            cpu_per_iter[threads].append(cs)
+            record(kind="time", threads=threads, repeat=rep, seconds_per_iteration=s,
+                   cpu_seconds_per_iteration=cs, total_seconds=w5)
+    summary = {}
+    for threads in (1, 2):
+        v = np.array(per_iter[threads])
+        med = float(np.nanmedian(v)) if np.isfinite(v).any() else float("nan")
+        summary[threads] = med
+        print(f"  threads={threads}: median {_fmt(med)} s/iter (min {_fmt(float(np.nanmin(v)))}, "
+              f"max {_fmt(float(np.nanmax(v)))}; CPU time median "
+              f"{_fmt(float(np.nanmedian(cpu_per_iter[threads])))} s/iter)")
+
+    # ---- energy after each iteration
+    print("\nEnergy after each iteration (mean squared difference per pixel and channel)")
+    final = {}
+    for threads in (1, 2):
+        rows = []
+
+        def callback(it, nnf, rows=rows):
+            rows.append((it, classic_pm.energy(a, b, nnf, patch_size=PATCH),
+                         classic_pm.energy(a, b, nnf, patch_size=PATCH, interior=True)))
+
+        init = classic_pm.patchmatch(a, b, iterations=0, seed=args.seed, threads=threads)
+        rows.append((0, classic_pm.energy(a, b, init), classic_pm.energy(a, b, init, interior=True)))
+        classic_pm.patchmatch(a, b, iterations=ITERATIONS, seed=args.seed, threads=threads, callback=callback)
+        print(f"  threads={threads}: iteration  energy(all)  energy(interior)")
+        for it, e_all, e_int in rows:
+            print(f"              {it:>9}  {e_all:.6f}     {e_int:.6f}")
+            record(kind="energy", threads=threads, iteration=it, energy=e_all, energy_interior=e_int)
+        final[threads] = rows[-1][2]
+
+    # ---- exact NNF at reduced scale
+    print(f"\nExact NNF at scale {exact_scale} (exhaustive, torch), PatchMatch at the same scale")
+    sa, sb = _load_pair(exact_scale)
+    try:
+        exact, wall, _ = _timed(lambda: classic_pm.exact_nnf(sa, sb, patch_size=PATCH))
+        import torch
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        e_exact = classic_pm.energy(sa, sb, exact, interior=True)
+        e_exact_all = classic_pm.energy(sa, sb, exact)
+    except Exception as e:  # noqa: BLE001
+        print(f"  exact_nnf failed: {e!r}")
+        e_exact = e_exact_all = wall = float("nan")
+        device = "n/a"
+    pm = classic_pm.patchmatch(sa, sb, iterations=ITERATIONS, seed=args.seed)
+    e_pm = classic_pm.energy(sa, sb, pm, interior=True)
+    e_pm_all = classic_pm.energy(sa, sb, pm)
+    print(f"  size A {sa.shape[:2]}, B {sb.shape[:2]}; exact_nnf took {_fmt(wall, '.1f')} s on {device}")
+    print(f"  interior energy: exact {_fmt(e_exact, '.6f')}   PatchMatch (threads=1, {ITERATIONS} it) "
+          f"{e_pm:.6f}   ratio {_fmt(e_pm / e_exact, '.3f')}")
+    print(f"  all-pixel energy: exact {_fmt(e_exact_all, '.6f')}   PatchMatch {e_pm_all:.6f}")
+    record(kind="exact", scale=exact_scale, energy_exact=e_exact, energy_pm=e_pm,
+           energy_exact_all=e_exact_all, energy_pm_all=e_pm_all, seconds=wall, device=device)
+
+    # ---- targets
+    t1, t2 = summary[1], summary[2]
+    speedup = t1 / t2 if t2 else float("nan")
+    print("\nAgainst the targets of issue 2 (full scale)")
+    print(f"  threads=1 s/iter   {_fmt(t1)}  target <= {TARGET_S_PER_ITER}   "
+          f"ratio {_fmt(t1 / TARGET_S_PER_ITER, '.2f')}")
+    print(f"  energy (interior, {ITERATIONS} it, threads=1) {final[1]:.6f}  target <= {TARGET_ENERGY}   "
+          f"ratio {final[1] / TARGET_ENERGY:.3f}  (exact NNF: {REFERENCE_EXACT_ENERGY})")
+    print(f"  energy (interior, {ITERATIONS} it, threads=2) {final[2]:.6f}")
+    print(f"  speedup threads=2 / threads=1   {_fmt(speedup, '.2f')}  target >= {TARGET_SPEEDUP}   "
+          f"(numba may run at most {meta['numba_num_threads']} threads here)")
+    record(kind="summary", s_per_iter_t1=t1, s_per_iter_t2=t2, speedup=speedup,
+           energy_t1=final[1], energy_t2=final[2])
+
+    if args.csv:
+        keys = sorted({k for r in records for k in r} | set(meta))
+        with open(args.csv, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            for r in records:
+                writer.writerow({**meta, **r})
+        print(f"\nrecords written to {args.csv}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

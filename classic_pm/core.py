@@ -117,8 +117,14 @@ def _lane_mask(p, C):
 
 
 def _band_starts(height, threads):
-    """Row ranges of the bands used by the parallel sweep (a single band when threads == 1)."""
-    n_bands = 1 if threads == 1 else min(height, 4 * threads)
+    """Row ranges of the bands of the parallel sweep: ``threads`` bands of equal height.
+
+    One band per thread: matches cross a band border only through the halo row (once per pass in
+    the scan direction), so every extra border costs energy (motorcycle, 5 iterations, interior:
+    2 bands 0.001558, 4 bands 0.001562, 8 bands 0.001565, 32 bands 0.001602; serial 0.001553),
+    and the halves of the image cost the same within about 5%, so static scheduling balances.
+    """
+    n_bands = min(height, threads)
     return np.linspace(0, height, n_bands + 1).round().astype(np.int64)
 
 
@@ -147,9 +153,9 @@ def patchmatch(a, b, *, patch_size=7, iterations=5, seed=0, threads=1, callback=
     seed : int, keyword-only
         Seed of the random streams; same seed and same threads give the same NNF.
     threads : int, keyword-only
-        1: the serial scan of Barnes et al. > 1: the image is cut into ``4 * threads`` bands of
-        rows processed in parallel; rows at a band's border take the neighbour band's matches as
-        they stood before the pass (deterministic). The result depends on ``threads`` but never
+        1: the serial scan of Barnes et al. > 1: A is cut into ``threads`` bands of rows, scanned
+        in parallel; a band's border row takes the neighbour band's matches as they stood before
+        the pass (deterministic), so matches cross band borders in later passes. The result depends on ``threads`` but never
         on scheduling; numba runs at most ``numba.config.NUMBA_NUM_THREADS`` threads.
     callback : callable, keyword-only
         ``callback(iteration, nnf)`` after each pass, iteration 1-based; ``nnf`` is a copy.

@@ -1,10 +1,185 @@
-"""Compiled CPU forward kernel for the fused neighbourhood scores (placeholder: not yet enabled)."""
+"""Compiled CPU kernels (numba) for the fused neighbourhood scores and their gradients.
+
+Same definition as :func:`diff_pm.evaluation._patch_tile` (the device-generic torch version): for a
+position ``(py, px)`` in B with top-left corner ``(y0, x0)`` and weights ``w00, w01, w10, w11``
+(``(1-fy)(1-fx), (1-fy)fx, fy(1-fx), fy fx``, each zeroed when its corner lies outside B -- grid_sample's
+zero padding), the sampled neighbourhood tap ``(i, j)`` is
+``w00 B[y0+i-r, x0+j-r] + w01 B[y0+i-r, x0+j-r+1] + w10 B[y0+i-r+1, x0+j-r] + w11 B[y0+i-r+1, x0+j-r+1]``
+with B zero padded (the features' zero padding), and the score is ``-mean |A_patch - sampled|``.
+
+Arrays are channels-last and padded so that the inner loops run over contiguous ``p * C`` floats.
+Rows are split into as many chunks as numba threads; gradients of A and B are accumulated in one
+buffer per chunk (no races), then summed.
+"""
 from __future__ import annotations
 
+import math
 
-def available(t) -> bool:
-    return False
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+try:  # numba is a project dependency, but keep the torch fallback importable without it
+    import numba
+    from numba import njit, prange
+except ImportError:  # pragma: no cover
+    numba = None
+
+__all__ = ["available", "patch_scores", "patch_scores_backward"]
 
 
-def patch_scores(a, b, bx, by, patch_size):  # pragma: no cover
-    raise NotImplementedError
+def available(t: torch.Tensor) -> bool:
+    """True when the compiled kernels can serve ``t`` (CPU float32/float64, numba importable)."""
+    return numba is not None and t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64)
+
+
+if numba is not None:
+
+    @njit(cache=True, inline="always")
+    def _corner(pos, size):
+        p0 = math.floor(pos)
+        frac = pos - p0
+        w0 = (1.0 - frac) if (p0 >= 0 and p0 <= size - 1) else 0.0
+        w1 = frac if (p0 >= -1 and p0 <= size - 2) else 0.0
+        i0 = int(min(max(p0, -1.0), size - 1.0))
+        return i0, w0, w1
+
+    @njit(cache=True, parallel=True, fastmath=True)
+    def _forward(a_cl, b_cl, bx, by, p, hb, wb, out):
+        # a_cl: (N, Ha+2r, (Wa+2r)*C); b_cl: (N, Hb+2r+2, (Wb+2r+2)*C); bx, by, out: (N, K, Ha, Wa)
+        n_img, n_part, ha, wa = bx.shape
+        c = (a_cl.shape[2] // (wa + p - 1))
+        pc = p * c
+        scale = 1.0 / (c * p * p)
+        for row in prange(n_img * ha):
+            n = row // ha
+            y = row - n * ha
+            for x in range(wa):
+                abase = x * c
+                for k in range(n_part):
+                    x0, wx0, wx1 = _corner(bx[n, k, y, x], wb)
+                    y0, wy0, wy1 = _corner(by[n, k, y, x], hb)
+                    w00 = wy0 * wx0
+                    w01 = wy0 * wx1
+                    w10 = wy1 * wx0
+                    w11 = wy1 * wx1
+                    bbase = (x0 + 1) * c           # padded by r+1: window column x0 - r -> x0 + 1
+                    acc = 0.0
+                    for i in range(p):
+                        r0 = b_cl[n, y0 + 1 + i]
+                        r1 = b_cl[n, y0 + 2 + i]
+                        ar = a_cl[n, y + i]
+                        for j in range(pc):
+                            s = (w00 * r0[bbase + j] + w01 * r0[bbase + c + j]
+                                 + w10 * r1[bbase + j] + w11 * r1[bbase + c + j])
+                            acc += abs(ar[abase + j] - s)
+                    out[n, k, y, x] = -acc * scale
+
+    @njit(cache=True, parallel=True, fastmath=True)
+    def _backward(a_cl, b_cl, bx, by, p, hb, wb, gout, ga, gb, gx, gy, chunks):
+        # ga: (chunks, N, Ha+2r, (Wa+2r)*C); gb: (chunks, N, Hb+2r+2, (Wb+2r+2)*C); gx, gy: (N, K, Ha, Wa)
+        n_img, n_part, ha, wa = bx.shape
+        c = (a_cl.shape[2] // (wa + p - 1))
+        pc = p * c
+        scale = 1.0 / (c * p * p)
+        total = n_img * ha
+        for ch in prange(chunks):
+            lo = (total * ch) // chunks
+            hi = (total * (ch + 1)) // chunks
+            for row in range(lo, hi):
+                n = row // ha
+                y = row - n * ha
+                for x in range(wa):
+                    abase = x * c
+                    for k in range(n_part):
+                        g = gout[n, k, y, x] * scale
+                        if g == 0.0:
+                            continue
+                        px = bx[n, k, y, x]
+                        py = by[n, k, y, x]
+                        x0, wx0, wx1 = _corner(px, wb)
+                        y0, wy0, wy1 = _corner(py, hb)
+                        # d(weights)/d(px), d/d(py): frac = pos - floor(pos), valid masks are constants
+                        fx0 = math.floor(px)
+                        fy0 = math.floor(py)
+                        dwx0 = -1.0 if (fx0 >= 0 and fx0 <= wb - 1) else 0.0
+                        dwx1 = 1.0 if (fx0 >= -1 and fx0 <= wb - 2) else 0.0
+                        dwy0 = -1.0 if (fy0 >= 0 and fy0 <= hb - 1) else 0.0
+                        dwy1 = 1.0 if (fy0 >= -1 and fy0 <= hb - 2) else 0.0
+                        w00 = wy0 * wx0
+                        w01 = wy0 * wx1
+                        w10 = wy1 * wx0
+                        w11 = wy1 * wx1
+                        bbase = (x0 + 1) * c
+                        sx = 0.0
+                        sy = 0.0
+                        for i in range(p):
+                            rb0 = y0 + 1 + i
+                            r0 = b_cl[n, rb0]
+                            r1 = b_cl[n, rb0 + 1]
+                            ar = a_cl[n, y + i]
+                            gar = ga[ch, n, y + i]
+                            gr0 = gb[ch, n, rb0]
+                            gr1 = gb[ch, n, rb0 + 1]
+                            for j in range(pc):
+                                v00 = r0[bbase + j]
+                                v01 = r0[bbase + c + j]
+                                v10 = r1[bbase + j]
+                                v11 = r1[bbase + c + j]
+                                s = w00 * v00 + w01 * v01 + w10 * v10 + w11 * v11
+                                d = ar[abase + j] - s
+                                # out = -scale * sum |a - s|: d out / d a = -sign(d), d out / d s = sign(d)
+                                sg = g if d > 0 else (-g if d < 0 else 0.0)
+                                gar[abase + j] -= sg
+                                gr0[bbase + j] += sg * w00
+                                gr0[bbase + c + j] += sg * w01
+                                gr1[bbase + j] += sg * w10
+                                gr1[bbase + c + j] += sg * w11
+                                sx += sg * (wy0 * dwx0 * v00 + wy0 * dwx1 * v01 + wy1 * dwx0 * v10 + wy1 * dwx1 * v11)
+                                sy += sg * (dwy0 * wx0 * v00 + dwy0 * wx1 * v01 + dwy1 * wx0 * v10 + dwy1 * wx1 * v11)
+                        gx[n, k, y, x] = sx
+                        gy[n, k, y, x] = sy
+
+
+def _channels_last(t: torch.Tensor, pad: int) -> np.ndarray:
+    """(N, C, H, W) tensor -> zero-padded channels-last numpy array (N, H+2pad, (W+2pad)*C)."""
+    t = F.pad(t.detach(), (pad,) * 4)
+    n, c, h, w = t.shape
+    return np.ascontiguousarray(t.permute(0, 2, 3, 1).reshape(n, h, w * c).numpy())
+
+
+def _prepare(a, b, bx, by, patch_size):
+    r = patch_size // 2
+    a_cl = _channels_last(a, r)
+    b_cl = _channels_last(b, r + 1)
+    bxn = np.ascontiguousarray(bx.detach().numpy())
+    byn = np.ascontiguousarray(by.detach().numpy())
+    return a_cl, b_cl, bxn, byn
+
+
+def patch_scores(a, b, bx, by, patch_size: int) -> torch.Tensor:
+    """Forward scores ``(N, K, Ha, Wa)``; same contract as :func:`diff_pm.evaluation.patch_scores`."""
+    a_cl, b_cl, bxn, byn = _prepare(a, b, bx, by, patch_size)
+    out = np.empty(bxn.shape, dtype=bxn.dtype)
+    hb, wb = b.shape[-2:]
+    _forward(a_cl, b_cl, bxn, byn, patch_size, hb, wb, out)
+    return torch.from_numpy(out)
+
+
+def patch_scores_backward(a, b, bx, by, patch_size: int, grad_out: torch.Tensor):
+    """Gradients ``(grad_a, grad_b, grad_bx, grad_by)`` of ``sum(grad_out * patch_scores(...))``."""
+    a_cl, b_cl, bxn, byn = _prepare(a, b, bx, by, patch_size)
+    gout = np.ascontiguousarray(grad_out.detach().to(bx.dtype).numpy())
+    chunks = max(1, min(numba.get_num_threads(), bxn.shape[0] * bxn.shape[2]))
+    ga = np.zeros((chunks,) + a_cl.shape, dtype=a_cl.dtype)
+    gb = np.zeros((chunks,) + b_cl.shape, dtype=b_cl.dtype)
+    gx = np.zeros(bxn.shape, dtype=bxn.dtype)
+    gy = np.zeros(byn.shape, dtype=byn.dtype)
+    hb, wb = b.shape[-2:]
+    _backward(a_cl, b_cl, bxn, byn, patch_size, hb, wb, gout, ga, gb, gx, gy, chunks)
+    n, c, ha, wa = a.shape
+    r = patch_size // 2
+    q = r + 1
+    grad_a = torch.from_numpy(ga.sum(0)).view(n, ha + 2 * r, wa + 2 * r, c)[:, r:r + ha, r:r + wa].permute(0, 3, 1, 2)
+    grad_b = torch.from_numpy(gb.sum(0)).view(n, hb + 2 * q, wb + 2 * q, c)[:, q:q + hb, q:q + wb].permute(0, 3, 1, 2)
+    return grad_a.contiguous(), grad_b.contiguous(), torch.from_numpy(gx), torch.from_numpy(gy)

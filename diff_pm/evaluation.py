@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from . import _cpu_kernels
 from ._common import pixel_grid, pixel_to_grid
 
 __all__ = ["particle_positions", "materialized_scores", "tiled_scores", "patch_scores", "select_offsets",
@@ -174,12 +175,11 @@ class _PatchScores(torch.autograd.Function):
     """Fused neighbourhood scores; forward without a graph, backward recomputes tile by tile."""
 
     @staticmethod
-    def forward(ctx, a, b, bx, by, patch_size, tile_elements):
+    def forward(ctx, a, b, bx, by, patch_size, tile_elements, compiled):
         hb, wb = b.shape[-2:]
         ctx.save_for_backward(a, b, bx, by)
-        ctx.conf = (patch_size, tile_elements)
-        from . import _cpu_kernels
-        if _cpu_kernels.available(a):
+        ctx.conf = (patch_size, tile_elements, compiled)
+        if compiled:
             return _cpu_kernels.patch_scores(a, b, bx, by, patch_size)
         a_pad, b_flat = _pad_inputs(a, b, patch_size)
         return _patch_scores_torch(a_pad, b_flat, bx, by, patch_size, hb, wb, tile_elements)
@@ -187,10 +187,13 @@ class _PatchScores(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         a, b, bx, by = ctx.saved_tensors
-        patch_size, tile_elements = ctx.conf
+        patch_size, tile_elements, compiled = ctx.conf
         hb, wb = b.shape[-2:]
         n, k, ha, wa = bx.shape
         need = ctx.needs_input_grad
+        if compiled:
+            grads = _cpu_kernels.patch_scores_backward(a, b, bx, by, patch_size, grad_out)
+            return tuple(g if nd else None for g, nd in zip(grads, need[:4])) + (None, None, None)
         with torch.enable_grad():
             a_pad, b_flat = [t.detach().requires_grad_(True) for t in _pad_inputs(a, b, patch_size)]
             g_apad = torch.zeros_like(a_pad)
@@ -214,10 +217,10 @@ class _PatchScores(torch.autograd.Function):
         q = r + 1
         grad_a = g_apad[:, :, r:r + ha, r:r + a.shape[-1]] if need[0] else None
         grad_b = g_bflat.view(n, b.shape[1], hb + 2 * q, wb + 2 * q)[:, :, q:q + hb, q:q + wb] if need[1] else None
-        return grad_a, grad_b, (g_bx if need[2] else None), (g_by if need[3] else None), None, None
+        return grad_a, grad_b, (g_bx if need[2] else None), (g_by if need[3] else None), None, None, None
 
 
-def patch_scores(a, b, bx, by, *, patch_size: int = 7, tile_elements: int = TILE_ELEMENTS):
+def patch_scores(a, b, bx, by, *, patch_size: int = 7, tile_elements: int = TILE_ELEMENTS, backend: str = "auto"):
     """Mean-L1 scores of the ``p x p`` neighbourhood features, computed from the images.
 
     Equal by definition to ``materialized_scores(neighbourhood_features(a), neighbourhood_features(b),
@@ -231,8 +234,16 @@ def patch_scores(a, b, bx, by, *, patch_size: int = 7, tile_elements: int = TILE
         - a: ``(N, C, Ha, Wa)``; b: ``(N, C, Hb, Wb)``
         - bx, by: ``(N, K, Ha, Wa)``
         - output: ``(N, K, Ha, Wa)`` (no temperature)
+
+    ``backend``: ``"compiled"`` (numba kernels, CPU only), ``"torch"`` (tiled torch ops, any device)
+    or ``"auto"`` (compiled on CPU when numba is available, else torch). Both use the same formula.
     """
-    return _PatchScores.apply(a, b, bx, by, int(patch_size), int(tile_elements))
+    if backend not in ("auto", "compiled", "torch"):
+        raise ValueError(f"backend must be 'auto', 'compiled' or 'torch', got {backend!r}")
+    compiled = _cpu_kernels.available(a) if backend == "auto" else backend == "compiled"
+    if compiled and not _cpu_kernels.available(a):
+        raise ValueError(f"the compiled backend needs CPU float32/float64 tensors and numba, got {a.device}/{a.dtype}")
+    return _PatchScores.apply(a, b, bx, by, int(patch_size), int(tile_elements), compiled)
 
 
 # --- selection ----------------------------------------------------------------------------------

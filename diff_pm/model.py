@@ -93,8 +93,23 @@ class DifferentiablePatchMatch(nn.Module):
         x, y = pixel_grid(ha, wa, like=like)
         return x - (wb - 1), x, y - (hb - 1), y
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor, *, generator: torch.Generator | None = None,
+    def forward(self, a: torch.Tensor, b: torch.Tensor, *, generator=None,
                 callback: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+        """Match every pixel of ``a`` to a position in ``b``.
+
+        Parameters
+        ----------
+        a, b : Tensor, ``(N, C, Ha, Wa)`` and ``(N, C, Hb, Wb)``
+        generator : torch.Generator or sequence of N generators, optional
+            The only source of randomness (on the inputs' device); one per batch item makes each
+            item's result independent of the batch. ``None``: torch's default generator.
+        callback : callable, optional
+            ``callback(iteration, positions)`` after every iteration (1-based), positions as returned.
+
+        Returns
+        -------
+        Tensor, ``(N, 2, Ha, Wa)``: ``(y, x)`` pixel positions in B.
+        """
         check_image(a, "a")
         check_image(b, "b")
         if a.shape[0] != b.shape[0]:
@@ -103,8 +118,12 @@ class DifferentiablePatchMatch(nn.Module):
             raise ValueError(f"a and b must have the same number of channels, got {a.shape[1]} and {b.shape[1]}")
         if a.device != b.device or a.dtype != b.dtype:
             raise ValueError(f"a and b must share device and dtype, got {a.device}/{a.dtype} and {b.device}/{b.dtype}")
-        if generator is not None and torch.device(generator.device).type != a.device.type:
-            raise ValueError(f"generator is on {generator.device}, inputs on {a.device}")
+        gens = [] if generator is None else ([generator] if isinstance(generator, torch.Generator) else list(generator))
+        if not isinstance(generator, (type(None), torch.Generator)) and len(gens) != a.shape[0]:
+            raise ValueError(f"generator must be a torch.Generator or one per batch item ({a.shape[0]}), got {len(gens)}")
+        for g in gens:
+            if not isinstance(g, torch.Generator) or torch.device(g.device).type != a.device.type:
+                raise ValueError(f"generator must be a torch.Generator on {a.device.type}, got {g!r}")
         n, _, ha, wa = a.shape
         size_a, size_b = (ha, wa), tuple(b.shape[-2:])
         if self._fused:

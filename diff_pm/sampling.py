@@ -21,9 +21,11 @@ def sample_particles(lo_x, hi_x, lo_y, hi_y, sample_count: int = 1, *, generator
         Per-pixel offset range in pixels (``lo <= hi``).
     sample_count : int
         ``k``; ``(k+1)^2`` particles are returned.
-    generator : torch.Generator, optional
+    generator : torch.Generator or sequence of N generators, optional
         Source of the uniform draws (on the tensors' device). ``None`` uses torch's default generator.
-        x noise is drawn first, then y noise, each of shape ``(N, k+1, H, W)``.
+        x noise is drawn first, then y noise, each of shape ``(N, k+1, H, W)``. With one generator per
+        batch item, item ``i`` draws its own x then y noise from ``generator[i]``, so its particles do
+        not depend on the rest of the batch.
     shared_noise : bool
         Reuse the x noise for y, as the DeepPruner reference does (a quirk).
 
@@ -33,9 +35,7 @@ def sample_particles(lo_x, hi_x, lo_y, hi_y, sample_count: int = 1, *, generator
     """
     n_int = sample_count + 1
     n, _, h, w = lo_x.shape
-    shape = (n, n_int, h, w)
-    u_x = torch.rand(shape, generator=generator, device=lo_x.device, dtype=lo_x.dtype)
-    u_y = u_x if shared_noise else torch.rand(shape, generator=generator, device=lo_x.device, dtype=lo_x.dtype)
+    u_x, u_y = _uniform_noise((n, n_int, h, w), generator, shared_noise, lo_x)
     if interval_index is None:
         interval_index = torch.arange(n_int, device=lo_x.device, dtype=lo_x.dtype).view(1, n_int, 1, 1)
     interval_index = interval_index.to(device=lo_x.device, dtype=lo_x.dtype)
@@ -44,6 +44,21 @@ def sample_particles(lo_x, hi_x, lo_y, hi_y, sample_count: int = 1, *, generator
     offset_x = sx.unsqueeze(1).expand(n, n_int, n_int, h, w).reshape(n, n_int * n_int, h, w)
     offset_y = sy.unsqueeze(2).expand(n, n_int, n_int, h, w).reshape(n, n_int * n_int, h, w)
     return offset_x, offset_y
+
+
+def _uniform_noise(shape, generator, shared_noise, like):
+    def draw(g, size):
+        return torch.rand(size, generator=g, device=like.device, dtype=like.dtype)
+    if generator is None or isinstance(generator, torch.Generator):
+        u_x = draw(generator, shape)
+        return u_x, (u_x if shared_noise else draw(generator, shape))
+    if len(generator) != shape[0]:
+        raise ValueError(f"expected one generator per batch item ({shape[0]}), got {len(generator)}")
+    xs, ys = [], []
+    for g in generator:
+        xs.append(draw(g, (1,) + tuple(shape[1:])))
+        ys.append(xs[-1] if shared_noise else draw(g, (1,) + tuple(shape[1:])))
+    return torch.cat(xs), torch.cat(ys)
 
 
 class ParticleSampler(nn.Module):

@@ -1,0 +1,258 @@
+"""diff_pm layers: sampler, propagation, evaluation, features, reconstruction (CPU; CUDA when present)."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import diff_pm
+from diff_pm import (Evaluation, NeighbourhoodFeatures, ParticleSampler, Propagation, Reconstruction,
+                     materialized_scores, neighbourhood_features, patch_scores, propagate, reconstruct,
+                     sample_particles, select_offsets, tiled_scores)
+from diff_pm.evaluation import particle_positions
+
+CUDA = torch.cuda.is_available()
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not CUDA, reason="needs CUDA")])]
+#: tolerances per dtype (rtol, atol)
+TOL = {torch.float64: (1e-5, 1e-9), torch.float32: (1e-4, 1e-5)}
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return torch.device(request.param)
+
+
+def _gen(device, seed=0):
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def _random_case(device, dtype=torch.float64, n=2, k=5, ha=9, wa=11, hb=8, wb=13, seed=0, integers=True):
+    g = _gen(device, seed)
+    a = torch.rand(n, 3, ha, wa, dtype=dtype, device=device, generator=g)
+    b = torch.rand(n, 3, hb, wb, dtype=dtype, device=device, generator=g)
+    # positions partly outside B (exercise grid_sample's zero padding) and a few exact integers
+    bx = torch.rand(n, k, ha, wa, dtype=dtype, device=device, generator=g) * (wb + 3) - 1.5
+    by = torch.rand(n, k, ha, wa, dtype=dtype, device=device, generator=g) * (hb + 3) - 1.5
+    if integers:  # exact integer positions: fine for values, but kinks of the bilinear weights for gradients
+        bx[:, 0, :2] = torch.round(bx[:, 0, :2])
+        by[:, 0, :2] = torch.round(by[:, 0, :2])
+    return a, b, bx, by
+
+
+# --- sampler -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_sampler_counts_and_intervals(device, k):
+    n, h, w = 2, 5, 6
+    g = _gen(device)
+    lo_x = torch.rand(n, 1, h, w, generator=g, device=device) * -20
+    hi_x = lo_x + torch.rand(n, 1, h, w, generator=g, device=device) * 30
+    lo_y = torch.rand(n, 1, h, w, generator=g, device=device) * -10
+    hi_y = lo_y + 7.0
+    px, py = sample_particles(lo_x, hi_x, lo_y, hi_y, k, generator=g)
+    assert px.shape == py.shape == (n, (k + 1) ** 2, h, w)
+    step_x, step_y = (hi_x - lo_x) / (k + 1), (hi_y - lo_y) / (k + 1)
+    for j in range((k + 1) ** 2):
+        iy, ix = divmod(j, k + 1)          # particle j = iy * (k+1) + ix
+        assert torch.all(px[:, j:j + 1] >= lo_x + ix * step_x - 1e-5)
+        assert torch.all(px[:, j:j + 1] <= lo_x + (ix + 1) * step_x + 1e-5)
+        assert torch.all(py[:, j:j + 1] >= lo_y + iy * step_y - 1e-5)
+        assert torch.all(py[:, j:j + 1] <= lo_y + (iy + 1) * step_y + 1e-5)
+    # meshgrid: every x-sample appears with every y-sample
+    assert torch.equal(px[:, 0], px[:, k + 1]) and torch.equal(py[:, 0], py[:, 1])
+
+
+def test_sampler_generator_reproducible_and_module_equals_function(device):
+    lo = torch.zeros(1, 1, 4, 4, device=device)
+    hi = lo + 10
+    a = sample_particles(lo, hi, lo, hi, 2, generator=_gen(device, 3))
+    b = ParticleSampler(2).to(device)(lo, hi, lo, hi, generator=_gen(device, 3))
+    c = sample_particles(lo, hi, lo, hi, 2, generator=_gen(device, 4))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], c[0])
+    # per-item generators: item i depends only on generator i
+    lo2, hi2 = lo.expand(2, -1, -1, -1), hi.expand(2, -1, -1, -1)
+    both = sample_particles(lo2, hi2, lo2, hi2, 1, generator=[_gen(device, 3), _gen(device, 4)])
+    one = sample_particles(lo, hi, lo, hi, 1, generator=_gen(device, 4))
+    assert torch.equal(both[0][1:], one[0]) and torch.equal(both[1][1:], one[1])
+
+
+# --- propagation ---------------------------------------------------------------------------------
+
+def test_propagation_hand_worked_3x3():
+    """One particle per pixel, offsets 1..9 in raster order:
+
+        1 2 3
+        4 5 6
+        7 8 9
+
+    Horizontal: pixel (1, 0) receives [left, own, right] = [4 (replicated: no left neighbour), 4, 5];
+    pixel (1, 1) receives [4, 5, 6]; pixel (1, 2) receives [5, 6, 6]. Vertical analogously with
+    [up, own, down]. Border rule "zeros" (reference quirk) gives 0 for the missing neighbour.
+    """
+    ox = torch.arange(1.0, 10.0).view(1, 1, 3, 3)
+    oy = -ox
+    hx, hy = propagate(ox, oy, "horizontal")
+    assert hx.shape == (1, 3, 3, 3)
+    expected_h = torch.tensor([[[1, 1, 2], [4, 4, 5], [7, 7, 8]],      # from left neighbour
+                               [[1, 2, 3], [4, 5, 6], [7, 8, 9]],      # own
+                               [[2, 3, 3], [5, 6, 6], [8, 9, 9]]],     # from right neighbour
+                              dtype=torch.float32)
+    assert torch.equal(hx[0], expected_h) and torch.equal(hy[0], -expected_h)
+    vx, _ = propagate(ox, oy, "vertical")
+    expected_v = torch.tensor([[[1, 2, 3], [1, 2, 3], [4, 5, 6]],
+                               [[1, 2, 3], [4, 5, 6], [7, 8, 9]],
+                               [[4, 5, 6], [7, 8, 9], [7, 8, 9]]], dtype=torch.float32)
+    assert torch.equal(vx[0], expected_v)
+    zx, _ = propagate(ox, oy, "horizontal", border="zeros")
+    assert torch.equal(zx[0, 0, :, 0], torch.zeros(3)) and torch.equal(zx[0, 2, :, 2], torch.zeros(3))
+    assert torch.equal(zx[0, :, :, 1], expected_h[:, :, 1])
+
+
+def test_propagation_particle_order_and_module(device):
+    ox = torch.rand(2, 4, 5, 6, device=device, generator=_gen(device))
+    oy = torch.rand(2, 4, 5, 6, device=device, generator=_gen(device, 1))
+    fx, fy = propagate(ox, oy, "horizontal")
+    mx, my = Propagation().to(device)(ox, oy, "horizontal")
+    assert torch.equal(fx, mx) and torch.equal(fy, my)
+    assert fx.shape == (2, 12, 5, 6)
+    assert torch.equal(fx[:, 4:8], ox)                              # candidates 4..7: own particles
+    assert torch.equal(fx[:, 0:4, :, 1:], ox[:, :, :, :-1])         # candidates 0..3: left neighbour's
+    assert torch.equal(fx[:, 8:12, :, :-1], ox[:, :, :, 1:])        # candidates 8..11: right neighbour's
+    with pytest.raises(ValueError):
+        propagate(ox, oy, "diagonal")
+
+
+# --- features and scores --------------------------------------------------------------------------
+
+def test_neighbourhood_features_layout(device):
+    img = torch.rand(1, 3, 6, 7, device=device, generator=_gen(device))
+    f = NeighbourhoodFeatures(7).to(device)(img)
+    assert f.shape == (1, 147, 6, 7)
+    # channel t*C + c is channel c displaced by tap t = ty*7 + tx, zero outside
+    ref = F.pad(img, (3, 3, 3, 3))
+    for t in (0, 10, 24, 48):
+        ty, tx = divmod(t, 7)
+        assert torch.equal(f[0, 3 * t:3 * t + 3], ref[0, :, ty:ty + 6, tx:tx + 7])
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_memory_saving_scores_equal_materialized(device, dtype, backend):
+    rtol, atol = TOL[dtype]
+    a, b, bx, by = _random_case(device, dtype)
+    ref = materialized_scores(neighbourhood_features(a), neighbourhood_features(b), bx, by)
+    torch.testing.assert_close(patch_scores(a, b, bx, by, backend=backend), ref, rtol=rtol, atol=atol)
+    a, b, bx, by = _random_case(device, dtype, integers=False)
+    inputs = [t.clone().requires_grad_(True) for t in (a, b, bx, by)]
+    ref = materialized_scores(neighbourhood_features(inputs[0]), neighbourhood_features(inputs[1]), *inputs[2:])
+    weights = torch.rand(ref.shape, dtype=dtype, device=device, generator=_gen(device, 9)) - 0.5
+    ref_grads = torch.autograd.grad((ref * weights).sum(), inputs)
+    for fn in (lambda a, b, x, y: patch_scores(a, b, x, y, backend=backend, tile_elements=4000),
+               lambda a, b, x, y: tiled_scores(neighbourhood_features(a), neighbourhood_features(b), x, y,
+                                               tile_elements=4000)):
+        inputs = [t.clone().requires_grad_(True) for t in (a, b, bx, by)]
+        out = fn(*inputs)
+        torch.testing.assert_close(out, ref, rtol=rtol, atol=atol)
+        grads = torch.autograd.grad((out * weights).sum(), inputs)
+        for g, rg in zip(grads, ref_grads):
+            torch.testing.assert_close(g, rg, rtol=rtol, atol=atol)
+
+
+def test_compiled_backend_needs_cpu():
+    a, b, bx, by = _random_case("cpu")
+    with pytest.raises(ValueError):
+        patch_scores(a.to(torch.float16), b.to(torch.float16), bx.half(), by.half(), backend="compiled")
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_gradcheck_patch_scores(device, backend):
+    a, b, bx, by = _random_case(device, n=1, k=2, ha=4, wa=5, hb=5, wb=4)
+    # keep positions away from integers, where the bilinear weights have kinks
+    bx = torch.floor(bx) + 0.2 + 0.6 * (bx - torch.floor(bx))
+    by = torch.floor(by) + 0.2 + 0.6 * (by - torch.floor(by))
+    inputs = tuple(t.requires_grad_(True) for t in (a, b, bx, by))
+    assert torch.autograd.gradcheck(lambda *t: patch_scores(*t, patch_size=3, backend=backend, tile_elements=100),
+                                    inputs, nondet_tol=1e-10 if device.type == "cuda" else 0.0)
+
+
+def test_gradcheck_evaluation_and_propagation(device):
+    g = _gen(device)
+    a = torch.rand(1, 3, 5, 6, dtype=torch.float64, device=device, generator=g)
+    b = torch.rand(1, 3, 5, 6, dtype=torch.float64, device=device, generator=g)
+    ox = (torch.rand(1, 2, 5, 6, dtype=torch.float64, device=device, generator=g) * 4 - 2).requires_grad_(True)
+    oy = (torch.rand(1, 2, 5, 6, dtype=torch.float64, device=device, generator=g) * 4 - 2).requires_grad_(True)
+    ev = Evaluation(temperature=10.0, patch_size=3)
+
+    def step(ox, oy):
+        px, py = propagate(ox, oy, "horizontal")
+        dx, dy = ev(a, b, px, py)
+        px, py = propagate(dx, dy, "vertical")
+        return ev(a, b, px, py)
+
+    assert torch.autograd.gradcheck(step, (ox, oy), nondet_tol=1e-10 if device.type == "cuda" else 0.0)
+
+
+def test_hard_is_argmax_and_soft_at_1e10_is_hard(device):
+    a, b, bx, by = _random_case(device, torch.float32, integers=False)
+    bx, by = bx.clamp(0.1, b.shape[-1] - 1.1), by.clamp(0.1, b.shape[-2] - 1.1)   # inside B: no exact ties
+    ox, oy = torch.arange(a.shape[-1], device=device) - bx, torch.arange(a.shape[-2], device=device).view(-1, 1) - by
+    scores = patch_scores(a, b, bx, by)
+    hx, hy = select_offsets(scores, ox, oy, "hard")
+    best = scores.argmax(1, keepdim=True)
+    assert torch.equal(hx, ox.gather(1, best)) and torch.equal(hy, oy.gather(1, best))
+    sx, sy = select_offsets(1e10 * scores, ox, oy, "soft")
+    torch.testing.assert_close(sx, hx)
+    torch.testing.assert_close(sy, hy)
+    ex, ey = Evaluation(mode="hard")(a, b, ox, oy)
+    torch.testing.assert_close(ex, hx)
+    with pytest.raises(ValueError):
+        select_offsets(scores, ox, oy, "argmax")
+
+
+def test_particle_positions_conventions():
+    ox = torch.tensor([[[[0.0, 2.5, -100.0]]]])
+    bx, by = particle_positions(ox, torch.zeros_like(ox), (1, 3), (4, 5))
+    assert torch.equal(bx, torch.tensor([[[[0.0, 0.0, 4.0]]]]))      # x - dx clamped to [0, Wb - 1]
+    assert torch.equal(by, torch.zeros_like(by))
+    # reference quirk: normalised by A's size with align_corners=False -> x * Wb / Wa - 0.5
+    qx, _ = particle_positions(torch.zeros_like(ox), torch.zeros_like(ox), (1, 3), (1, 6), reference_quirks=True)
+    assert torch.allclose(qx, torch.tensor([[[[-0.5, 1.5, 3.5]]]]))
+
+
+# --- reconstruction ------------------------------------------------------------------------------
+
+def test_reconstruct_identity_returns_a(device):
+    a = torch.rand(2, 3, 10, 12, device=device, generator=_gen(device))
+    ys, xs = torch.meshgrid(torch.arange(10.0, device=device), torch.arange(12.0, device=device), indexing="ij")
+    pos = torch.stack((ys, xs)).expand(2, -1, -1, -1)
+    out = reconstruct(a, pos)
+    torch.testing.assert_close(out, a, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(Reconstruction()(a, pos), out)
+    # a pure shift within B: positions + (1, 2) reconstructs the shifted image (interior)
+    big = torch.rand(1, 3, 20, 20, device=device, generator=_gen(device, 2))
+    out = reconstruct(big, pos[:1] + torch.tensor([1.0, 2.0], device=device).view(1, 2, 1, 1))
+    torch.testing.assert_close(out[..., 3:-3, 3:-3], big[:, :, 1:11, 2:14][..., 3:-3, 3:-3], rtol=1e-5, atol=1e-5)
+
+
+def test_gradcheck_reconstruct(device):
+    g = _gen(device)
+    b = torch.rand(1, 2, 6, 7, dtype=torch.float64, device=device, generator=g).requires_grad_(True)
+    pos = torch.rand(1, 2, 5, 5, dtype=torch.float64, device=device, generator=g) * 4 + 0.5
+    pos = (torch.floor(pos) + 0.2 + 0.6 * (pos - torch.floor(pos))).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda b, p: reconstruct(b, p, patch_size=3), (b, pos),
+                                    nondet_tol=1e-10 if device.type == "cuda" else 0.0)
+
+
+def test_invalid_inputs_raise_value_error():
+    img = torch.rand(1, 3, 8, 8)
+    with pytest.raises(ValueError):
+        reconstruct(img[0], torch.zeros(1, 2, 8, 8))
+    with pytest.raises(ValueError):
+        reconstruct(img, torch.zeros(1, 3, 8, 8))
+    with pytest.raises(ValueError):
+        reconstruct(img, torch.zeros(1, 2, 8, 8), patch_size=4)
+    with pytest.raises(ValueError):
+        NeighbourhoodFeatures(6)
+    with pytest.raises(ValueError):
+        Evaluation(mode="median")
+    with pytest.raises(ValueError):
+        ParticleSampler(0)

@@ -15,8 +15,9 @@ from .errors import UserError
 from .pairs import BUILTIN_PAIRS
 
 DEFAULT_OUT = "reports/latest"
-# Exact NNF on CPU only when sqrt(|A| * |B|) <= this many pixels (about 10 s per pair on 2 cores).
-DEFAULT_EXACT_MAX_PIXELS = 20000
+# Exact NNF on CPU only when sqrt(|A| * |B|) <= this many pixels: about 200 x 133 pixels, 5-10 s
+# per pair on 2 shared cores (320 x 213 takes about 50 s, too slow for `make compare`).
+DEFAULT_EXACT_MAX_PIXELS = 30000
 
 
 class _Parser(argparse.ArgumentParser):
@@ -151,16 +152,19 @@ def cmd_compare(args) -> int:
         raise UserError(f"--checkpoint {args.checkpoint} does not exist; train one with "
                         "`python -m experiments train` or fix the path")
     out = Path(args.out)
-    device = resolve_device(args.device)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; choose a folder")
     config = dict(
         pairs=[s.name for s in sources], origins={s.name: s.origin for s in sources},
         max_size=args.max_size, pm_iterations=args.pm_iterations,
         dpm_iterations=args.dpm_iterations, patch_size=args.patch_size, seed=args.seed,
-        device=device, threads=args.threads, exact_max_pixels=args.exact_max_pixels,
+        device=None, threads=args.threads, exact_max_pixels=args.exact_max_pixels,
         checkpoint=str(Path(args.checkpoint).resolve()) if args.checkpoint else None,
         out=str(out), command="python -m experiments " + " ".join(sys.argv[1:]),
     )
     runner = Runner(config, sources, out, fresh=args.fresh, log=lambda m: print(m, flush=True))
+    runner.load_pairs()  # decodes and checks every image before any heavy import or compute
+    config["device"] = resolve_device(args.device)
     runner.prepare_output()
     t0 = time.perf_counter()
     try:

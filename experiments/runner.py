@@ -195,6 +195,13 @@ class Runner:
         self.meta: dict = {}
 
     # ---- preparation (cheap, before torch/numba are imported) --------------------------
+    def load_pairs(self) -> None:
+        """Decode and check every pair up front, so bad input fails before any compute."""
+        for src in self.sources:
+            pair = src.load(self.config["max_size"])
+            check_pair(pair, self.config["patch_size"])
+            self.pairs[pair.name] = pair
+
     def prepare_output(self) -> None:
         """Create ``out``; check that a previous run there is resumable (or wipe it: --fresh)."""
         out = self.out
@@ -306,10 +313,7 @@ class Runner:
         self.meta["warmup_s"] = round(warm, 3)
         self.log(f"warm-up {warm:.1f} s (excluded from timings)")
 
-        for src in self.sources:
-            pair = src.load(cfg["max_size"])
-            check_pair(pair, cfg["patch_size"])
-            self.pairs[pair.name] = pair
+        for pair in self.pairs.values():
             units = self.units_for(pair, learned_its)
             if pair.name in self.skipped:
                 self.log(f"{pair.name}: {self.skipped[pair.name]}")

@@ -1,0 +1,91 @@
+"""Shared fixtures: tiny image folders in the DeepPruner layout and a CLI runner."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _write(path: Path, array: np.ndarray) -> None:
+    """Write an image with OpenCV (RGB(A) arrays given in RGB order)."""
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if array.ndim == 3 and array.shape[2] == 3:
+        array = array[:, :, ::-1]
+    elif array.ndim == 3 and array.shape[2] == 4:
+        array = array[:, :, [2, 1, 0, 3]]
+    ok, buf = cv2.imencode(path.suffix, np.ascontiguousarray(array))
+    assert ok, path
+    buf.tofile(str(path))
+
+
+@pytest.fixture(scope="session")
+def write_image():
+    return _write
+
+
+def _tiny_rgb(seed: int, h: int, w: int) -> np.ndarray:
+    """A small textured uint8 RGB image (a crop of a scikit-image photo)."""
+    import skimage.data
+    from skimage.transform import resize
+
+    img = skimage.data.astronaut()[100:100 + 4 * h, 150:150 + 4 * w]
+    img = resize(img, (h, w), anti_aliasing=True)
+    rng = np.random.default_rng(seed)
+    img = np.clip(img + rng.normal(0, 0.01, img.shape), 0, 1)
+    return (img * 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def seed_folder(tmp_path_factory) -> Path:
+    """``BASE/image_1``, ``BASE/image_2`` with three pairs of mixed formats and sizes.
+
+    * ``a_shift``: 8-bit RGB PNG, B = A shifted by 3 px (same size).
+    * ``b_gray16``: 16-bit gray PNG for A, 8-bit RGB JPEG of another size for B.
+    * ``c_same``: RGBA PNG, B identical to A (the identity pair).
+    """
+    base = tmp_path_factory.mktemp("seed") / "demo"
+    a = _tiny_rgb(0, 32, 40)
+    _write(base / "image_1" / "a_shift.png", a)
+    _write(base / "image_2" / "a_shift.png", np.roll(a, 3, axis=1))
+    g = (a.mean(axis=2) * 257).astype(np.uint16)
+    _write(base / "image_1" / "b_gray16.png", g)
+    _write(base / "image_2" / "b_gray16.jpg", _tiny_rgb(1, 36, 44))
+    rgba = np.dstack([a, np.full(a.shape[:2], 200, np.uint8)])
+    _write(base / "image_1" / "c_same.png", rgba)
+    _write(base / "image_2" / "c_same.png", rgba)
+    return base
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m experiments *args`` in the repository root; text output captured."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, "-m", "experiments", *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="session")
+def cli():
+    return run_cli
+
+
+# Small but complete compare run shared by the CLI tests (about 20 s on 2 cores).
+TINY_ARGS = ("--max-size", "48", "--pm-iterations", "2", "--dpm-iterations", "3",
+             "--threads", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, seed_folder):
+    """One finished ``compare`` run on the seed folder and a built-in pair; returns its folder."""
+    out = tmp_path_factory.mktemp("run") / "out"
+    res = run_cli("compare", "--data", "chelsea", str(seed_folder), "--out", str(out), *TINY_ARGS)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return dict(out=out, args=("compare", "--data", "chelsea", str(seed_folder), *TINY_ARGS),
+                result=res)

@@ -1,0 +1,286 @@
+"""``python -m experiments`` end to end on tiny pairs: outputs, resume, bad input."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import REPO, TINY_ARGS, run_cli
+from experiments.runner import COLUMNS
+
+PAIRS = ["chelsea", "demo-a_shift", "demo-b_gray16", "demo-c_same"]
+ITERS = {"pm": [1, 2], "dpm": [1, 2, 3], "exact": [0]}
+
+
+def _keys(df):
+    return sorted(zip(df["pair"], df["method"], df["iteration"].astype(int)))
+
+
+def _expected_keys():
+    return sorted((p, m, i) for p in PAIRS for m, its in ITERS.items() for i in its)
+
+
+def _assert_one_line_error(res, *needles):
+    assert res.returncode == 2, (res.returncode, res.stdout[-2000:], res.stderr[-2000:])
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("error: ") and "Traceback" not in res.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+# --------------------------------------------------------------------------- end to end
+def test_compare_table(tiny_run):
+    out = tiny_run["out"]
+    df = pd.read_csv(out / "metrics.csv")
+    assert list(df.columns) == COLUMNS
+    assert _keys(df) == _expected_keys()  # one row per (pair, method, iteration), no duplicate
+    assert (df["time_s"] > 0).all()
+    for _, g in df.groupby(["pair", "method"]):
+        g = g.sort_values("iteration")
+        assert np.all(np.diff(g["cum_time_s"]) > 0)
+        np.testing.assert_allclose(g["cum_time_s"], np.cumsum(g["time_s"]), rtol=1e-6)
+    finite = df[np.isfinite(df["psnr"])]
+    assert (finite["psnr"] > 5).all()
+    assert df["ssim"].between(-1, 1).all()
+    assert df["l1"].between(0, 1).all() and df["mse"].between(0, 1).all()
+    assert (df["energy"] >= 0).all()
+    gt = df[df["pair"] == "chelsea"]
+    assert gt["epe"].notna().all() and gt["within_1px"].between(0, 1).all()
+    assert df[df["pair"] != "chelsea"]["epe"].isna().all()  # user pairs have no ground truth
+    assert set(df["device"]) == {"cpu"} and set(df["threads"]) == {1}
+    assert set(df["patch_size"]) == {7} and set(df["seed"]) == {0}
+    assert (df["height"] <= 48).all() and (df["width"] <= 48).all()
+    b16 = df[df["pair"] == "demo-b_gray16"].iloc[0]
+    assert (b16["height"], b16["width"], b16["height_b"], b16["width_b"]) == (32, 40, 36, 44)
+    # the exact NNF is the lower bound of the shared energy
+    for pair in PAIRS:
+        e = df[df["pair"] == pair].groupby("method")["energy"].min()
+        assert e["exact"] <= e["pm"] + 1e-9 and e["exact"] <= e["dpm"] + 1e-9
+
+
+def test_identity_pair_through_cli(tiny_run):
+    df = pd.read_csv(tiny_run["out"] / "metrics.csv")
+    same = df[(df["pair"] == "demo-c_same") & (df["method"] == "exact")].iloc[0]
+    assert same["l1"] < 1e-6 and same["mse"] < 1e-10 and same["energy"] < 1e-9
+    assert same["psnr"] > 90 and same["ssim"] > 0.99999
+
+
+def test_compare_outputs(tiny_run):
+    out = tiny_run["out"]
+    summary = pd.read_csv(out / "summary.csv")
+    assert len(summary) == len(PAIRS) * len(ITERS)
+    last = summary.set_index(["pair", "method"])["iteration"]
+    assert last[("chelsea", "dpm")] == 3 and last[("chelsea", "pm")] == 2
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["status"] == "complete"
+    for key in ("pm_iterations", "dpm_iterations", "seed", "threads", "device", "patch_size"):
+        assert key in cfg["run"]
+    assert cfg["versions"]["numpy"] and cfg["versions"]["torch"]
+    assert len(cfg["git"]["commit"]) >= 7 and cfg["device_info"]["cpu"]
+    report = (out / "REPORT.md").read_text()
+    assert "grid.png" in report and "convergence.png" in report and "chelsea" in report
+    stdout = tiny_run["result"].stdout
+    assert "PSNR dB" in stdout and "demo-c_same" in stdout  # summary table printed
+
+
+def test_compare_figures(tiny_run):
+    import matplotlib.image as mpimg
+
+    out = tiny_run["out"]
+    names = ["grid.png", "convergence.png"] + [f"{k}_{p}.png" for p in PAIRS
+                                               for k in ("iterations", "nnf")]
+    for name in names:
+        path = out / name
+        assert path.exists(), name
+        assert path.stat().st_size > 10_000, name
+        img = mpimg.imread(path)
+        assert img.shape[0] > 150 and img.shape[1] > 300, (name, img.shape)
+        assert img[..., :3].std() > 0.05, name  # not blank
+
+
+# --------------------------------------------------------------------------- resume
+def test_resume_after_interruption(tiny_run, tmp_path):
+    """Cut the table mid-unit (plus a torn line) and delete an artifact: the rerun completes
+    exactly the missing units, with no duplicate or missing row, keeping finished rows."""
+    out = tmp_path / "out"
+    shutil.copytree(tiny_run["out"], out)
+    full = pd.read_csv(out / "metrics.csv")
+    lines = (out / "metrics.csv").read_text().splitlines(keepends=True)
+    # keep the header and the first 6 rows, then half a row as an interrupted write leaves it
+    (out / "metrics.csv").write_text("".join(lines[:7]) + lines[7][: len(lines[7]) // 2])
+    kept = pd.read_csv(out / "metrics.csv", nrows=6)
+    done_units = {(p, m) for p, m in zip(kept["pair"], kept["method"])
+                  if len(kept[(kept["pair"] == p) & (kept["method"] == m)])
+                  == len(ITERS[m])}
+    assert done_units  # at least one unit survived whole
+    res = run_cli(*tiny_run["args"], "--out", str(out))
+    assert res.returncode == 0, res.stderr[-3000:]
+    df = pd.read_csv(out / "metrics.csv")
+    assert _keys(df) == _expected_keys()
+    assert len(df) == len(full)
+    for p, m in done_units:  # finished units were not recomputed (same timings)
+        old = full[(full["pair"] == p) & (full["method"] == m)].sort_values("iteration")
+        new = df[(df["pair"] == p) & (df["method"] == m)].sort_values("iteration")
+        np.testing.assert_array_equal(old["time_s"].to_numpy(), new["time_s"].to_numpy())
+
+
+def test_resume_after_kill(tmp_path, seed_folder):
+    """Kill a real run once rows exist, rerun the same command: a complete table."""
+    out = tmp_path / "out"
+    args = ["compare", "--data", str(seed_folder), "--out", str(out), "--max-size", "48",
+            "--pm-iterations", "2", "--dpm-iterations", "12", "--threads", "1",
+            "--exact-max-pixels", "0"]
+    proc = subprocess.Popen([sys.executable, "-m", "experiments", *args], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    csv = out / "metrics.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if csv.exists() and csv.read_text().count("\n") >= 4:  # header + 3 rows
+            break
+        time.sleep(0.05)
+    finished_early = proc.poll() is not None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    rows_at_kill = csv.read_text().count("\n") - 1 if csv.exists() else 0
+    if not finished_early:
+        assert rows_at_kill < 3 * (2 + 12)  # really interrupted mid-run
+    res = run_cli(*args)
+    assert res.returncode == 0, res.stderr[-3000:]
+    df = pd.read_csv(csv)
+    pairs = ["demo-a_shift", "demo-b_gray16", "demo-c_same"]
+    expected = sorted((p, m, i) for p in pairs for m, n in (("pm", 2), ("dpm", 12))
+                      for i in range(1, n + 1))
+    assert _keys(df) == expected
+    assert not (out / "artifacts" / "demo-a_shift__exact.npz").exists()
+    assert "exact NNF disabled" in json.dumps(json.loads((out / "config.json").read_text()))
+
+
+# --------------------------------------------------------------------------- bad input
+def _bad_folder(tmp_path: Path, write_image, problem: str) -> Path:
+    base = tmp_path / problem
+    img = (np.random.default_rng(0).random((24, 24, 3)) * 255).astype(np.uint8)
+    if problem == "missing":
+        return base
+    write_image(base / "image_1" / "a.png", img)
+    (base / "image_2").mkdir(parents=True, exist_ok=True)
+    if problem == "empty":
+        return base
+    write_image(base / "image_2" / "a.png", img)
+    if problem == "unequal":
+        write_image(base / "image_1" / "b.png", img)
+    elif problem == "not_an_image":
+        (base / "image_1" / "b.png").write_bytes(b"this is text, not a PNG")
+        write_image(base / "image_2" / "b.png", img)
+    elif problem == "text_file":
+        (base / "image_2" / "readme.txt").write_text("hello")
+    elif problem == "too_small":
+        write_image(base / "image_1" / "b.png", img[:5, :5])
+        write_image(base / "image_2" / "b.png", img)
+    return base
+
+
+@pytest.mark.parametrize("problem, needle", [
+    ("missing", "neither a built-in pair"), ("empty", "is empty"),
+    ("unequal", "has 2 images but image_2/ has 1"), ("not_an_image", "not a readable image"),
+    ("text_file", "not an image file"), ("too_small", "smaller than the 7x7 patch"),
+])
+def test_bad_folder_one_line_error_keeps_rows(tiny_run, tmp_path, write_image, problem, needle):
+    out = tmp_path / "out"
+    shutil.copytree(tiny_run["out"], out)
+    before = (out / "metrics.csv").read_bytes()
+    base = _bad_folder(tmp_path, write_image, problem)
+    res = run_cli("compare", "--data", "chelsea", str(base), "--out", str(out), *TINY_ARGS)
+    _assert_one_line_error(res, needle)
+    assert (out / "metrics.csv").read_bytes() == before
+
+
+@pytest.mark.parametrize("options, needle", [
+    (["--pm-iterations", "0"], "--pm-iterations must be >= 1"),
+    (["--dpm-iterations", "many"], "must be an integer"),
+    (["--threads", "-2"], "--threads must be >= 1"),
+    (["--patch-size", "4"], "must be odd"),
+    (["--max-size", "3"], "--max-size must be >= 8"),
+    (["--device", "tpu"], "invalid choice"),
+    (["--data", "no_such_pair"], "neither a built-in pair"),
+    (["--frobnicate"], "unrecognized arguments"),
+    (["--checkpoint", "/no/such/file.pt"], "does not exist"),
+])
+def test_nonsense_options(options, needle, tmp_path):
+    res = run_cli("compare", "--out", str(tmp_path / "o"), *options)
+    _assert_one_line_error(res, needle)
+    assert not (tmp_path / "o" / "metrics.csv").exists()
+
+
+def test_other_settings_in_same_out_folder(tiny_run, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(tiny_run["out"], out)
+    before = (out / "metrics.csv").read_bytes()
+    args = list(tiny_run["args"])
+    args[args.index("--pm-iterations") + 1] = "4"
+    res = run_cli(*args, "--out", str(out))
+    _assert_one_line_error(res, "other settings", "--fresh")
+    assert (out / "metrics.csv").read_bytes() == before
+
+
+def test_cuda_requested_without_cuda(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    res = run_cli("compare", "--data", "chelsea", "--max-size", "32", "--device", "cuda",
+                  "--out", str(tmp_path / "o"))
+    _assert_one_line_error(res, "--device cuda")
+
+
+def test_no_subcommand():
+    res = run_cli()
+    _assert_one_line_error(res)
+
+
+# --------------------------------------------------------------------------- other commands
+def test_reconstruct_demo_interface(seed_folder, tmp_path):
+    import cv2
+
+    for method in ("pm", "dpm"):
+        save = tmp_path / method
+        res = run_cli("reconstruct", "--base_dir", str(seed_folder), "--save_dir", str(save),
+                      "--method", method, "--iterations", "2", "--threads", "1")
+        assert res.returncode == 0, res.stderr[-3000:]
+        names = sorted(p.name for p in save.iterdir())
+        assert names == sorted(p.name for p in (seed_folder / "image_1").iterdir())
+        for name in names:
+            a = cv2.imread(str(seed_folder / "image_1" / name), cv2.IMREAD_UNCHANGED)
+            r = cv2.imread(str(save / name), cv2.IMREAD_UNCHANGED)
+            assert r.shape[:2] == a.shape[:2] and r.ndim == 3 and r.shape[2] == 3
+
+
+def test_reconstruct_bad_folder(tmp_path):
+    res = run_cli("reconstruct", "--base_dir", str(tmp_path / "nope"), "--save_dir",
+                  str(tmp_path / "s"))
+    _assert_one_line_error(res, "does not exist")
+
+
+def test_train_subcommand_routed():
+    if (REPO / "experiments" / "train.py").exists():
+        res = run_cli("train", "--help")
+        assert res.returncode == 0 and "usage" in res.stdout.lower(), res.stderr[-2000:]
+    else:
+        res = run_cli("train")
+        _assert_one_line_error(res, "experiments/train.py")
+
+
+def test_help_lists_commands():
+    res = run_cli("--help")
+    assert res.returncode == 0
+    for cmd in ("compare", "reconstruct", "train"):
+        assert cmd in res.stdout

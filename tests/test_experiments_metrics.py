@@ -1,0 +1,107 @@
+"""Metrics: known answers (identity pair, shifts), the shared energy, timing of method runs."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import classic_pm
+from experiments import methods, metrics
+from experiments.pairs import Pair, make_warped_pair
+
+
+def _identity_nnf(h: int, w: int) -> np.ndarray:
+    return np.stack(np.mgrid[0:h, 0:w], axis=-1).astype(np.int32)
+
+
+@pytest.fixture(scope="module")
+def image():
+    from experiments.pairs import builtin_pair
+
+    return builtin_pair("chelsea", max_size=40).a
+
+
+def test_identity_pair_zero_error(image):
+    """A == B with the identity NNF: no reconstruction error, zero energy, zero EPE."""
+    h, w = image.shape[:2]
+    nnf = _identity_nnf(h, w)
+    recon = classic_pm.vote(image, nnf, patch_size=7)
+    m = metrics.image_metrics(image, recon)
+    assert m["l1"] < 1e-6 and m["mse"] < 1e-12
+    assert m["psnr"] > 100 and m["ssim"] == pytest.approx(1.0, abs=1e-6)
+    assert metrics.energy(image, image, nnf, patch_size=7) == 0.0
+    valid = np.ones((h, w), bool)
+    assert metrics.epe(nnf, nnf.astype(np.float32), valid) == 0.0
+    assert metrics.within_1px(nnf, nnf.astype(np.float32), valid) == 1.0
+
+
+def test_identity_pair_exact_and_pm(image):
+    """The exact NNF (and PatchMatch, nearly) of A against itself rebuilds A exactly."""
+    pair = Pair("same", image, image.copy())
+    run = methods.run_exact(pair, patch_size=7, device="cpu")
+    assert metrics.energy(image, image, run.nnfs[0], patch_size=7) == pytest.approx(0, abs=1e-9)
+    assert metrics.l1(image, run.reconstruct(run.nnfs[0])) < 1e-6
+    pm = methods.run_pm(pair, iterations=5, patch_size=7, seed=0, threads=1)
+    assert metrics.energy(image, image, pm.nnfs[-1], patch_size=7) < 1e-4
+
+
+def test_psnr_ssim_values():
+    a = np.full((16, 16, 3), 0.5, np.float32)
+    b = a + 0.1
+    assert metrics.mse(a, b) == pytest.approx(0.01, rel=1e-5)
+    assert metrics.l1(a, b) == pytest.approx(0.1, rel=1e-5)
+    assert metrics.psnr(a, b) == pytest.approx(20.0, rel=1e-4)
+    assert metrics.psnr(a, a) == math.inf
+    with pytest.raises(ValueError):
+        metrics.l1(a, b[:8])
+
+
+def test_energy_shared_function_rounds_and_clips(image):
+    b = image[::-1].copy()
+    rng = np.random.default_rng(0)
+    h, w = image.shape[:2]
+    nnf = np.stack([rng.integers(0, h, (h, w)), rng.integers(0, w, (h, w))], -1).astype(np.int32)
+    e_int = metrics.energy(image, b, nnf, patch_size=5)
+    assert e_int == pytest.approx(classic_pm.energy(image, b, nnf, patch_size=5), rel=1e-6)
+    e_float = metrics.energy(image, b, nnf + 0.3, patch_size=5)
+    assert e_float == pytest.approx(e_int, rel=1e-9)
+    out = nnf.astype(np.float64)
+    out[0, 0] = (-5.0, 1e6)  # outside B: clipped into the frame
+    assert np.isfinite(metrics.energy(image, b, out, patch_size=5))
+
+
+def test_epe_and_within_1px():
+    gt = np.zeros((4, 4, 2), np.float32)
+    nnf = np.zeros((4, 4, 2), np.float32)
+    nnf[0, :, 1] = 3.0  # 4 pixels 3 px off
+    nnf[1, :, 0] = 0.5  # 4 pixels 0.5 px off
+    valid = np.ones((4, 4), bool)
+    valid[3] = False
+    assert metrics.epe(nnf, gt, valid) == pytest.approx((4 * 3 + 4 * 0.5) / 12)
+    assert metrics.within_1px(nnf, gt, valid) == pytest.approx(8 / 12)
+    assert math.isnan(metrics.epe(nnf, None, None))
+    assert math.isnan(metrics.within_1px(nnf, gt, np.zeros((4, 4), bool)))
+
+
+def test_method_runs_report_every_iteration(image):
+    pair = make_warped_pair(image, rng=0)
+    pm = methods.run_pm(pair, iterations=3, patch_size=7, seed=0, threads=1)
+    assert pm.iterations == [1, 2, 3] and len(pm.nnfs) == 3
+    assert all(t > 0 for t in pm.times)
+    e = [metrics.energy(pair.a, pair.b, n, patch_size=7) for n in pm.nnfs]
+    assert e[-1] <= e[0]
+    dpm = methods.run_dpm(methods.default_dpm(iterations=4, patch_size=7), pair, method="dpm",
+                          device="cpu", seed=0)
+    assert dpm.iterations == [1, 2, 3, 4] and all(t > 0 for t in dpm.times)
+    assert dpm.nnfs[0].shape == pair.a.shape[:2] + (2,)
+    recon = dpm.reconstruct(dpm.nnfs[-1])
+    assert recon.shape == pair.a.shape and np.isfinite(recon).all()
+
+
+def test_strip_iterations():
+    from experiments.runner import strip_iterations
+
+    assert strip_iterations(5) == [1, 2, 3, 4, 5]
+    its = strip_iterations(21)
+    assert len(its) == 6 and its[0] == 1 and its[-1] == 21 and its == sorted(set(its))

@@ -26,6 +26,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -193,6 +194,7 @@ class Runner:
         self.pairs: dict[str, Pair] = {}
         self.skipped: dict[str, str] = {}
         self.meta: dict = {}
+        self.resumed = False
 
     # ---- preparation (cheap, before torch/numba are imported) --------------------------
     def load_pairs(self) -> None:
@@ -203,35 +205,49 @@ class Runner:
             self.pairs[pair.name] = pair
 
     def prepare_output(self) -> None:
-        """Create ``out``; check that a previous run there is resumable (or wipe it: --fresh)."""
+        """Create ``out`` and decide between a new run and resuming an unfinished one.
+
+        * nothing there, or ``--fresh``, or the run there finished (``config.json`` status
+          ``complete``): start a new run (earlier outputs are replaced);
+        * an unfinished run with the same settings (:data:`RUN_KEYS`): resume it;
+        * an unfinished run with other settings: refuse (:class:`UserError`), keeping its rows.
+        """
         out = self.out
         if out.exists() and not out.is_dir():
             raise UserError(f"--out {out} is a file; choose a folder")
         cfg_path = out / "config.json"
-        if self.fresh:
-            for name in OUTPUT_FILES:
-                (out / name).unlink(missing_ok=True)
-            for p in out.glob("iterations_*.png"):
-                p.unlink()
-            for p in out.glob("nnf_*.png"):
-                p.unlink()
-            shutil.rmtree(self.art_dir, ignore_errors=True)
-        elif (out / "metrics.csv").exists():
+        start_over = self.fresh
+        if not start_over and (out / "metrics.csv").exists():
             if not cfg_path.exists():
                 raise UserError(f"{out} holds a metrics.csv without config.json; pass --fresh to "
                                 "overwrite it or choose another --out")
             try:
-                old = json.loads(cfg_path.read_text()).get("run", {})
+                old_meta = json.loads(cfg_path.read_text())
             except (OSError, ValueError):
                 raise UserError(f"{cfg_path} is unreadable; pass --fresh to start over") from None
-            new = {k: self.config[k] for k in RUN_KEYS}
-            diff = [k for k in RUN_KEYS if old.get(k) != new[k]]
-            if diff:
-                k = diff[0]
-                raise UserError(f"{out} holds a run with other settings ({k}: {old.get(k)!r} "
-                                f"there, {new[k]!r} now); rerun with the same options to resume, "
-                                "pass --fresh to overwrite, or choose another --out")
-            self.meta = json.loads(cfg_path.read_text())
+            if old_meta.get("status") == "complete":
+                self.log(f"{out} holds a finished run: replacing it with a new run")
+                start_over = True
+            else:
+                old = old_meta.get("run", {})
+                new = {k: self.config[k] for k in RUN_KEYS}
+                diff = [k for k in RUN_KEYS if old.get(k) != new[k]]
+                if diff:
+                    k = diff[0]
+                    raise UserError(f"{out} holds an unfinished run with other settings ({k}: "
+                                    f"{old.get(k)!r} there, {new[k]!r} now); rerun with the same "
+                                    "options to resume it, pass --fresh to discard it, or choose "
+                                    "another --out")
+                self.meta = old_meta
+                self.resumed = True
+                self.log(f"resuming the unfinished run in {out}")
+        if start_over:
+            for name in OUTPUT_FILES:
+                (out / name).unlink(missing_ok=True)
+            for pattern in ("iterations_*.png", "nnf_*.png"):
+                for p in out.glob(pattern):
+                    p.unlink()
+            shutil.rmtree(self.art_dir, ignore_errors=True)
         try:
             out.mkdir(parents=True, exist_ok=True)
             self.art_dir.mkdir(exist_ok=True)
@@ -356,6 +372,7 @@ class Runner:
                 if run.iterations != u.iterations:
                     raise RuntimeError(f"{u.method} reported iterations {run.iterations}, "
                                        f"expected {u.iterations}")
+                t_metrics = time.perf_counter()
                 cum = 0.0
                 strip = set(strip_iterations(len(u.iterations))) if u.method != "exact" else {0}
                 keep_its, keep_recons = [], []
@@ -383,7 +400,8 @@ class Runner:
                 last = new_rows[-1]
                 self.log(f"{pair.name:>14s} {u.method:<11s} it {last['iteration']:>2d}  "
                          f"PSNR {last['psnr']:6.2f} dB  energy {last['energy']:.5f}  "
-                         f"time {last['cum_time_s']:7.2f} s")
+                         f"time {last['cum_time_s']:7.2f} s  (metrics "
+                         f"{time.perf_counter() - t_metrics:.1f} s)")
             self.write_config("running")
         return self.store.read()
 

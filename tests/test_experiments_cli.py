@@ -109,11 +109,19 @@ def test_compare_figures(tiny_run):
 
 
 # --------------------------------------------------------------------------- resume
+def _as_unfinished(out: Path) -> None:
+    """Mark a copied run as interrupted (what a killed run leaves in config.json)."""
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["status"] = "running"
+    (out / "config.json").write_text(json.dumps(cfg))
+
+
 def test_resume_after_interruption(tiny_run, tmp_path):
-    """Cut the table mid-unit (plus a torn line) and delete an artifact: the rerun completes
-    exactly the missing units, with no duplicate or missing row, keeping finished rows."""
+    """Cut the table mid-unit (plus a torn line): the rerun completes exactly the missing
+    units, with no duplicate or missing row, keeping finished rows."""
     out = tmp_path / "out"
     shutil.copytree(tiny_run["out"], out)
+    _as_unfinished(out)
     full = pd.read_csv(out / "metrics.csv")
     lines = (out / "metrics.csv").read_text().splitlines(keepends=True)
     # keep the header and the first 6 rows, then half a row as an interrupted write leaves it
@@ -125,6 +133,7 @@ def test_resume_after_interruption(tiny_run, tmp_path):
     assert done_units  # at least one unit survived whole
     res = run_cli(*tiny_run["args"], "--out", str(out))
     assert res.returncode == 0, res.stderr[-3000:]
+    assert "resuming" in res.stdout
     df = pd.read_csv(out / "metrics.csv")
     assert _keys(df) == _expected_keys()
     assert len(df) == len(full)
@@ -221,15 +230,31 @@ def test_nonsense_options(options, needle, tmp_path):
     assert not (tmp_path / "o" / "metrics.csv").exists()
 
 
-def test_other_settings_in_same_out_folder(tiny_run, tmp_path):
+def test_other_settings_in_unfinished_out_folder(tiny_run, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(tiny_run["out"], out)
+    _as_unfinished(out)
     before = (out / "metrics.csv").read_bytes()
     args = list(tiny_run["args"])
     args[args.index("--pm-iterations") + 1] = "4"
     res = run_cli(*args, "--out", str(out))
     _assert_one_line_error(res, "other settings", "--fresh")
     assert (out / "metrics.csv").read_bytes() == before
+
+
+def test_finished_run_is_replaced(tiny_run, tmp_path):
+    """Running again into a folder with a finished run starts a new run (fresh numbers)."""
+    out = tmp_path / "out"
+    shutil.copytree(tiny_run["out"], out)
+    args = [a for a in tiny_run["args"]]
+    args[args.index("--data") + 1: args.index("--data") + 3] = ["chelsea"]
+    args[args.index("--dpm-iterations") + 1] = "2"
+    res = run_cli(*args, "--out", str(out))
+    assert res.returncode == 0, res.stderr[-3000:]
+    df = pd.read_csv(out / "metrics.csv")
+    assert set(df["pair"]) == {"chelsea"} and df[df["method"] == "dpm"]["iteration"].max() == 2
+    assert not (out / "nnf_demo-a_shift.png").exists()
+    assert not (out / "artifacts" / "demo-a_shift__pm.npz").exists()
 
 
 def test_cuda_requested_without_cuda(tmp_path):

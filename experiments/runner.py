@@ -297,7 +297,7 @@ class Runner:
         if limit <= 0:
             return "exact NNF disabled (--exact-max-pixels 0)"
         if size > limit:
-            return (f"exact NNF skipped on CPU: sqrt(|A| x |B|) = {size:.0f} pixels > "
+            return (f"exact NNF skipped on CPU: sqrt(pixels of A x pixels of B) = {size:.0f} > "
                     f"--exact-max-pixels {limit} (raise the limit, lower --max-size, or use a GPU)")
         return None
 

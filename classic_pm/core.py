@@ -137,8 +137,10 @@ def patchmatch(a, b, *, patch_size=7, iterations=5, seed=0, threads=1, callback=
     scans top-left to bottom-right, trying the left and upper neighbours' matches shifted by one
     pixel; pass 2 scans in reverse from the right and lower neighbours; and so on alternately.
     After propagation at each pixel, random search tries one candidate per radius
-    w = max(Hb, Wb), w // 2, ..., 1, uniform in the window of radius w around the current best
-    match (intersected with B). The patch distance stops early once it exceeds the current best.
+    w = max(Hb, Wb), w // 2, ..., 1 (two at radii 2 to 8, see ``_kernels.RS_REFINE``), uniform in
+    the window of radius w around the current best match (intersected with B). The patch distance
+    stops early once a patch row takes it past the current best. Propagated candidates are
+    clamped into B.
 
     Parameters
     ----------
@@ -155,8 +157,9 @@ def patchmatch(a, b, *, patch_size=7, iterations=5, seed=0, threads=1, callback=
     threads : int, keyword-only
         1: the serial scan of Barnes et al. > 1: A is cut into ``threads`` bands of rows, scanned
         in parallel; a band's border row takes the neighbour band's matches as they stood before
-        the pass (deterministic), so matches cross band borders in later passes. The result depends on ``threads`` but never
-        on scheduling; numba runs at most ``numba.config.NUMBA_NUM_THREADS`` threads.
+        the pass (deterministic), so matches cross band borders in later passes. The result
+        depends on ``threads`` but never on scheduling; numba runs at most
+        ``numba.config.NUMBA_NUM_THREADS`` threads (the previous setting is restored).
     callback : callable, keyword-only
         ``callback(iteration, nnf)`` after each pass, iteration 1-based; ``nnf`` is a copy.
 

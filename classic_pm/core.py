@@ -116,6 +116,11 @@ def _lane_mask(p, C):
     return mask
 
 
+# exact_nnf memory caps: one distance block, and B's patches kept across A chunks.
+_EXACT_BLOCK_BYTES = 64 * 2 ** 20
+_EXACT_CACHE_BYTES = 512 * 2 ** 20
+
+
 def _band_starts(height, threads):
     """Row ranges of the bands of the parallel sweep: ``threads`` bands of equal height.
 
@@ -332,28 +337,27 @@ def exact_nnf(a, b, *, patch_size=7, device=None):
         return F.unfold(pad[None, :, y0:y1 + 2 * r], p)[0].T.contiguous()
 
     pa, pb = padded(a), padded(b)
-    block = 64 * 2 ** 20 // item  # elements in one distance block
-    rows_b = max(1, min(Hb, block // (Wb * 1024)))  # B chunk: about 1024 rows' worth of pixels
-    rows_a = max(1, min(Ha, block // (Wa * rows_b * Wb)))
-    b_chunks = []
-    for y0 in range(0, Hb, rows_b):
+    block = _EXACT_BLOCK_BYTES // item  # elements of one distance block
+    # B chunks of about block / 1024 patches, so that A chunks hold about 1024 patches.
+    rows_b = max(1, min(Hb, block // (1024 * Wb)))
+    rows_a = max(1, min(Ha, block // (rows_b * Wb * Wa)))
+    b_starts = list(range(0, Hb, rows_b))
+
+    def b_chunk(y0):
         pbc = patches(pb, y0, min(Hb, y0 + rows_b))
-        b_chunks.append((y0 * Wb, pbc, (pbc * pbc).sum(1)))
-    # Caching B's chunks costs Nb * D elements; recompute them per A chunk only if that is large.
-    cache_b = Nb * D * item <= 512 * 2 ** 20
-    if not cache_b:
-        b_chunks = [(start, None, None) for start, _, _ in b_chunks]
+        return pbc, (pbc * pbc).sum(1)
+
+    # Keeping all of B's patches costs Nb * D elements; beyond the cap they are rebuilt per A chunk.
+    cached = [b_chunk(y0) for y0 in b_starts] if Nb * D * item <= _EXACT_CACHE_BYTES else None
 
     out = np.empty((Na,), np.int64)
     for ya in range(0, Ha, rows_a):
         pac = patches(pa, ya, min(Ha, ya + rows_a))
         best_val = torch.full((pac.shape[0],), float("inf"), dtype=dtype, device=device)
         best_idx = torch.zeros((pac.shape[0],), dtype=torch.int64, device=device)
-        for start, pbc, nb in b_chunks:
-            if pbc is None:
-                y0 = start // Wb
-                pbc = patches(pb, y0, min(Hb, y0 + rows_b))
-                nb = (pbc * pbc).sum(1)
+        for i, y0 in enumerate(b_starts):
+            pbc, nb = cached[i] if cached is not None else b_chunk(y0)
+            start = y0 * Wb
             d = torch.addmm(nb[None, :], pac, pbc.T, beta=1.0, alpha=-2.0)
             idx = torch.argmin(d, dim=1)
             val = d.gather(1, idx[:, None])[:, 0]

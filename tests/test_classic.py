@@ -92,6 +92,18 @@ def test_exact_nnf_matches_numpy_brute_force(p, channels):
     np.testing.assert_array_equal(got, ref)
 
 
+@pytest.mark.parametrize("cache_bytes", [0, 2 ** 30])
+def test_exact_nnf_chunking_does_not_change_the_result(monkeypatch, cache_bytes):
+    rng = np.random.default_rng(12)
+    a = rng.random((13, 11, 3), dtype=np.float32)
+    b = np.concatenate([a[:6], rng.random((9, 11, 3), dtype=np.float32), a[:6]])  # exact twins
+    whole = exact_nnf(a, b, patch_size=3, device="cpu")
+    monkeypatch.setattr(classic_pm.core, "_EXACT_BLOCK_BYTES", 8 * 256)  # 1-row B, 2-row A chunks
+    monkeypatch.setattr(classic_pm.core, "_EXACT_CACHE_BYTES", cache_bytes)
+    np.testing.assert_array_equal(exact_nnf(a, b, patch_size=3, device="cpu"), whole)
+    assert (whole[1:5, 1:10, 0] < 6).all()  # twins in B's first and last rows: the first wins
+
+
 def test_exact_nnf_ties_go_to_lowest_index():
     b = np.zeros((6, 7, 1), np.float32)  # every patch of B is identical
     a = np.zeros((5, 5, 1), np.float32)

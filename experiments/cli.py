@@ -165,6 +165,7 @@ def cmd_compare(args) -> int:
     runner = Runner(config, sources, out, fresh=args.fresh, log=lambda m: print(m, flush=True))
     runner.load_pairs()  # decodes and checks every image before any heavy import or compute
     config["device"] = resolve_device(args.device)
+    runner.load_checkpoint()
     runner.prepare_output()
     t0 = time.perf_counter()
     try:

@@ -67,6 +67,11 @@ def _generic(reason: str) -> str:
     return re.sub(r" = \d+ > ", " exceeds ", reason)
 
 
+def _ratio(a: float, b: float) -> float:
+    """a / b, NaN when b is zero or not finite (e.g. the exact energy of an identical pair)."""
+    return a / b if math.isfinite(b) and b > 0 else math.nan
+
+
 def observations(summary) -> list[str]:
     """Plain-language facts read off the summary table (no judgement beyond the numbers)."""
     out = []
@@ -88,7 +93,7 @@ def observations(summary) -> list[str]:
             out.append(f"- PSNR at the last iteration: classic (pm) is higher than differentiable "
                        f"(dpm) on {wins} of {len(d)} pairs (difference pm - dpm from "
                        f"{min(x for _, x in d):+.2f} to {max(x for _, x in d):+.2f} dB).")
-        t = [get(p, "dpm", "cum_time_s") / get(p, "pm", "cum_time_s") for p in pairs]
+        t = [_ratio(get(p, "dpm", "cum_time_s"), get(p, "pm", "cum_time_s")) for p in pairs]
         t = [x for x in t if math.isfinite(x) and x > 0]
         if t:
             out.append(f"- Compute time for all iterations: dpm takes {min(t):.0f}x to "
@@ -103,11 +108,12 @@ def observations(summary) -> list[str]:
                        f"{100 * sum(w) / len(w):.1f}% of valid pixels within 1 px of the ground "
                        f"truth (mean over {len(w)} pairs with ground truth).")
     for m in methods:
-        r = [get(p, m, "energy") / get(p, "exact", "energy") for p in pairs]
+        r = [_ratio(get(p, m, "energy"), get(p, "exact", "energy")) for p in pairs]
         r = [x for x in r if math.isfinite(x)]
         if r:
             out.append(f"- {m} energy at the last iteration is {min(r):.2f}x to {max(r):.2f}x "
-                       f"the exact NNF's ({len(r)} pairs with the exact NNF).")
+                       f"the exact NNF's ({len(r)} pairs with the exact NNF and non-zero "
+                       "exact energy).")
     if "dpm-learned" in methods and "dpm" in methods:
         d = [get(p, "dpm-learned", "psnr") - get(p, "dpm", "psnr") for p in pairs]
         d = [x for x in d if math.isfinite(x)]

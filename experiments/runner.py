@@ -195,8 +195,16 @@ class Runner:
         self.skipped: dict[str, str] = {}
         self.meta: dict = {}
         self.resumed = False
+        self.learned = self.learned_info = None
 
     # ---- preparation (cheap, before torch/numba are imported) --------------------------
+    def load_checkpoint(self) -> None:
+        """Load ``--checkpoint`` (if any) before anything in ``out`` is touched."""
+        if self.config["checkpoint"]:
+            self.learned, self.learned_info = load_learned(
+                self.config["checkpoint"], self.config["device"],
+                iterations=self.config["dpm_iterations"])
+
     def load_pairs(self) -> None:
         """Decode and check every pair up front, so bad input fails before any compute."""
         for src in self.sources:
@@ -311,9 +319,7 @@ class Runner:
         cfg = self.config
         device, threads = cfg["device"], cfg["threads"]
         torch.set_num_threads(threads)
-        learned = learned_info = None
-        if cfg["checkpoint"]:
-            learned, learned_info = load_learned(cfg["checkpoint"], device)
+        learned, learned_info = self.learned, self.learned_info
         learned_its = learned_iterations(learned, learned_info) if learned is not None else None
         self.meta.update(device_info=device_info(device, threads), versions=package_versions(),
                          git=git_commit())
@@ -434,8 +440,12 @@ def learned_iterations(model, info) -> int:
     return int(its)
 
 
-def load_learned(path: str, device: str):
-    """Load a ``dpm-learned`` checkpoint through ``experiments.learned.load_checkpoint``."""
+def load_learned(path: str, device: str, *, iterations: int | None = None):
+    """Load a ``dpm-learned`` checkpoint through ``experiments.learned.load_checkpoint``.
+
+    ``iterations`` (``--dpm-iterations``) makes the learnt DPM run as many iterations as ``dpm``,
+    so that the two compare at equal iterations.
+    """
     try:
         from . import learned as learned_mod
     except ModuleNotFoundError as exc:
@@ -447,7 +457,10 @@ def load_learned(path: str, device: str):
         raise UserError(f"--checkpoint {path} does not exist; train one with "
                         "`python -m experiments train` or fix the path")
     try:
-        model, info = learned_mod.load_checkpoint(path, device=device)
+        if iterations is None:
+            model, info = learned_mod.load_checkpoint(path, device=device)
+        else:
+            model, info = learned_mod.load_checkpoint(path, device=device, iterations=iterations)
     except UserError:
         raise
     except Exception as exc:  # a corrupt or foreign file: say so in one line

@@ -309,3 +309,35 @@ def test_help_lists_commands():
     assert res.returncode == 0
     for cmd in ("compare", "reconstruct", "train"):
         assert cmd in res.stdout
+
+
+def test_compare_with_checkpoint(tmp_path):
+    """--checkpoint adds dpm-learned (same iterations as dpm) to the table and the figures."""
+    learned = pytest.importorskip("experiments.learned")
+    import torch
+
+    feats = learned.LearnedFeatures(channels=4, hidden=0, generator=torch.Generator().manual_seed(0))
+    model = learned.build_model(feats, iterations=21)
+    ckpt = learned.save_checkpoint(tmp_path / "tiny.pt", model,
+                                   {"model": {"iterations": 21}}, seed=0, step=0)
+    out = tmp_path / "out"
+    res = run_cli("compare", "--data", "chelsea", "--max-size", "40", "--pm-iterations", "2",
+                  "--dpm-iterations", "3", "--threads", "1", "--exact-max-pixels", "0",
+                  "--checkpoint", str(ckpt), "--out", str(out))
+    assert res.returncode == 0, res.stderr[-3000:]
+    df = pd.read_csv(out / "metrics.csv")
+    assert sorted(df[df["method"] == "dpm-learned"]["iteration"]) == [1, 2, 3]
+    assert "dpm-learned" in (out / "REPORT.md").read_text()
+    assert (out / "grid.png").stat().st_size > 10_000
+
+
+def test_bad_checkpoint_one_line(tiny_run, tmp_path):
+    pytest.importorskip("experiments.learned")
+    out = tmp_path / "out"
+    shutil.copytree(tiny_run["out"], out)
+    before = (out / "metrics.csv").read_bytes()
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    res = run_cli(*tiny_run["args"], "--checkpoint", str(bad), "--out", str(out))
+    _assert_one_line_error(res, "could not be loaded")
+    assert (out / "metrics.csv").read_bytes() == before

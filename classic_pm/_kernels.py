@@ -137,6 +137,91 @@ def _init(A2, B2, mask, nnf, cost, seed, p, C, Hb, Wb):
             cost[y, x] = _dist(A2, B2, mask, y, x, by, bx, p, C, inf)
 
 
+@njit(cache=True, fastmath=_FASTMATH)
+def _sweep_band(A2, B2, mask, nnf, cost, halo_row, y0, y1, seed, iteration, p, C, Hb, Wb):
+    """One pass over the rows y0..y1-1 of A (one band); the serial core of ``_sweep``.
+
+    ``halo_row`` (int32 (Wa, 2)) stands in for the row just outside the band that propagation
+    reads (y0 - 1 in forward passes, y1 in backward ones). Other arguments as in ``_sweep``.
+    """
+    Wa = nnf.shape[1]
+    forward = iteration % 2 == 1
+    step = 1 if forward else -1
+    it = np.uint64(iteration)
+    rs_max = max(Hb, Wb)
+    if forward:
+        ystart, yend, xstart, xend = y0, y1, 0, Wa
+    else:
+        ystart, yend, xstart, xend = y1 - 1, y0 - 1, Wa - 1, -1
+    for y in range(ystart, yend, step):
+        s = _row_state(seed, it, np.uint64(y))
+        ny_row = y - step  # the row propagation comes from
+        has_vert = 0 <= ny_row < nnf.shape[0]
+        from_halo = ny_row < y0 or ny_row >= y1
+        for x in range(xstart, xend, step):
+            by = nnf[y, x, 0]
+            bx = nnf[y, x, 1]
+            best = cost[y, x]
+            # Propagation: the horizontal neighbour's match, shifted by one, clamped into B.
+            nx = x - step
+            hy = -1
+            hx = -1
+            if 0 <= nx < Wa:
+                cy = nnf[y, nx, 0]
+                cx = min(max(nnf[y, nx, 1] + step, 0), Wb - 1)
+                hy = cy
+                hx = cx
+                if cy != by or cx != bx:
+                    d = _dist(A2, B2, mask, y, x, cy, cx, p, C, best)
+                    if d < best:
+                        best = d
+                        by = cy
+                        bx = cx
+            # Propagation: the vertical neighbour's match, shifted by one, clamped into B.
+            if has_vert:
+                if from_halo:
+                    cy = halo_row[x, 0]
+                    cx = halo_row[x, 1]
+                else:
+                    cy = nnf[ny_row, x, 0]
+                    cx = nnf[ny_row, x, 1]
+                cy = min(max(cy + step, 0), Hb - 1)
+                if (cy != by or cx != bx) and (cy != hy or cx != hx):
+                    d = _dist(A2, B2, mask, y, x, cy, cx, p, C, best)
+                    if d < best:
+                        best = d
+                        by = cy
+                        bx = cx
+            # Random search: one candidate per radius w = rs_max, rs_max // 2, ..., 1 (two
+            # for 2 <= w <= RS_REFINE), uniform in the window of radius w around the current
+            # best match, intersected with B.
+            w = rs_max
+            again = True
+            while w >= 1:
+                ylo = max(by - w, 0)
+                yhi = min(by + w, Hb - 1)
+                xlo = max(bx - w, 0)
+                xhi = min(bx + w, Wb - 1)
+                s = _xorshift(s)
+                r = s * _XS_MUL
+                cy = ylo + _below(r >> _S32, yhi - ylo + 1)
+                cx = xlo + _below(r & _M32, xhi - xlo + 1)
+                if cy != by or cx != bx:
+                    d = _dist(A2, B2, mask, y, x, cy, cx, p, C, best)
+                    if d < best:
+                        best = d
+                        by = cy
+                        bx = cx
+                if again and 2 <= w <= RS_REFINE:
+                    again = False
+                else:
+                    again = True
+                    w //= 2
+            nnf[y, x, 0] = by
+            nnf[y, x, 1] = bx
+            cost[y, x] = best
+
+
 def _sweep(A2, B2, mask, nnf, cost, halo, band_starts, seed, iteration, p, C, Hb, Wb):
     """One PatchMatch iteration (propagation + random search at each pixel), in place.
 
@@ -164,86 +249,9 @@ def _sweep(A2, B2, mask, nnf, cost, halo, band_starts, seed, iteration, p, C, Hb
     p, C, Hb, Wb : int
         Patch size, channels, size of B.
     """
-    Wa = nnf.shape[1]
-    n_bands = band_starts.shape[0] - 1
-    forward = iteration % 2 == 1
-    step = 1 if forward else -1
-    it = np.uint64(iteration)
-    rs_max = max(Hb, Wb)
-    for band in prange(n_bands):
-        y0 = band_starts[band]
-        y1 = band_starts[band + 1]
-        if forward:
-            ystart, yend, xstart, xend = y0, y1, 0, Wa
-        else:
-            ystart, yend, xstart, xend = y1 - 1, y0 - 1, Wa - 1, -1
-        for y in range(ystart, yend, step):
-            s = _row_state(seed, it, np.uint64(y))
-            ny_row = y - step  # the row propagation comes from
-            has_vert = 0 <= ny_row < nnf.shape[0]
-            from_halo = ny_row < y0 or ny_row >= y1
-            for x in range(xstart, xend, step):
-                by = nnf[y, x, 0]
-                bx = nnf[y, x, 1]
-                best = cost[y, x]
-                # Propagation: the horizontal neighbour's match, shifted by one, clamped into B.
-                nx = x - step
-                hy = -1
-                hx = -1
-                if 0 <= nx < Wa:
-                    cy = nnf[y, nx, 0]
-                    cx = min(max(nnf[y, nx, 1] + step, 0), Wb - 1)
-                    hy = cy
-                    hx = cx
-                    if cy != by or cx != bx:
-                        d = _dist(A2, B2, mask, y, x, cy, cx, p, C, best)
-                        if d < best:
-                            best = d
-                            by = cy
-                            bx = cx
-                # Propagation: the vertical neighbour's match, shifted by one, clamped into B.
-                if has_vert:
-                    if from_halo:
-                        cy = halo[band, x, 0]
-                        cx = halo[band, x, 1]
-                    else:
-                        cy = nnf[ny_row, x, 0]
-                        cx = nnf[ny_row, x, 1]
-                    cy = min(max(cy + step, 0), Hb - 1)
-                    if (cy != by or cx != bx) and (cy != hy or cx != hx):
-                        d = _dist(A2, B2, mask, y, x, cy, cx, p, C, best)
-                        if d < best:
-                            best = d
-                            by = cy
-                            bx = cx
-                # Random search: one candidate per radius w = rs_max, rs_max // 2, ..., 1 (two
-                # for 2 <= w <= RS_REFINE), uniform in the window of radius w around the current
-                # best match, intersected with B.
-                w = rs_max
-                again = True
-                while w >= 1:
-                    ylo = max(by - w, 0)
-                    yhi = min(by + w, Hb - 1)
-                    xlo = max(bx - w, 0)
-                    xhi = min(bx + w, Wb - 1)
-                    s = _xorshift(s)
-                    r = s * _XS_MUL
-                    cy = ylo + _below(r >> _S32, yhi - ylo + 1)
-                    cx = xlo + _below(r & _M32, xhi - xlo + 1)
-                    if cy != by or cx != bx:
-                        d = _dist(A2, B2, mask, y, x, cy, cx, p, C, best)
-                        if d < best:
-                            best = d
-                            by = cy
-                            bx = cx
-                    if again and 2 <= w <= RS_REFINE:
-                        again = False
-                    else:
-                        again = True
-                        w //= 2
-                nnf[y, x, 0] = by
-                nnf[y, x, 1] = bx
-                cost[y, x] = best
+    for band in prange(band_starts.shape[0] - 1):
+        _sweep_band(A2, B2, mask, nnf, cost, halo[band], band_starts[band], band_starts[band + 1],
+                    seed, iteration, p, C, Hb, Wb)
 
 
 def _build(fn, parallel):

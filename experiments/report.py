@@ -172,6 +172,11 @@ def write_report(out: Path, df, summary, pairs: dict, meta: dict) -> Path:
         for reason in dict.fromkeys(_generic(v) for v in skipped.values()):
             L.append(f"- {reason}")
         L.append("")
+    failures = meta.get("failures") or {}
+    if failures:
+        L.append("**Failed runs** (NaN rows in the tables; a resumed run retries them):\n")
+        L += [f"- {k.replace('__', ' / ')}: {v}" for k, v in failures.items()]
+        L.append("")
     L.append("## Observations\n")
     L += observations(summary)
     L.append("")

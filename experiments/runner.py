@@ -354,30 +354,13 @@ class Runner:
                     self.store.rewrite(df)
             for u in todo:
                 label = f"{pair.name} {u.method} ({pair.a.shape[1]}x{pair.a.shape[0]})"
-                with tqdm(total=len(u.iterations), desc=label, unit="it", leave=False,
-                          dynamic_ncols=True, file=sys.stderr) as bar:
-                    step = bar.update
-                    if u.method == "pm":
-                        run = methods.run_pm(pair, iterations=cfg["pm_iterations"],
-                                             patch_size=cfg["patch_size"], seed=cfg["seed"],
-                                             threads=threads, progress=step)
-                    elif u.method == "dpm":
-                        model = methods.default_dpm(iterations=cfg["dpm_iterations"],
-                                                    patch_size=cfg["patch_size"])
-                        run = methods.run_dpm(model, pair, method="dpm", device=device,
-                                              seed=cfg["seed"], patch_size=cfg["patch_size"],
-                                              progress=step)
-                    elif u.method == "dpm-learned":
-                        run = methods.run_dpm(learned, pair, method="dpm-learned",
-                                              device=device, seed=cfg["seed"],
-                                              patch_size=cfg["patch_size"], progress=step)
-                    else:
-                        run = methods.run_exact(pair, patch_size=cfg["patch_size"],
-                                                device=device)
-                        step()
-                if run.iterations != u.iterations:
-                    raise RuntimeError(f"{u.method} reported iterations {run.iterations}, "
-                                       f"expected {u.iterations}")
+                try:
+                    with tqdm(total=len(u.iterations), desc=label, unit="it", leave=False,
+                              dynamic_ncols=True, file=sys.stderr) as bar:
+                        run = self.timed_run(u, pair, bar.update)
+                except Exception as exc:  # noqa: BLE001 - a failure becomes NaN rows
+                    self.record_failure(u, pair, exc)
+                    continue
                 t_metrics = time.perf_counter()
                 cum = 0.0
                 strip = set(strip_iterations(len(u.iterations))) if u.method != "exact" else {0}
@@ -410,6 +393,47 @@ class Runner:
                          f"{time.perf_counter() - t_metrics:.1f} s)")
             self.write_config("running")
         return self.store.read()
+
+    def timed_run(self, u: Unit, pair: Pair, step):
+        """Run one (pair, method) unit with per-iteration timing (see :mod:`.methods`)."""
+        from . import methods
+
+        cfg = self.config
+        if u.method == "pm":
+            run = methods.run_pm(pair, iterations=cfg["pm_iterations"],
+                                 patch_size=cfg["patch_size"], seed=cfg["seed"],
+                                 threads=cfg["threads"], progress=step)
+        elif u.method in ("dpm", "dpm-learned"):
+            model = self.learned if u.method == "dpm-learned" else methods.default_dpm(
+                iterations=cfg["dpm_iterations"], patch_size=cfg["patch_size"])
+            run = methods.run_dpm(model, pair, method=u.method, device=cfg["device"],
+                                  seed=cfg["seed"], patch_size=cfg["patch_size"], progress=step)
+        else:
+            run = methods.run_exact(pair, patch_size=cfg["patch_size"], device=cfg["device"])
+            step()
+        if run.iterations != u.iterations:
+            raise RuntimeError(f"{u.method} reported iterations {run.iterations}, "
+                               f"expected {u.iterations}")
+        return run
+
+    def record_failure(self, u: Unit, pair: Pair, exc: Exception) -> None:
+        """A failed unit becomes NaN rows (one per expected iteration) and a logged reason.
+
+        No artifact is written, so a resumed run tries the unit again.
+        """
+        msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        self.meta.setdefault("failures", {})[u.key] = msg
+        self.log(f"{pair.name:>14s} {u.method:<11s} FAILED ({msg}); NaN rows written")
+        cfg = self.config
+        for it in u.iterations:
+            self.store.append(dict(pair=pair.name, method=u.method, iteration=it,
+                                   time_s=math.nan, cum_time_s=math.nan, psnr=math.nan,
+                                   ssim=math.nan, l1=math.nan, mse=math.nan, energy=math.nan,
+                                   epe=math.nan, within_1px=math.nan, device=cfg["device"],
+                                   threads=cfg["threads"], height=pair.a.shape[0],
+                                   width=pair.a.shape[1], height_b=pair.b.shape[0],
+                                   width_b=pair.b.shape[1], patch_size=cfg["patch_size"],
+                                   seed=cfg["seed"]))
 
     # ---- artifacts --------------------------------------------------------------------
     def artifact(self, u: Unit) -> Path:

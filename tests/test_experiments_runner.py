@@ -1,0 +1,45 @@
+"""Runner in-process: a failing method becomes NaN rows, the rest of the run goes on."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from experiments import methods
+from experiments.cli import finish
+from experiments.pairs import PairSource, builtin_pair
+from experiments.runner import COLUMNS, Runner
+
+
+def _config(**kw):
+    cfg = dict(pairs=["chelsea"], max_size=32, pm_iterations=2, dpm_iterations=2, patch_size=7,
+               seed=0, device="cpu", threads=1, exact_max_pixels=30000, checkpoint=None,
+               out="", command="test")
+    cfg.update(kw)
+    return cfg
+
+
+def test_failure_becomes_nan_rows(tmp_path, monkeypatch):
+    real = methods.run_exact
+
+    def broken(pair, **kwargs):
+        if pair.name == "warmup":
+            return real(pair, **kwargs)
+        raise MemoryError("simulated out-of-memory")
+
+    monkeypatch.setattr(methods, "run_exact", broken)
+    src = PairSource("chelsea", "built-in", lambda m: builtin_pair("chelsea", max_size=m))
+    runner = Runner(_config(), [src], tmp_path, fresh=False, log=lambda m: None)
+    runner.load_pairs()
+    runner.prepare_output()
+    df = runner.run()
+    assert list(df.columns) == COLUMNS
+    exact = df[df["method"] == "exact"]
+    assert len(exact) == 1 and np.isnan(exact["psnr"].iloc[0])
+    assert df[df["method"] == "pm"]["psnr"].notna().all()
+    finish(runner, df, 1.0)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    assert "simulated out-of-memory" in meta["failures"]["chelsea__exact"]
+    assert "simulated out-of-memory" in (tmp_path / "REPORT.md").read_text()
+    assert len(pd.read_csv(tmp_path / "summary.csv")) == 3

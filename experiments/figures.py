@@ -253,11 +253,15 @@ def nnf_figure(out: Path, pair: Pair) -> str | None:
         panels.append(("ground truth (gray: none)", np.nan_to_num(pair.gt), pair.valid))
     if not panels:
         return None
-    ref = panels[-1][1] if pair.gt is not None else panels[-1][1]
+    # one colour scale per pair, from the most trustworthy field: GT, else exact, else classic
+    by_label = {label: nnf for label, nnf, _ in panels}
+    ref = next((by_label[k] for k in ("ground truth (gray: none)", METHOD_LABELS["exact"],
+                                      METHOD_LABELS["pm"]) if k in by_label), panels[0][1])
     mag = np.hypot(*np.moveaxis(flow_of(ref), -1, 0))
-    if pair.valid is not None and pair.valid.any():
+    if pair.gt is not None and pair.valid is not None and pair.valid.any():
         mag = mag[pair.valid]
-    max_mag = float(max(np.percentile(mag, 99), 1.0))
+    # GT is clean: its 99th percentile; estimated fields have outliers: their 90th
+    max_mag = float(max(np.percentile(mag, 99 if pair.gt is not None else 90), 1.0))
     n = len(panels) + 1
     h, w = pair.a.shape[:2]
     fig, axes = plt.subplots(1, n, figsize=(2.9 * n, 2.9 * h / w + 0.6), squeeze=False)

@@ -6,7 +6,7 @@ layers as functions and modules. Conventions: see :mod:`diff_pm._common`.
 """
 from ._common import pixel_to_grid
 from .evaluation import (Evaluation, evaluate, materialized_scores, particle_positions, patch_scores,
-                         select_offsets, tiled_scores)
+                         propagated_scores, select_offsets, tiled_scores)
 from .features import NeighbourhoodFeatures, neighbourhood_features
 from .model import DifferentiablePatchMatch
 from .propagation import Propagation, propagate
@@ -15,5 +15,5 @@ from .sampling import ParticleSampler, sample_particles
 
 __all__ = ["DifferentiablePatchMatch", "reconstruct", "Reconstruction", "NeighbourhoodFeatures",
            "neighbourhood_features", "ParticleSampler", "sample_particles", "Propagation", "propagate",
-           "Evaluation", "evaluate", "select_offsets", "particle_positions", "patch_scores", "tiled_scores",
+           "Evaluation", "evaluate", "select_offsets", "particle_positions", "patch_scores", "propagated_scores", "tiled_scores",
            "materialized_scores", "pixel_to_grid"]

@@ -183,3 +183,144 @@ def patch_scores_backward(a, b, bx, by, patch_size: int, grad_out: torch.Tensor)
     grad_a = torch.from_numpy(ga.sum(0)).view(n, ha + 2 * r, wa + 2 * r, c)[:, r:r + ha, r:r + wa].permute(0, 3, 1, 2)
     grad_b = torch.from_numpy(gb.sum(0)).view(n, hb + 2 * q, wb + 2 * q, c)[:, q:q + hb, q:q + wb].permute(0, 3, 1, 2)
     return grad_a.contiguous(), grad_b.contiguous(), torch.from_numpy(gx), torch.from_numpy(gy)
+
+
+# --- propagation-aware forward -------------------------------------------------------------------
+#
+# After propagation every particle of a source pixel s is evaluated at three target pixels,
+# s - 1, s, s + 1 along the propagation axis. When none of the three positions is clamped, the three
+# sampled windows are the same bilinear window shifted by one pixel (same weights), so the
+# per-column (horizontal) or per-row (vertical) absolute differences of a (p + 2)-wide strip are
+# computed once and summed over three overlapping ranges of p. Elsewhere (image borders, clamped
+# positions) each target is evaluated directly. Same definition as ``patch_scores(propagate(...))``.
+
+if numba is not None:
+
+    @njit(cache=True, inline="always")
+    def _direct(a_cl, b_cl, n, y, x, posx, posy, p, c, hb, wb, pad):
+        """Un-normalised sum |A patch - sampled B patch| at target (y, x), position already clamped."""
+        r = p // 2
+        x0, wx0, wx1 = _corner(posx, wb)
+        y0, wy0, wy1 = _corner(posy, hb)
+        w00 = wy0 * wx0
+        w01 = wy0 * wx1
+        w10 = wy1 * wx0
+        w11 = wy1 * wx1
+        bbase = (x0 - r + pad) * c
+        abase = x * c
+        pc = p * c
+        acc = 0.0
+        for i in range(p):
+            rb = y0 - r + pad + i
+            for j in range(pc):
+                s = (w00 * b_cl[n, rb, bbase + j] + w01 * b_cl[n, rb, bbase + c + j]
+                     + w10 * b_cl[n, rb + 1, bbase + j] + w11 * b_cl[n, rb + 1, bbase + c + j])
+                acc += abs(a_cl[n, y + i, abase + j] - s)
+        return acc
+
+    @njit(cache=True, parallel=True, fastmath=True)
+    def _propagated_forward(a_cl, b_cl, sx, sy, p, hb, wb, pad, horizontal, out):
+        # a_cl padded by r, b_cl padded by pad >= r + 2; sx, sy: (N, K, Ha, Wa); out: (N, 3K, Ha, Wa)
+        n_img, n_part, ha, wa = sx.shape
+        c = a_cl.shape[2] // (wa + p - 1)
+        r = p // 2
+        scale = 1.0 / (c * p * p)
+        length = wa if horizontal else ha
+        for row in prange(n_img * ha):
+            n = row // ha
+            y = row - n * ha
+            strip = np.zeros((p + 2) * c, dtype=a_cl.dtype)
+            costs = np.zeros(p + 2, dtype=a_cl.dtype)
+            for x in range(wa):
+                s = x if horizontal else y
+                for k in range(n_part):
+                    dx = sx[n, k, y, x]
+                    dy = sy[n, k, y, x]
+                    qx = x - dx
+                    qy = y - dy
+                    if horizontal:
+                        fast = (s >= 1 and s <= length - 2 and qx - 1 >= 0 and qx + 1 <= wb - 1
+                                and qy >= 0 and qy <= hb - 1)
+                    else:
+                        fast = (s >= 1 and s <= length - 2 and qy - 1 >= 0 and qy + 1 <= hb - 1
+                                and qx >= 0 and qx <= wb - 1)
+                    if fast:
+                        x0, wx0, wx1 = _corner(qx, wb)
+                        y0, wy0, wy1 = _corner(qy, hb)
+                        w00 = wy0 * wx0
+                        w01 = wy0 * wx1
+                        w10 = wy1 * wx0
+                        w11 = wy1 * wx1
+                        if horizontal:
+                            # columns u = 0 .. p+1 <-> B columns x0 - r - 1 + u, A columns x - r - 1 + u
+                            for e in range((p + 2) * c):
+                                strip[e] = 0.0
+                            bbase = (x0 - r - 1 + pad) * c
+                            abase = (x - 1) * c
+                            for i in range(p):
+                                rb = y0 - r + pad + i
+                                for e in range((p + 2) * c):
+                                    v = (w00 * b_cl[n, rb, bbase + e] + w01 * b_cl[n, rb, bbase + c + e]
+                                         + w10 * b_cl[n, rb + 1, bbase + e] + w11 * b_cl[n, rb + 1, bbase + c + e])
+                                    strip[e] += abs(a_cl[n, y + i, abase + e] - v)
+                            for u in range(p + 2):
+                                t = 0.0
+                                for ch in range(c):
+                                    t += strip[u * c + ch]
+                                costs[u] = t
+                        else:
+                            # rows u = 0 .. p+1 <-> B rows y0 - r - 1 + u, A rows y - r - 1 + u
+                            bbase = (x0 - r + pad) * c
+                            abase = x * c
+                            for u in range(p + 2):
+                                rb = y0 - r - 1 + pad + u
+                                t = 0.0
+                                for e in range(p * c):
+                                    v = (w00 * b_cl[n, rb, bbase + e] + w01 * b_cl[n, rb, bbase + c + e]
+                                         + w10 * b_cl[n, rb + 1, bbase + e] + w11 * b_cl[n, rb + 1, bbase + c + e])
+                                    t += abs(a_cl[n, y - 1 + u, abase + e] - v)
+                                costs[u] = t
+                        total = 0.0
+                        for u in range(1, p + 1):
+                            total += costs[u]
+                        lower = total - costs[p] + costs[0]      # target s - 1: u = 0 .. p-1
+                        upper = total - costs[1] + costs[p + 1]  # target s + 1: u = 2 .. p+1
+                        if horizontal:
+                            out[n, 3 * k + 2, y, x - 1] = -lower * scale
+                            out[n, 3 * k + 1, y, x] = -total * scale
+                            out[n, 3 * k, y, x + 1] = -upper * scale
+                        else:
+                            out[n, 3 * k + 2, y - 1, x] = -lower * scale
+                            out[n, 3 * k + 1, y, x] = -total * scale
+                            out[n, 3 * k, y + 1, x] = -upper * scale
+                    else:
+                        for t in range(-1, 2):
+                            e = s + t
+                            if e < 0 or e > length - 1:
+                                continue
+                            tx = x + t if horizontal else x
+                            ty = y if horizontal else y + t
+                            posx = min(max(tx - dx, 0.0), wb - 1.0)
+                            posy = min(max(ty - dy, 0.0), hb - 1.0)
+                            v = -_direct(a_cl, b_cl, n, ty, tx, posx, posy, p, c, hb, wb, pad) * scale
+                            out[n, 3 * k + 1 - t, ty, tx] = v
+                            # replicate border: the missing neighbour's slot holds the pixel's own particle
+                            if t == 0 and s == 0:
+                                out[n, 3 * k, ty, tx] = v
+                            if t == 0 and s == length - 1:
+                                out[n, 3 * k + 2, ty, tx] = v
+
+
+def propagated_scores(a, b, src_x, src_y, patch_size: int, horizontal: bool) -> torch.Tensor:
+    """Scores ``(N, 3K, Ha, Wa)`` of ``propagate(src_x, src_y)`` candidates (replicate border, default positions)."""
+    r = patch_size // 2
+    pad = r + 2
+    a_cl = _channels_last(a, r)
+    b_cl = _channels_last(b, pad)
+    sxn = np.ascontiguousarray(src_x.detach().numpy())
+    syn = np.ascontiguousarray(src_y.detach().numpy())
+    n, k, ha, wa = sxn.shape
+    out = np.empty((n, 3 * k, ha, wa), dtype=sxn.dtype)
+    hb, wb = b.shape[-2:]
+    _propagated_forward(a_cl, b_cl, sxn, syn, patch_size, hb, wb, pad, horizontal, out)
+    return torch.from_numpy(out)

@@ -26,7 +26,8 @@ from torch.utils.checkpoint import checkpoint
 from . import _cpu_kernels
 from ._common import pixel_grid, pixel_to_grid
 
-__all__ = ["particle_positions", "materialized_scores", "tiled_scores", "patch_scores", "select_offsets",
+__all__ = ["particle_positions", "materialized_scores", "tiled_scores", "patch_scores", "propagated_scores",
+           "select_offsets",
            "evaluate", "Evaluation"]
 
 #: elements of the largest per-tile intermediate (about 32 MB in float32)
@@ -246,6 +247,58 @@ def patch_scores(a, b, bx, by, *, patch_size: int = 7, tile_elements: int = TILE
     return _PatchScores.apply(a, b, bx, by, int(patch_size), int(tile_elements), compiled)
 
 
+class _PropagatedScores(torch.autograd.Function):
+    """Compiled propagation-aware forward; backward recomputes through the generic composition."""
+
+    @staticmethod
+    def forward(ctx, a, b, src_x, src_y, patch_size, direction):
+        ctx.save_for_backward(a, b, src_x, src_y)
+        ctx.conf = (patch_size, direction)
+        return _cpu_kernels.propagated_scores(a, b, src_x, src_y, patch_size, direction == "horizontal")
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        patch_size, direction = ctx.conf
+        with torch.enable_grad():
+            leaves = [t.detach().requires_grad_(need) for t, need in zip(ctx.saved_tensors, ctx.needs_input_grad)]
+            out = _propagated_composition(*leaves, patch_size, direction, "auto")
+            wanted = [t for t in leaves if t.requires_grad]
+            grads = iter(torch.autograd.grad(out, wanted, grad_out, allow_unused=True)) if wanted else iter(())
+        return tuple(next(grads) if t.requires_grad else None for t in leaves) + (None, None)
+
+
+def _propagated_composition(a, b, src_x, src_y, patch_size, direction, backend):
+    from .propagation import propagate
+    px, py = propagate(src_x, src_y, direction)
+    bx, by = particle_positions(px, py, tuple(a.shape[-2:]), tuple(b.shape[-2:]))
+    return patch_scores(a, b, bx, by, patch_size=patch_size, backend=backend)
+
+
+def propagated_scores(a, b, src_x, src_y, direction: str, *, patch_size: int = 7, backend: str = "auto"):
+    """Scores of the candidates that :func:`~diff_pm.propagation.propagate` hands out, without building them.
+
+    Equal to ``patch_scores(a, b, *particle_positions(*propagate(src_x, src_y, direction), ...))``
+    (replicate border, default positions -- not the reference quirks). The compiled CPU backend
+    evaluates each source particle at its three target pixels at once: unclamped, the three sampled
+    windows are one window shifted by a pixel, so a ``(p + 2)``-wide strip of absolute differences is
+    computed once and summed over three overlapping ranges (about half the work).
+
+    Shape:
+        - a ``(N, C, Ha, Wa)``, b ``(N, C, Hb, Wb)``, src_x/src_y ``(N, K, Ha, Wa)``
+        - output ``(N, 3K, Ha, Wa)`` in :func:`~diff_pm.propagation.propagate`'s candidate order
+    """
+    if direction not in ("horizontal", "vertical"):
+        raise ValueError(f"direction must be 'horizontal' or 'vertical', got {direction!r}")
+    if backend not in ("auto", "compiled", "torch"):
+        raise ValueError(f"backend must be 'auto', 'compiled' or 'torch', got {backend!r}")
+    compiled = _cpu_kernels.available(a) if backend == "auto" else backend == "compiled"
+    if compiled and not _cpu_kernels.available(a):
+        raise ValueError(f"the compiled backend needs CPU float32/float64 tensors and numba, got {a.device}/{a.dtype}")
+    if compiled:
+        return _PropagatedScores.apply(a, b, src_x, src_y, int(patch_size), direction)
+    return _propagated_composition(a, b, src_x, src_y, int(patch_size), direction, backend)
+
+
 # --- selection ----------------------------------------------------------------------------------
 
 def select_offsets(logits, offset_x, offset_y, mode: str = "soft"):
@@ -265,7 +318,7 @@ def select_offsets(logits, offset_x, offset_y, mode: str = "soft"):
 
 
 def evaluate(feat_a, feat_b, offset_x, offset_y, *, temperature: float = 1e10, mode: str = "soft",
-             scoring: str = "patch", patch_size: int = 7, reference_quirks: bool = False):
+             scoring: str = "patch", patch_size: int = 7, reference_quirks: bool = False, source=None):
     """One evaluation step: positions, scores, softmax (or argmax) over the candidates.
 
     Parameters
@@ -276,14 +329,20 @@ def evaluate(feat_a, feat_b, offset_x, offset_y, *, temperature: float = 1e10, m
         Candidate offsets in pixels (match = ``(y - dy, x - dx)``).
     scoring : {"patch", "tiled", "materialize"}
         :func:`patch_scores`, :func:`tiled_scores` or :func:`materialized_scores`.
+    source : (src_x, src_y, direction), optional
+        Promise that ``(offset_x, offset_y) == propagate(src_x, src_y, direction)`` (replicate border);
+        with ``scoring="patch"`` and no quirks the scores then come from :func:`propagated_scores`.
 
     Returns
     -------
     offset_x, offset_y : Tensor, ``(N, 1, Ha, Wa)``
     """
-    bx, by = particle_positions(offset_x, offset_y, tuple(feat_a.shape[-2:]), tuple(feat_b.shape[-2:]),
-                                reference_quirks=reference_quirks)
-    if scoring == "patch":
+    if not (scoring == "patch" and source is not None and not reference_quirks):
+        bx, by = particle_positions(offset_x, offset_y, tuple(feat_a.shape[-2:]), tuple(feat_b.shape[-2:]),
+                                    reference_quirks=reference_quirks)
+    if scoring == "patch" and source is not None and not reference_quirks:
+        scores = propagated_scores(feat_a, feat_b, source[0], source[1], source[2], patch_size=patch_size)
+    elif scoring == "patch":
         scores = patch_scores(feat_a, feat_b, bx, by, patch_size=patch_size)
     elif scoring == "tiled":
         scores = tiled_scores(feat_a, feat_b, bx, by)
@@ -314,9 +373,10 @@ class Evaluation(nn.Module):
         self.temperature, self.mode, self.scoring = float(temperature), mode, scoring
         self.patch_size, self.reference_quirks = int(patch_size), bool(reference_quirks)
 
-    def forward(self, feat_a, feat_b, offset_x, offset_y):
+    def forward(self, feat_a, feat_b, offset_x, offset_y, *, source=None):
         return evaluate(feat_a, feat_b, offset_x, offset_y, temperature=self.temperature, mode=self.mode,
-                        scoring=self.scoring, patch_size=self.patch_size, reference_quirks=self.reference_quirks)
+                        scoring=self.scoring, patch_size=self.patch_size, reference_quirks=self.reference_quirks,
+                        source=source)
 
     def extra_repr(self) -> str:
         return (f"temperature={self.temperature:g}, mode={self.mode!r}, scoring={self.scoring!r}, "

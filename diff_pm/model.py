@@ -75,8 +75,11 @@ class DifferentiablePatchMatch(nn.Module):
         self.features = features if features is not None else NeighbourhoodFeatures(patch_size)
         self._fused = type(self.features) is NeighbourhoodFeatures and not self.materialize
         scoring = "patch" if self._fused else ("materialize" if self.materialize else "tiled")
+        # the fused scorer may share work between the three pixels that receive each propagated particle
+        self._share = self._fused and not self.reference_quirks
         self.sampler = ParticleSampler(sample_count, shared_noise=self.reference_quirks)
-        self.propagation = Propagation(border="zeros" if self.reference_quirks else "replicate")
+        particles = (int(sample_count) + 1) ** 2 + int(self.keep_current)
+        self.propagation = Propagation(particles, border="zeros" if self.reference_quirks else "replicate")
         self.evaluation = Evaluation(temperature=temperature, mode=evaluation, scoring=scoring,
                                      patch_size=getattr(self.features, "patch_size", patch_size),
                                      reference_quirks=self.reference_quirks)
@@ -141,10 +144,10 @@ class DifferentiablePatchMatch(nn.Module):
             px, py = self.sampler(lo_x, hi_x, lo_y, hi_y, generator=generator)
             if self.keep_current and dx is not None:
                 px, py = torch.cat((px, dx), 1), torch.cat((py, dy), 1)
-            px, py = self.propagation(px, py, "horizontal")
-            dx, dy = self.evaluation(feat_a, feat_b, px, py)
-            px, py = self.propagation(dx, dy, "vertical")
-            dx, dy = self.evaluation(feat_a, feat_b, px, py)
+            cx, cy = self.propagation(px, py, "horizontal")
+            dx, dy = self.evaluation(feat_a, feat_b, cx, cy, source=(px, py, "horizontal") if self._share else None)
+            cx, cy = self.propagation(dx, dy, "vertical")
+            dx, dy = self.evaluation(feat_a, feat_b, cx, cy, source=(dx, dy, "vertical") if self._share else None)
             lo_x = torch.clamp(dx - half_x, min_x, max_x)
             hi_x = torch.clamp(dx + half_x, min_x, max_x)
             lo_y = torch.clamp(dy - half_y, min_y, max_y)

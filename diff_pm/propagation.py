@@ -8,17 +8,20 @@ from torch import nn
 __all__ = ["propagation_filters", "propagate", "Propagation"]
 
 
-def propagation_filters() -> tuple[torch.Tensor, torch.Tensor]:
-    """One-hot filters ``(3, 1, 1, 3)`` (horizontal) and ``(3, 1, 3, 1)`` (vertical).
+def propagation_filters(particles: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grouped one-hot filters ``(3K, 1, 1, 3)`` (horizontal) and ``(3K, 1, 3, 1)`` (vertical).
 
-    Output channel 0 picks the left/upper neighbour, 1 the pixel itself, 2 the right/lower neighbour.
+    For particle ``j`` (group ``j``) output channel ``3j + c`` picks: ``c = 0`` the left/upper
+    neighbour, ``c = 1`` the pixel itself, ``c = 2`` the right/lower neighbour.
     """
-    eye = torch.eye(3)
-    return eye.view(3, 1, 1, 3), eye.view(3, 1, 3, 1)
+    eye = torch.eye(3).repeat(particles, 1)
+    return eye.view(3 * particles, 1, 1, 3), eye.view(3 * particles, 1, 3, 1)
 
 
 def propagate(offset_x, offset_y, direction: str = "horizontal", *, border: str = "replicate", filters=None):
     """Gather each pixel's own particles and those of its two neighbours along one axis.
+
+    A convolution with fixed one-hot filters, grouped per particle (no learnt weights).
 
     Parameters
     ----------
@@ -32,45 +35,54 @@ def propagate(offset_x, offset_y, direction: str = "horizontal", *, border: str 
         particles count twice). ``"zeros"``: the missing neighbour contributes offset 0, as the
         DeepPruner reference's fast propagation does (a quirk).
     filters : tuple of Tensor, optional
-        ``(horizontal, vertical)`` one-hot filters (see :func:`propagation_filters`).
+        ``(horizontal, vertical)`` filters from :func:`propagation_filters` ``(K)``.
 
     Returns
     -------
     offset_x, offset_y : Tensor, shape ``(N, 3K, H, W)``
-        Candidate ``c*K + j`` is particle ``j`` of: the left/upper neighbour (``c = 0``), the pixel
-        itself (``c = 1``), the right/lower neighbour (``c = 2``) -- the reference's order.
+        Candidate ``3j + c`` is particle ``j`` of: the left/upper neighbour (``c = 0``), the pixel
+        itself (``c = 1``), the right/lower neighbour (``c = 2``) -- the order of the reference's
+        convolutional ``Propagation`` layer (its faster variant orders neighbour-major; the order
+        only matters for exact ties in hard mode).
     """
     if direction not in ("horizontal", "vertical"):
         raise ValueError(f"direction must be 'horizontal' or 'vertical', got {direction!r}")
     if border not in ("replicate", "zeros"):
         raise ValueError(f"border must be 'replicate' or 'zeros', got {border!r}")
-    if filters is None:
-        filters = propagation_filters()
-    weight = filters[0] if direction == "horizontal" else filters[1]
-    weight = weight.to(device=offset_x.device, dtype=offset_x.dtype)
     n, k, h, w = offset_x.shape
-    both = torch.cat((offset_x, offset_y), dim=0).reshape(2 * n * k, 1, h, w)
-    pad = (1, 1, 0, 0) if direction == "horizontal" else (0, 0, 1, 1)
-    both = F.pad(both, pad, mode="replicate") if border == "replicate" else F.pad(both, pad)
-    out = F.conv2d(both, weight)                                   # (2NK, 3, H, W)
-    out = out.view(2 * n, k, 3, h, w).transpose(1, 2).reshape(2 * n, 3 * k, h, w)
-    return out[:n], out[n:]
+    if filters is None or filters[0].shape[0] != 3 * k:
+        filters = propagation_filters(k)
+    horizontal = direction == "horizontal"
+    weight = (filters[0] if horizontal else filters[1]).to(device=offset_x.device, dtype=offset_x.dtype)
+    padding = (0, 1) if horizontal else (1, 0)
+    out = []
+    for src in (offset_x, offset_y):
+        cand = F.conv2d(src, weight, padding=padding, groups=k)                   # zero padding
+        if border == "replicate":                                                 # own particles instead
+            if horizontal:
+                cand[:, 0::3, :, 0] = src[:, :, :, 0]
+                cand[:, 2::3, :, w - 1] = src[:, :, :, w - 1]
+            else:
+                cand[:, 0::3, 0, :] = src[:, :, 0, :]
+                cand[:, 2::3, h - 1, :] = src[:, :, h - 1, :]
+        out.append(cand)
+    return out[0], out[1]
 
 
 class Propagation(nn.Module):
-    """Module form of :func:`propagate`; the one-hot filters are registered buffers.
+    """Module form of :func:`propagate`; the one-hot filters (for ``particles`` K) are registered buffers.
 
     Shape:
         - offset_x, offset_y: ``(N, K, H, W)``
         - outputs: two ``(N, 3K, H, W)`` tensors
     """
 
-    def __init__(self, *, border: str = "replicate"):
+    def __init__(self, particles: int = 1, *, border: str = "replicate"):
         super().__init__()
         if border not in ("replicate", "zeros"):
             raise ValueError(f"border must be 'replicate' or 'zeros', got {border!r}")
         self.border = border
-        h, v = propagation_filters()
+        h, v = propagation_filters(particles)
         self.register_buffer("filter_h", h, persistent=False)
         self.register_buffer("filter_v", v, persistent=False)
 

@@ -111,12 +111,15 @@ def test_propagation_particle_order_and_module(device):
     ox = torch.rand(2, 4, 5, 6, device=device, generator=_gen(device))
     oy = torch.rand(2, 4, 5, 6, device=device, generator=_gen(device, 1))
     fx, fy = propagate(ox, oy, "horizontal")
-    mx, my = Propagation().to(device)(ox, oy, "horizontal")
+    mx, my = Propagation(4).to(device)(ox, oy, "horizontal")
     assert torch.equal(fx, mx) and torch.equal(fy, my)
     assert fx.shape == (2, 12, 5, 6)
-    assert torch.equal(fx[:, 4:8], ox)                              # candidates 4..7: own particles
-    assert torch.equal(fx[:, 0:4, :, 1:], ox[:, :, :, :-1])         # candidates 0..3: left neighbour's
-    assert torch.equal(fx[:, 8:12, :, :-1], ox[:, :, :, 1:])        # candidates 8..11: right neighbour's
+    assert torch.equal(fx[:, 1::3], ox)                             # candidates 3j + 1: own particles
+    assert torch.equal(fx[:, 0::3, :, 1:], ox[:, :, :, :-1])        # candidates 3j: left neighbour's
+    assert torch.equal(fx[:, 2::3, :, :-1], ox[:, :, :, 1:])        # candidates 3j + 2: right neighbour's
+    assert torch.equal(fx[:, 0::3, :, 0], ox[:, :, :, 0])           # replicate border
+    vx, _ = propagate(ox, oy, "vertical", border="zeros")
+    assert torch.equal(vx[:, 2::3, :-1], ox[:, :, 1:]) and torch.equal(vx[:, 2::3, -1], torch.zeros_like(ox[:, :, -1]))
     with pytest.raises(ValueError):
         propagate(ox, oy, "diagonal")
 
@@ -155,6 +158,25 @@ def test_memory_saving_scores_equal_materialized(device, dtype, backend):
         grads = torch.autograd.grad((out * weights).sum(), inputs)
         for g, rg in zip(grads, ref_grads):
             torch.testing.assert_close(g, rg, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("direction", ["horizontal", "vertical"])
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_propagated_scores_equal_composition(device, direction, backend):
+    """The propagation-aware scorer equals propagate -> positions -> materialised scores, fwd and bwd."""
+    g = _gen(device, 5)
+    a = torch.rand(2, 3, 12, 14, dtype=torch.float64, device=device, generator=g)
+    b = torch.rand(2, 3, 11, 16, dtype=torch.float64, device=device, generator=g)
+    sx = ((torch.rand(2, 4, 12, 14, dtype=torch.float64, device=device, generator=g) - 0.5) * 14).requires_grad_(True)
+    sy = ((torch.rand(2, 4, 12, 14, dtype=torch.float64, device=device, generator=g) - 0.5) * 14).requires_grad_(True)
+    px, py = propagate(sx, sy, direction)
+    bx, by = particle_positions(px, py, (12, 14), (11, 16))
+    ref = materialized_scores(neighbourhood_features(a), neighbourhood_features(b), bx, by)
+    out = diff_pm.propagated_scores(a, b, sx, sy, direction, backend=backend)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-9)
+    w = torch.rand(ref.shape, dtype=ref.dtype, device=device, generator=g)
+    for x, y in zip(torch.autograd.grad((ref * w).sum(), (sx, sy)), torch.autograd.grad((out * w).sum(), (sx, sy))):
+        torch.testing.assert_close(y, x, rtol=1e-5, atol=1e-9)
 
 
 def test_compiled_backend_needs_cpu():

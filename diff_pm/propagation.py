@@ -35,7 +35,7 @@ def propagate(offset_x, offset_y, direction: str = "horizontal", *, border: str 
         particles count twice). ``"zeros"``: the missing neighbour contributes offset 0, as the
         DeepPruner reference's fast propagation does (a quirk).
     filters : tuple of Tensor, optional
-        ``(horizontal, vertical)`` filters from :func:`propagation_filters` ``(K)``.
+        ``(horizontal, vertical)`` filters from :func:`propagation_filters` ``(K')``, ``K' >= K``.
 
     Returns
     -------
@@ -50,10 +50,11 @@ def propagate(offset_x, offset_y, direction: str = "horizontal", *, border: str 
     if border not in ("replicate", "zeros"):
         raise ValueError(f"border must be 'replicate' or 'zeros', got {border!r}")
     n, k, h, w = offset_x.shape
-    if filters is None or filters[0].shape[0] != 3 * k:
+    if filters is None or filters[0].shape[0] < 3 * k:
         filters = propagation_filters(k)
     horizontal = direction == "horizontal"
-    weight = (filters[0] if horizontal else filters[1]).to(device=offset_x.device, dtype=offset_x.dtype)
+    # the filters for K' >= K particles start with the filters for K particles
+    weight = (filters[0] if horizontal else filters[1])[:3 * k].to(device=offset_x.device, dtype=offset_x.dtype)
     padding = (0, 1) if horizontal else (1, 0)
     out = []
     for src in (offset_x, offset_y):
@@ -70,7 +71,7 @@ def propagate(offset_x, offset_y, direction: str = "horizontal", *, border: str 
 
 
 class Propagation(nn.Module):
-    """Module form of :func:`propagate`; the one-hot filters (for ``particles`` K) are registered buffers.
+    """Module form of :func:`propagate`; the one-hot filters (for up to ``particles`` K) are registered buffers.
 
     Shape:
         - offset_x, offset_y: ``(N, K, H, W)``

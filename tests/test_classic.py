@@ -208,6 +208,16 @@ def test_callback_gets_each_iteration_and_threads_are_restored():
     assert numba.get_num_threads() == before
 
 
+def test_threads_1_is_a_serial_build_of_the_same_function():
+    from classic_pm import _kernels
+
+    for serial, parallel in ((_kernels.sweep_serial, _kernels.sweep_parallel),
+                             (_kernels.init_serial, _kernels.init_parallel)):
+        assert serial.targetoptions["parallel"] is False
+        assert parallel.targetoptions["parallel"] is True
+        assert serial.py_func.__code__ is parallel.py_func.__code__
+
+
 # ----------------------------------------------------------------------------------- errors
 
 _A = np.zeros((10, 12, 3), np.float32)

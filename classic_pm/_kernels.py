@@ -16,9 +16,10 @@ Randomness: every image row draws from its own xorshift64* stream, seeded by has
 (seed, iteration, row) with splitmix64 (iteration 0 is the random initialisation). The streams do
 not depend on the thread count or on the scheduling, so results are reproducible under ``prange``.
 
-The sweep exists in two builds of one undecorated function (``_sweep``): a serial one (threads=1,
-one band, classic Barnes scan) and a parallel one (``prange`` over bands of rows). See
-``_build``.
+The sweep and the initialisation exist in two builds of one undecorated function each (``_sweep``,
+``_init``; see ``_build``): a serial one (threads=1: one band, the classic Barnes scan) and a
+parallel one (``prange`` over bands of rows, or over rows for the initialisation). Both sweeps run
+each band through the same compiled ``_sweep_band``, so the per-band work is identical.
 """
 
 import types

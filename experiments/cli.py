@@ -147,7 +147,8 @@ def cmd_compare(args) -> int:
     from .pairs import resolve_data
     from .runner import Runner
 
-    sources = resolve_data(args.data)  # validates names and folder layouts, decodes nothing
+    # validates names and folder layouts, decodes nothing
+    sources = resolve_data(args.data, log=lambda m: print(m, flush=True))
     if args.checkpoint and not Path(args.checkpoint).is_file():
         raise UserError(f"--checkpoint {args.checkpoint} does not exist; train one with "
                         "`python -m experiments train` or fix the path")
@@ -202,9 +203,13 @@ def cmd_reconstruct(args) -> int:
     import torch
 
     from . import methods
-    from .pairs import _safe, check_pair, folder_pair, save_image, scan_folder
+    from .pairs import (_safe, check_pair, folder_pair, name_mismatch_note, save_image,
+                        scan_folder)
 
     pairs = scan_folder(args.base_dir)
+    note = name_mismatch_note(args.base_dir, pairs)
+    if note:
+        print(note, flush=True)
     save = Path(args.save_dir)
     try:
         save.mkdir(parents=True, exist_ok=True)

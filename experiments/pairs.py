@@ -413,6 +413,17 @@ def scan_folder(base: str | Path) -> list[tuple[Path, Path]]:
     return list(zip(*lists))
 
 
+def name_mismatch_note(base: str | Path, pairs: list[tuple[Path, Path]]) -> str | None:
+    """One-line note when paired files have different stems (pairing is by sorted order)."""
+    bad = [(a, b) for a, b in pairs if a.stem != b.stem]
+    if not bad:
+        return None
+    a, b = bad[0]
+    more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+    return (f"note: {base}: image_1/{a.name} is paired with image_2/{b.name}{more}; file names "
+            "differ, pairing is by sorted order")
+
+
 def _safe(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("_") or "pair"
 
@@ -425,11 +436,12 @@ def folder_pair(path_a: Path, path_b: Path, name: str, max_size: int | None) -> 
     return resize_pair(pair, max_size)
 
 
-def resolve_data(specs: list[str]) -> list[PairSource]:
+def resolve_data(specs: list[str], *, log: Callable[[str], None] | None = None
+                 ) -> list[PairSource]:
     """Turn ``--data`` values (built-in names and/or BASE folders) into loadable pair sources.
 
     Folder pairs are named ``<folder>-<stem of A's file>``. Raises :class:`UserError` for unknown
-    names, bad folders and duplicate names.
+    names, bad folders and duplicate names; ``log`` receives a note when paired file names differ.
     """
     sources: list[PairSource] = []
     for spec in specs:
@@ -442,7 +454,11 @@ def resolve_data(specs: list[str]) -> list[PairSource]:
             raise UserError(f"--data {spec!r} is neither a built-in pair "
                             f"({', '.join(BUILTIN_PAIRS)}) nor an existing folder")
         base_name = _safe(p.resolve().name)
-        for pa, pb in scan_folder(p):
+        found = scan_folder(p)
+        note = name_mismatch_note(p, found)
+        if note and log is not None:
+            log(note)
+        for pa, pb in found:
             name = f"{base_name}-{_safe(pa.stem)}"
             sources.append(PairSource(name, f"{pa} | {pb}",
                                       lambda m, pa=pa, pb=pb, n=name: folder_pair(pa, pb, n, m)))

@@ -7,7 +7,8 @@ import pytest
 
 from experiments.errors import UserError
 from experiments.pairs import (BUILTIN_PAIRS, builtin_pair, check_pair, load_image,
-                               make_warped_pair, resize_pair, scan_folder, to_rgb_float)
+                               make_warped_pair, name_mismatch_note, resize_pair, scan_folder,
+                               to_rgb_float)
 
 
 def _sample(b: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -139,6 +140,9 @@ def test_scan_folder_pairs_by_sorted_name(tmp_path, write_image):
     pairs = scan_folder(tmp_path)
     assert [(a.name, b.name) for a, b in pairs] == [("a.png", "z0.png"), ("b.png", "z1.png"),
                                                     ("c.jpg", "z2.png")]
+    note = name_mismatch_note(tmp_path, pairs)
+    assert "image_1/a.png is paired with image_2/z0.png (and 2 more)" in note
+    assert name_mismatch_note(tmp_path, [(tmp_path / "x.png", tmp_path / "x.jpg")]) is None
 
 
 @pytest.mark.parametrize("problem, message", [

@@ -258,13 +258,21 @@ class _PropagatedScores(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
+        # no forward recomputation: positions are rebuilt (cheap), the compiled backward kernel gives
+        # the gradients of the scores w.r.t. a, b and the positions, autograd chains the rest
+        from .propagation import propagate
         patch_size, direction = ctx.conf
+        a, b, src_x, src_y = ctx.saved_tensors
+        need = ctx.needs_input_grad
         with torch.enable_grad():
-            leaves = [t.detach().requires_grad_(need) for t, need in zip(ctx.saved_tensors, ctx.needs_input_grad)]
-            out = _propagated_composition(*leaves, patch_size, direction, "auto")
-            wanted = [t for t in leaves if t.requires_grad]
-            grads = iter(torch.autograd.grad(out, wanted, grad_out, allow_unused=True)) if wanted else iter(())
-        return tuple(next(grads) if t.requires_grad else None for t in leaves) + (None, None)
+            sx, sy = src_x.detach().requires_grad_(True), src_y.detach().requires_grad_(True)
+            px, py = propagate(sx, sy, direction)
+            bx, by = particle_positions(px, py, tuple(a.shape[-2:]), tuple(b.shape[-2:]))
+            g_a, g_b, g_bx, g_by = _cpu_kernels.patch_scores_backward(a, b, bx, by, patch_size, grad_out)
+            g_sx, g_sy = (torch.autograd.grad((bx, by), (sx, sy), (g_bx, g_by), allow_unused=True)
+                          if (need[2] or need[3]) else (None, None))
+        return (g_a if need[0] else None, g_b if need[1] else None, g_sx if need[2] else None,
+                g_sy if need[3] else None, None, None)
 
 
 def _propagated_composition(a, b, src_x, src_y, patch_size, direction, backend):

@@ -165,8 +165,8 @@ def test_memory_saving_scores_equal_materialized(device, dtype, backend):
 def test_propagated_scores_equal_composition(device, direction, backend):
     """The propagation-aware scorer equals propagate -> positions -> materialised scores, fwd and bwd."""
     g = _gen(device, 5)
-    a = torch.rand(2, 3, 12, 14, dtype=torch.float64, device=device, generator=g)
-    b = torch.rand(2, 3, 11, 16, dtype=torch.float64, device=device, generator=g)
+    a = torch.rand(2, 3, 12, 14, dtype=torch.float64, device=device, generator=g).requires_grad_(True)
+    b = torch.rand(2, 3, 11, 16, dtype=torch.float64, device=device, generator=g).requires_grad_(True)
     sx = ((torch.rand(2, 4, 12, 14, dtype=torch.float64, device=device, generator=g) - 0.5) * 14).requires_grad_(True)
     sy = ((torch.rand(2, 4, 12, 14, dtype=torch.float64, device=device, generator=g) - 0.5) * 14).requires_grad_(True)
     px, py = propagate(sx, sy, direction)
@@ -175,7 +175,8 @@ def test_propagated_scores_equal_composition(device, direction, backend):
     out = diff_pm.propagated_scores(a, b, sx, sy, direction, backend=backend)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-9)
     w = torch.rand(ref.shape, dtype=ref.dtype, device=device, generator=g)
-    for x, y in zip(torch.autograd.grad((ref * w).sum(), (sx, sy)), torch.autograd.grad((out * w).sum(), (sx, sy))):
+    leaves = (a, b, sx, sy)
+    for x, y in zip(torch.autograd.grad((ref * w).sum(), leaves), torch.autograd.grad((out * w).sum(), leaves)):
         torch.testing.assert_close(y, x, rtol=1e-5, atol=1e-9)
 
 

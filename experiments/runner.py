@@ -314,7 +314,6 @@ class Runner:
         from tqdm.auto import tqdm
 
         from . import methods
-        from .metrics import energy, epe, image_metrics, within_1px
 
         cfg = self.config
         device, threads = cfg["device"], cfg["threads"]
@@ -362,37 +361,48 @@ class Runner:
                     self.record_failure(u, pair, exc)
                     continue
                 t_metrics = time.perf_counter()
-                cum = 0.0
-                strip = set(strip_iterations(len(u.iterations))) if u.method != "exact" else {0}
-                keep_its, keep_recons = [], []
-                new_rows = []
-                for it, dt, nnf in tqdm(list(zip(run.iterations, run.times, run.nnfs)),
-                                        desc=f"{label} metrics", leave=False, unit="it",
-                                        dynamic_ncols=True, file=sys.stderr):
-                    cum += dt
-                    recon = np.clip(run.reconstruct(nnf), 0.0, 1.0)
-                    row = dict(pair=pair.name, method=u.method, iteration=it, time_s=dt,
-                               cum_time_s=cum, **image_metrics(pair.a, recon),
-                               energy=energy(pair.a, pair.b, nnf, patch_size=cfg["patch_size"]),
-                               epe=epe(nnf, pair.gt, pair.valid),
-                               within_1px=within_1px(nnf, pair.gt, pair.valid),
-                               device=device, threads=threads, height=pair.a.shape[0],
-                               width=pair.a.shape[1], height_b=pair.b.shape[0],
-                               width_b=pair.b.shape[1], patch_size=cfg["patch_size"],
-                               seed=cfg["seed"])
-                    self.store.append(row)
-                    new_rows.append(row)
-                    if it in strip or it == run.iterations[-1]:
-                        keep_its.append(it)
-                        keep_recons.append((recon * 255 + 0.5).astype(np.uint8))
-                self.save_artifact(u, run.nnfs[-1], keep_its, keep_recons)
-                last = new_rows[-1]
+                last = self.measure(u, pair, run)
                 self.log(f"{pair.name:>14s} {u.method:<11s} it {last['iteration']:>2d}  "
                          f"PSNR {last['psnr']:6.2f} dB  energy {last['energy']:.5f}  "
                          f"time {last['cum_time_s']:7.2f} s  (metrics "
                          f"{time.perf_counter() - t_metrics:.1f} s)")
             self.write_config("running")
         return self.store.read()
+
+    def measure(self, u: Unit, pair: Pair, run) -> dict:
+        """Metrics of every iteration of a finished timed run: rows appended as they come.
+
+        Keeps the reconstructions of the figure iterations and the final NNF in the unit's
+        artifact. Returns the last row.
+        """
+        from tqdm.auto import tqdm
+
+        from .metrics import energy, epe, image_metrics, within_1px
+
+        cfg = self.config
+        p = cfg["patch_size"]
+        strip = set(strip_iterations(len(u.iterations))) if u.method != "exact" else {0}
+        keep_its, keep_recons = [], []
+        cum, row = 0.0, {}
+        for it, dt, nnf in tqdm(list(zip(run.iterations, run.times, run.nnfs)),
+                                desc=f"{pair.name} {u.method} metrics", leave=False, unit="it",
+                                dynamic_ncols=True, file=sys.stderr):
+            cum += dt
+            recon = np.clip(run.reconstruct(nnf), 0.0, 1.0)
+            row = dict(pair=pair.name, method=u.method, iteration=it, time_s=dt, cum_time_s=cum,
+                       **image_metrics(pair.a, recon),
+                       energy=energy(pair.a, pair.b, nnf, patch_size=p),
+                       epe=epe(nnf, pair.gt, pair.valid),
+                       within_1px=within_1px(nnf, pair.gt, pair.valid),
+                       device=cfg["device"], threads=cfg["threads"], height=pair.a.shape[0],
+                       width=pair.a.shape[1], height_b=pair.b.shape[0], width_b=pair.b.shape[1],
+                       patch_size=p, seed=cfg["seed"])
+            self.store.append(row)
+            if it in strip or it == run.iterations[-1]:
+                keep_its.append(it)
+                keep_recons.append((recon * 255 + 0.5).astype(np.uint8))
+        self.save_artifact(u, run.nnfs[-1], keep_its, keep_recons)
+        return row
 
     def timed_run(self, u: Unit, pair: Pair, step):
         """Run one (pair, method) unit with per-iteration timing (see :mod:`.methods`)."""

@@ -161,3 +161,25 @@ def test_bad_inputs_raise():
             model(bad_a, bad_b)
     with pytest.raises(ValueError):
         model(a, a, generator=[torch.Generator(), torch.Generator()])
+
+
+def test_torch_backend_equals_compiled_backend(monkeypatch):
+    """The device-generic torch path (used on CUDA) gives the CPU kernels' result, forward and backward."""
+    import diff_pm._cpu_kernels as kernels
+    # float64 and a little noise: quantised images have exact ties |A - B| = 0 where the gradient jumps
+    g = torch.Generator().manual_seed(1)
+    a = (_textured(20, 26).double() + 1e-3 * torch.rand(1, 3, 20, 26, generator=g, dtype=torch.float64))
+    b = (_textured(22, 24).roll(2, -1).double() + 1e-3 * torch.rand(1, 3, 22, 24, generator=g, dtype=torch.float64))
+    a.requires_grad_(True)
+    b.requires_grad_(True)
+
+    def run():
+        pos = DifferentiablePatchMatch(iterations=3, temperature=10.0)(a, b, generator=_gen("cpu"))
+        return pos, torch.autograd.grad(reconstruct(b, pos, patch_size=3).sum(), (a, b))
+
+    compiled = run()
+    monkeypatch.setattr(kernels, "available", lambda t: False)
+    generic = run()
+    torch.testing.assert_close(generic[0], compiled[0], rtol=1e-7, atol=1e-7)
+    for g, c in zip(generic[1], compiled[1]):
+        torch.testing.assert_close(g, c, rtol=1e-5, atol=1e-7)

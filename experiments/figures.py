@@ -264,7 +264,10 @@ def nnf_figure(out: Path, pair: Pair) -> str | None:
     max_mag = float(max(np.percentile(mag, 99 if pair.gt is not None else 90), 1.0))
     n = len(panels) + 1
     h, w = pair.a.shape[:2]
-    fig, axes = plt.subplots(1, n, figsize=(2.9 * n, 2.9 * h / w + 0.6), squeeze=False)
+    side = 3.4
+    fig, axes = plt.subplots(1, n, figsize=(side * (n - 1) + 2.6, side * h / w + 0.9),
+                             squeeze=False,
+                             gridspec_kw=dict(width_ratios=[1.0] * (n - 1) + [0.7]))
     for ax, (label, nnf, valid) in zip(axes[0], panels):
         plot_flow(nnf, max_mag=max_mag, title=label, valid=valid, ax=ax)
     plot_colour_wheel(max_mag, ax=axes[0, -1])

@@ -206,9 +206,11 @@ def write_report(out: Path, df, summary, pairs: dict, meta: dict) -> Path:
         L.append("![grid](grid.png)\n")
     if "convergence.png" in figs:
         L.append("## Convergence\n")
+        limit = ("dotted horizontal lines: the exact NNF (the limit of any NNF method's energy)"
+                 if (summary["method"] == "exact").any() else
+                 "the exact NNF was not computed in this run, so no limit lines are drawn")
         L.append("PSNR and energy per iteration and against cumulative compute time; colour = "
-                 "pair, line style = method; dotted horizontal lines: the exact NNF (the limit "
-                 "of any NNF method's energy).\n")
+                 f"pair, line style = method; {limit}.\n")
         L.append("![convergence](convergence.png)\n")
     L.append("## Per pair\n")
     for name in pairs:

@@ -52,6 +52,12 @@ class DifferentiablePatchMatch(nn.Module):
     Shape:
         - a: ``(N, C, Ha, Wa)``; b: ``(N, C, Hb, Wb)``, same device and dtype
         - output: ``(N, 2, Ha, Wa)``: absolute ``(y, x)`` pixel coordinates in B
+
+    Conventions (defaults): B is searched at its own size. A pixel's offset range is the set of
+    offsets whose match lies in B (``x - dx in [0, Wb - 1]``, ``y - dy in [0, Hb - 1]``), initially all
+    of B, then ``offset +/- window / 2`` intersected with it; evaluated points are clamped to B and
+    the returned positions are the evaluated points. Propagation's border rule: a missing neighbour
+    is replaced by the pixel's own particles. See ``docs/diff_pm.md``.
     """
 
     def __init__(self, *, sample_count: int = 1, iterations: int = 21, temperature: float = 1e10,

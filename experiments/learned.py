@@ -1,0 +1,238 @@
+"""Learnt features for Differentiable PatchMatch, and the checkpoint format of ``train``.
+
+The fixed DPM features stack each pixel's 7 x 7 RGB neighbourhood into 147 channels and score a
+particle by ``-mean_c |f_A - f_B|``. :class:`LearnedFeatures` keeps the same 7 x 7 receptive field
+but learns what to compare:
+
+* ``proj``: a 7 x 7 convolution 3 -> F (F = 16 by default). Initialised as a random Gaussian
+  projection of the 147-dimensional neighbourhood, so that before any training the mean L1
+  distance of the features is roughly proportional to the L2 distance of the raw patches
+  (Johnson-Lindenstrauss); training starts from a sensible matcher, not from noise.
+* a residual 1 x 1 MLP (F -> H -> F, leaky ReLU), its output layer initialised small, so the
+  extractor starts close to the pure projection and learns non-linear corrections.
+* ``log_temperature``: the softmax temperature, log-parameterised (always positive). The features
+  are multiplied by ``exp(log_temperature)`` and DPM runs with ``temperature = 1``, which gives
+  exactly DPM's ``temperature * mean_c(-|f_A - f_B|)`` scores with a learnable temperature.
+
+About 3k parameters by default; runs on CPU. :func:`save_checkpoint` / :func:`load_checkpoint`
+store and rebuild a ready-to-run :class:`diff_pm.DifferentiablePatchMatch` using these features
+(``python -m experiments compare --checkpoint PATH`` adds it as method ``dpm-learned``).
+
+Checkpoint format (``torch.save`` of plain types and tensors, loadable with ``weights_only=True``)::
+
+    format        "patchmatch-bench/dpm-learned"
+    format_version 1
+    state_dict    LearnedFeatures parameters
+    config        everything needed to rebuild the model (features, DPM, evaluation) and the
+                  training options (seed, steps, crop, iterations, lr, training images ...)
+    seed, step    training seed and number of optimisation steps done
+    versions      python, torch, numpy, patchmatch-bench, git commit
+    metrics       optional held-out results recorded at save time
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["LearnedFeatures", "build_model", "save_checkpoint", "load_checkpoint", "count_parameters",
+           "REFERENCE_TEMPERATURE", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION"]
+
+CHECKPOINT_FORMAT = "patchmatch-bench/dpm-learned"
+CHECKPOINT_VERSION = 1
+#: DPM's reference temperature (practically an argmax); the fixed-feature ``dpm`` runs with it.
+REFERENCE_TEMPERATURE = 1e10
+
+
+class LearnedFeatures(nn.Module):
+    """Learnt per-pixel features for DPM: ``(N, C, H, W)`` images -> ``(N, F, H, W)`` features.
+
+    Parameters (keyword-only)
+    ----------
+    in_channels : int
+        Image channels (3 for RGB).
+    channels : int
+        ``F``, output feature channels.
+    hidden : int
+        Width of the residual 1 x 1 MLP (0 disables it: a purely linear projection).
+    patch_size : int
+        Odd side of the projection's receptive field (7, like the fixed features).
+    temperature : float
+        Initial softmax temperature (> 0); learnt as ``log_temperature``.
+    learn_temperature : bool
+        Whether ``log_temperature`` is a trainable parameter (else a fixed buffer).
+    generator : torch.Generator, optional
+        Source of the initial weights (CPU generator); ``None`` uses torch's default generator.
+
+    Shape:
+        - input: ``(N, in_channels, H, W)``
+        - output: ``(N, channels, H, W)``, already multiplied by the temperature
+
+    Border: the projection reads replicate-padded images (no dark frame at the border).
+    """
+
+    def __init__(self, *, in_channels: int = 3, channels: int = 16, hidden: int = 16, patch_size: int = 7,
+                 temperature: float = 50.0, learn_temperature: bool = True,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        if patch_size < 1 or patch_size % 2 == 0:
+            raise ValueError(f"patch_size must be a positive odd integer, got {patch_size}")
+        if not temperature > 0 or not math.isfinite(temperature):
+            raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
+        if min(in_channels, channels) < 1 or hidden < 0:
+            raise ValueError(f"in_channels and channels must be >= 1 and hidden >= 0, got "
+                             f"{in_channels}, {channels}, {hidden}")
+        self.in_channels, self.channels, self.hidden = int(in_channels), int(channels), int(hidden)
+        self.patch_size = int(patch_size)
+        self.proj = nn.Conv2d(in_channels, channels, patch_size, padding=patch_size // 2,
+                              padding_mode="replicate")
+        if hidden:
+            self.mlp_in = nn.Conv2d(channels, hidden, 1)
+            self.mlp_out = nn.Conv2d(hidden, channels, 1)
+        log_t = torch.tensor(math.log(temperature), dtype=torch.float32)
+        if learn_temperature:
+            self.log_temperature = nn.Parameter(log_t)
+        else:
+            self.register_buffer("log_temperature", log_t)
+        self.reset_parameters(generator)
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Random projection (std ``1/sqrt(fan_in)``, zero bias); MLP in: std ``1/sqrt(F)``; MLP out: 10x smaller
+        (a small residual, so the extractor starts close to the projection yet every weight gets gradient)."""
+        fan_in = self.in_channels * self.patch_size ** 2
+        self.proj.weight.normal_(0.0, 1.0 / math.sqrt(fan_in), generator=generator)
+        self.proj.bias.zero_()
+        if self.hidden:
+            self.mlp_in.weight.normal_(0.0, 1.0 / math.sqrt(self.channels), generator=generator)
+            self.mlp_in.bias.zero_()
+            self.mlp_out.weight.normal_(0.0, 0.1 / math.sqrt(self.hidden), generator=generator)
+            self.mlp_out.bias.zero_()
+
+    @property
+    def temperature(self) -> float:
+        """Current softmax temperature ``exp(log_temperature)``."""
+        return float(self.log_temperature.detach().exp())
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if image.dim() != 4 or image.shape[1] != self.in_channels:
+            raise ValueError(f"image must have shape (N, {self.in_channels}, H, W), got {tuple(image.shape)}")
+        h = self.proj(image)
+        if self.hidden:
+            h = h + self.mlp_out(F.leaky_relu(self.mlp_in(h), 0.1))
+        return h * self.log_temperature.exp().to(h.dtype)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, hidden={self.hidden}, patch_size={self.patch_size}"
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable scalars."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def feature_config(features: LearnedFeatures) -> dict:
+    """Constructor arguments of ``features`` (plain types, for the checkpoint)."""
+    return dict(in_channels=features.in_channels, channels=features.channels, hidden=features.hidden,
+                patch_size=features.patch_size, learn_temperature=isinstance(features.log_temperature, nn.Parameter))
+
+
+def build_model(features: nn.Module, *, iterations: int, evaluation: str = "soft",
+                temperature: float = 1.0, sample_count: int = 1, window=(100, 100), patch_size: int = 7,
+                keep_current: bool = False):
+    """A :class:`diff_pm.DifferentiablePatchMatch` that scores with ``features``.
+
+    ``temperature`` multiplies the features' own (learnt) temperature: 1 (default) runs at the learnt
+    temperature, :data:`REFERENCE_TEMPERATURE` runs practically hard like the fixed-feature ``dpm``.
+    Everything else defaults to DPM's reference configuration.
+    """
+    import diff_pm
+
+    return diff_pm.DifferentiablePatchMatch(iterations=iterations, temperature=temperature, evaluation=evaluation,
+                                            sample_count=sample_count, window=tuple(window), patch_size=patch_size,
+                                            features=features, keep_current=keep_current)
+
+
+def versions() -> dict:
+    """Package versions and git commit recorded in checkpoints (same helpers as ``compare``)."""
+    from .runner import git_commit, package_versions
+
+    return dict(package_versions(), git=git_commit())
+
+
+def save_checkpoint(path, model, config: dict, *, seed: int, step: int, metrics: dict | None = None) -> Path:
+    """Write a checkpoint of a learnt-feature DPM (or of the bare :class:`LearnedFeatures`).
+
+    Parameters
+    ----------
+    path : str or Path
+        File to write (parent folders are created; written atomically via a temporary file).
+    model : DifferentiablePatchMatch or LearnedFeatures
+        The model whose ``features`` are saved.
+    config : dict
+        Plain-typed configuration (JSON-like): must contain ``model`` (the DPM evaluation
+        configuration, see :func:`load_checkpoint`) and may hold any training options.
+    seed, step : int
+        Training seed and optimisation steps done.
+    metrics : dict, optional
+        Held-out results to keep with the weights.
+    """
+    features = model.features if hasattr(model, "features") else model
+    if not isinstance(features, LearnedFeatures):
+        raise ValueError(f"model must use LearnedFeatures, got {type(features).__name__}")
+    if "model" not in config:
+        raise ValueError("config must contain 'model' (iterations, evaluation, temperature, ...)")
+    payload = dict(format=CHECKPOINT_FORMAT, format_version=CHECKPOINT_VERSION,
+                   state_dict={k: v.detach().to("cpu", torch.float32).clone()
+                               for k, v in features.state_dict().items()},
+                   features=feature_config(features), config=config, seed=int(seed), step=int(step),
+                   versions=versions(), metrics=metrics or {})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_checkpoint(path, *, device="cpu", iterations: int | None = None, temperature: float | None = None,
+                    evaluation: str | None = None):
+    """Rebuild the learnt DPM of a checkpoint, ready to run (eval mode, on ``device``).
+
+    The model is configured by the checkpoint's ``config["model"]``: by default the DPM reference
+    configuration (21 iterations, window 100, one sample) with the learnt features, evaluated at
+    ``temperature`` x the learnt temperature (``1e10``: practically hard, like the fixed ``dpm``).
+    The keyword arguments override those three settings.
+
+    Returns
+    -------
+    model : diff_pm.DifferentiablePatchMatch
+    info : dict
+        ``iterations``, ``config``, ``seed``, ``step``, ``versions``, ``metrics``, ``parameters``,
+        ``learned_temperature``, ``path``.
+    """
+    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a dpm-learned checkpoint (written by `python -m experiments train`)")
+    if payload.get("format_version", 0) > CHECKPOINT_VERSION:
+        raise ValueError(f"{path} has checkpoint format {payload['format_version']}, newer than this code "
+                         f"understands ({CHECKPOINT_VERSION})")
+    fconf = payload["features"]
+    features = LearnedFeatures(**fconf)
+    features.load_state_dict(payload["state_dict"])
+    mconf = dict(payload["config"]["model"])
+    if iterations is not None:
+        mconf["iterations"] = int(iterations)
+    if temperature is not None:
+        mconf["temperature"] = float(temperature)
+    if evaluation is not None:
+        mconf["evaluation"] = evaluation
+    model = build_model(features, **mconf).to(device).eval()
+    info = dict(path=str(path), iterations=model.iterations, model=mconf, config=payload["config"],
+                seed=payload["seed"], step=payload["step"], versions=payload["versions"],
+                metrics=payload.get("metrics", {}), parameters=count_parameters(features),
+                learned_temperature=features.temperature)
+    return model, info

@@ -1,0 +1,229 @@
+"""Learnt DPM features (experiments.learned) and the training command (experiments.train).
+
+All tests run on tiny pairs on CPU (a few seconds in total apart from the CLI smoke runs).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import diff_pm
+from experiments.errors import UserError
+from experiments.learned import (REFERENCE_TEMPERATURE, LearnedFeatures, build_model, count_parameters,
+                                 load_checkpoint, save_checkpoint)
+from experiments.pairs import make_warped_pair
+from experiments.train import (TRAIN_IMAGES, PairSampler, _load_sample, add_arguments, check_disjoint,
+                               heldout_sources, reconstruction_loss, run, stack_pairs, train_step)
+
+
+@pytest.fixture(scope="module")
+def camera():
+    return _load_sample("camera")
+
+
+def tiny_batch(image, n=2, size=24, seed=0):
+    """``n`` warped pairs of ``size x size`` crops of ``image`` (a training image), as tensors."""
+    rng = np.random.default_rng(seed)
+    sampler = PairSampler([image], size, rng)
+    return stack_pairs([sampler.pair() for _ in range(n)], "cpu")
+
+
+def tiny_model(iterations=2, seed=0, temperature=20.0):
+    features = LearnedFeatures(temperature=temperature, generator=torch.Generator().manual_seed(seed))
+    return build_model(features, iterations=iterations, temperature=1.0)
+
+
+def loss_at(model, batch, seed=0):
+    a, b, gt, valid = batch
+    return reconstruction_loss(a, b, model(a, b, generator=torch.Generator().manual_seed(seed)), valid)
+
+
+# --------------------------------------------------------------------------- features and model
+def test_features_shape_size_and_bad_input():
+    f = LearnedFeatures()
+    assert f(torch.rand(2, 3, 10, 12)).shape == (2, 16, 10, 12)
+    assert 1000 < count_parameters(f) <= 5000  # "a handful of thousand parameters at most"
+    assert math.isclose(f.temperature, 50.0, rel_tol=1e-6)
+    with pytest.raises(ValueError, match="shape"):
+        f(torch.rand(1, 1, 8, 8))
+    with pytest.raises(ValueError, match="temperature"):
+        LearnedFeatures(temperature=0.0)
+    with pytest.raises(ValueError, match="odd"):
+        LearnedFeatures(patch_size=4)
+
+
+def test_features_seeded_init():
+    a = LearnedFeatures(generator=torch.Generator().manual_seed(3)).state_dict()
+    b = LearnedFeatures(generator=torch.Generator().manual_seed(3)).state_dict()
+    c = LearnedFeatures(generator=torch.Generator().manual_seed(4)).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["proj.weight"], c["proj.weight"])
+
+
+def test_gradients_reach_every_parameter(camera):
+    """Through DPM (soft, moderate temperature) and the voting reconstruction: finite, non-zero."""
+    model = tiny_model()
+    loss = loss_at(model, tiny_batch(camera))
+    loss.backward()
+    params = dict(model.features.named_parameters())
+    assert set(params) >= {"proj.weight", "proj.bias", "mlp_in.weight", "mlp_in.bias", "mlp_out.weight",
+                           "mlp_out.bias", "log_temperature"}
+    for name, p in params.items():
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
+
+
+def test_reference_temperature_gives_no_useful_gradient(camera):
+    """At 1e10 the softmax is one-hot: the features get (practically) no gradient. Why we train soft."""
+    model = tiny_model()
+    model.evaluation.temperature = REFERENCE_TEMPERATURE
+    loss_at(model, tiny_batch(camera)).backward()
+    grad = model.features.proj.weight.grad
+    assert grad is None or float(grad.abs().max()) < 1e-6
+
+
+def test_one_step_lowers_the_loss(camera):
+    """A small optimisation step on a fixed batch, same particles before and after, lowers the loss."""
+    batch = tiny_batch(camera, n=2, size=32, seed=1)
+    model = tiny_model(iterations=3)
+    with torch.no_grad():
+        before = float(loss_at(model, batch, seed=5))
+    opt = torch.optim.Adam(model.features.parameters(), lr=1e-3)
+    returned = train_step(model, opt, batch, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        after = float(loss_at(model, batch, seed=5))
+    assert returned == pytest.approx(before, rel=1e-6)
+    assert after < before
+
+
+def test_loss_is_masked_and_zero_for_identity(camera):
+    a, b, gt, valid = tiny_batch(camera)
+    ys, xs = torch.meshgrid(torch.arange(24.0), torch.arange(24.0), indexing="ij")
+    identity = torch.stack((ys, xs)).expand(2, 2, 24, 24)
+    assert float(reconstruction_loss(a, a, identity, torch.ones_like(valid))) < 1e-6
+    # ground-truth positions reconstruct B's pixels of A's points: far better than identity
+    assert float(reconstruction_loss(a, b, gt, valid)) < float(reconstruction_loss(a, b, identity, valid))
+    # invalid pixels do not count
+    bad = a.clone()
+    bad[valid.expand_as(a) == 0] = 1e3
+    assert float(reconstruction_loss(bad, a, identity, valid)) < 1e-6
+
+
+# --------------------------------------------------------------------------- checkpoints
+def test_checkpoint_round_trip(tmp_path, camera):
+    model = tiny_model(seed=2)
+    with torch.no_grad():  # move away from the initialisation
+        for p in model.features.parameters():
+            p.add_(0.01 * torch.randn(p.shape, generator=torch.Generator().manual_seed(9)))
+    config = dict(model=dict(iterations=3, evaluation="soft", temperature=1.0, sample_count=1, window=[100, 100],
+                             patch_size=7, keep_current=False), train=dict(lr=1e-3))
+    path = save_checkpoint(tmp_path / "sub" / "ck.pt", model, config, seed=7, step=12, metrics=dict(psnr=20.0))
+    assert path.stat().st_size < 50_000
+    loaded, info = load_checkpoint(path, device="cpu")
+    assert isinstance(loaded, diff_pm.DifferentiablePatchMatch)
+    assert not loaded.training
+    assert info["seed"] == 7 and info["step"] == 12 and info["iterations"] == 3
+    assert info["config"]["train"]["lr"] == 1e-3 and info["metrics"]["psnr"] == 20.0
+    assert info["versions"]["torch"] == torch.__version__
+    a, b, _, _ = tiny_batch(camera)
+    model.iterations = 3
+    with torch.no_grad():
+        p1 = model(a, b, generator=torch.Generator().manual_seed(1))
+        p2 = loaded(a, b, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(p1, p2, rtol=0, atol=0)
+    again, info2 = load_checkpoint(path, device="cpu", iterations=5, temperature=REFERENCE_TEMPERATURE)
+    assert again.iterations == 5 and info2["iterations"] == 5
+    assert again.evaluation.temperature == REFERENCE_TEMPERATURE
+
+
+def test_checkpoint_rejects_foreign_files(tmp_path):
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a dpm-learned checkpoint"):
+        load_checkpoint(tmp_path / "other.pt", device="cpu")
+    with pytest.raises(ValueError, match="LearnedFeatures"):
+        save_checkpoint(tmp_path / "x.pt", diff_pm.DifferentiablePatchMatch(), dict(model={}), seed=0, step=0)
+
+
+# --------------------------------------------------------------------------- data
+def test_training_images_are_disjoint_from_heldout():
+    held = heldout_sources()
+    assert {"astronaut", "coffee", "chelsea", "rocket", "motorcycle_left", "motorcycle_right"} <= set(held)
+    check_disjoint({n: _load_sample(n) for n in TRAIN_IMAGES}, held)
+    with pytest.raises(UserError, match="chelsea"):  # skimage.data.cat() is chelsea.png
+        check_disjoint({"cat": _load_sample("cat")}, held)
+
+
+def test_pair_sampler_seeded_and_consistent(camera):
+    s1, s2 = (PairSampler([camera], 32, np.random.default_rng(4)) for _ in range(2))
+    p1, p2 = s1.pair(), s2.pair()
+    np.testing.assert_array_equal(p1.b, p2.b)
+    assert p1.a.shape == p1.b.shape == (32, 32, 3)
+    assert 0.5 < p1.valid.mean() <= 1.0
+    with pytest.raises(UserError, match="--crop"):
+        PairSampler([camera[:20, :20]], 32, np.random.default_rng(0))
+
+
+# --------------------------------------------------------------------------- the command
+def _args(tmp_path, name, *extra):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(["--out", str(tmp_path / name), "--steps", "3", "--crop", "24", "--batch", "2",
+                              "--iterations", "2", "--eval-size", "32", "--eval-every", "2", "--threads", "1",
+                              "--no-progress", "--images", "camera", "coins", *extra])
+
+
+def test_training_reproducible_with_fixed_seed(tmp_path):
+    assert run(_args(tmp_path, "r1", "--no-final-eval")) == 0
+    assert run(_args(tmp_path, "r2", "--no-final-eval")) == 0
+    assert run(_args(tmp_path, "r3", "--no-final-eval", "--seed", "1")) == 0
+    sd = [torch.load(tmp_path / r / "dpm_learned.pt", weights_only=True)["state_dict"] for r in ("r1", "r2", "r3")]
+    assert all(torch.equal(sd[0][k], sd[1][k]) for k in sd[0])
+    assert not torch.equal(sd[0]["proj.weight"], sd[2]["proj.weight"])
+    logs = [list(csv.DictReader(open(tmp_path / r / "train_log.csv"))) for r in ("r1", "r2")]
+    assert [r["loss"] for r in logs[0]] == [r["loss"] for r in logs[1]]
+
+
+def test_cli_smoke_run(tmp_path):
+    """`python -m experiments train` end to end on tiny pairs (routed through the experiments CLI)."""
+    from experiments.cli import main
+
+    out = tmp_path / "smoke"
+    code = main(["train", "--out", str(out), "--steps", "3", "--crop", "24", "--batch", "2", "--iterations", "2",
+                 "--eval-size", "32", "--eval-every", "2", "--eval-iterations", "2", "--threads", "1",
+                 "--no-progress", "--images", "camera", "coins"])
+    assert code == 0
+    rows = list(csv.DictReader(open(out / "train_log.csv")))
+    assert [int(r["step"]) for r in rows if r["kind"] == "train"] == [1, 2, 3]
+    held = [r for r in rows if r["kind"] == "heldout"]
+    assert {int(r["step"]) for r in held} == {0, 2, 3} and {r["mode"] for r in held} == {"soft", "reference"}
+    assert all(math.isfinite(float(r["loss"])) for r in rows if r["kind"] == "train")
+    import matplotlib.image
+
+    png = matplotlib.image.imread(out / "training.png")
+    assert png.shape[0] > 300 and png.shape[1] > 500
+    import pandas as pd
+
+    final = pd.read_csv(out / "final_eval.csv")
+    assert set(final["method"]) == {"pm", "dpm", "dpm-learned", "dpm-learned-soft"}
+    assert set(final["iteration"]) == {1, 2}
+    assert final[["psnr", "epe", "within_1px"]].notna().all().all()
+    model, info = load_checkpoint(out / "dpm_learned.pt", device="cpu")
+    assert info["step"] == 3 and info["iterations"] == 2 and "final" in info["metrics"]
+    assert info["config"]["train"]["images"] == ["camera", "coins"]
+
+
+@pytest.mark.parametrize("bad, message", [(["--crop", "4"], "--crop"), (["--images", "nonexistent"], "nonexistent"),
+                                          (["--images", "chelsea"], "held-out"), (["--lr", "-1"], "--lr")])
+def test_cli_bad_options_one_line_error(tmp_path, capsys, bad, message):
+    from experiments.cli import main
+
+    code = main(["train", "--out", str(tmp_path / "bad"), "--steps", "1", "--no-progress", *bad])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("error:") and message in err[0]

@@ -155,8 +155,16 @@ def write_report(out: Path, df, summary, pairs: dict, meta: dict) -> Path:
                                                        if git.get("dirty") else "")),
         ("versions", ", ".join(f"{k} {v}" for k, v in ver.items() if v)),
     ]
+    dpm_cfg = meta.get("dpm_config") or {}
+    if dpm_cfg:
+        rows.insert(5, ("dpm configuration", "`DifferentiablePatchMatch(" + ", ".join(
+            f"{k}={v!r}" for k, v in dpm_cfg.items()) + ")`"))
     if run.get("checkpoint"):
-        rows.insert(5, ("checkpoint", f"`{run['checkpoint']}`"))
+        li = meta.get("learned") or {}
+        extra = ", ".join(f"{k} {li[k]}" for k in ("step", "parameters", "learned_temperature")
+                          if k in li)
+        rows.insert(5, ("checkpoint (dpm-learned)", f"`{run['checkpoint']}`"
+                        + (f" ({extra})" if extra else "")))
     L += [f"| {k} | {v} |" for k, v in rows]
     L.append("")
     L.append("## Pairs\n")

@@ -321,7 +321,7 @@ class Runner:
         learned, learned_info = self.learned, self.learned_info
         learned_its = learned_iterations(learned, learned_info) if learned is not None else None
         self.meta.update(device_info=device_info(device, threads), versions=package_versions(),
-                         git=git_commit())
+                         git=git_commit(), dpm_config=dpm_defaults(cfg))
         self.write_config("running", learned=learned_info)
 
         df = self.store.read()
@@ -462,6 +462,20 @@ def load_artifact(out: Path, pair: str, method: str) -> dict | None:
         return None
     with np.load(p) as z:
         return {k: z[k] for k in z.files}
+
+
+def dpm_defaults(cfg: dict) -> dict:
+    """Constructor settings of the ``dpm`` method: the defaults of DifferentiablePatchMatch,
+    with ``iterations`` and ``patch_size`` from the run (for config.json and the report)."""
+    import inspect
+
+    import diff_pm
+
+    sig = inspect.signature(diff_pm.DifferentiablePatchMatch.__init__)
+    out = {k: p.default for k, p in sig.parameters.items()
+           if p.default is not inspect.Parameter.empty and k != "features"}
+    out.update(iterations=cfg["dpm_iterations"], patch_size=cfg["patch_size"])
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in out.items()}
 
 
 def learned_iterations(model, info) -> int:

@@ -31,10 +31,11 @@ from numba import njit, prange
 # used as "no bound" for the early termination.
 _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 
-# Random search draws a second candidate at the radii 2 <= w <= RS_REFINE (w = 5 and 2 for the
-# usual image sizes). Barnes et al. draw one per radius; the two extra near candidates cost about
-# 15-20% more time per iteration and lower the 5-iteration energy on Middlebury motorcycle by
-# about 1.5% (0.001584 -> 0.001563, mean of seeds 0-3; interior patches, threads=1).
+# Random search draws a second candidate at the radii 2 <= w <= rs_refine (w = 5 and 2 for the
+# usual image sizes). Barnes et al. draw one per radius (rs_refine < 2, ``refine_radius=0`` in the
+# public API); the two extra near candidates cost about 15-20% more time per iteration and lower
+# the 5-iteration energy on Middlebury motorcycle by about 1.5% (0.001584 -> 0.001563, mean of
+# seeds 0-3; interior patches, threads=1). RS_REFINE is the public default.
 RS_REFINE = 8
 
 _U0 = np.uint64(0)
@@ -139,7 +140,8 @@ def _init(A2, B2, mask, nnf, cost, seed, p, C, Hb, Wb):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _sweep_band(A2, B2, mask, nnf, cost, halo_row, y0, y1, seed, iteration, p, C, Hb, Wb):
+def _sweep_band(A2, B2, mask, nnf, cost, halo_row, y0, y1, seed, iteration, p, C, Hb, Wb,
+                rs_refine):
     """One pass over the rows y0..y1-1 of A (one band); the serial core of ``_sweep``.
 
     ``halo_row`` (int32 (Wa, 2)) stands in for the row just outside the band that propagation
@@ -194,7 +196,7 @@ def _sweep_band(A2, B2, mask, nnf, cost, halo_row, y0, y1, seed, iteration, p, C
                         by = cy
                         bx = cx
             # Random search: one candidate per radius w = rs_max, rs_max // 2, ..., 1 (two
-            # for 2 <= w <= RS_REFINE), uniform in the window of radius w around the current
+            # for 2 <= w <= rs_refine), uniform in the window of radius w around the current
             # best match, intersected with B.
             w = rs_max
             again = True
@@ -213,7 +215,7 @@ def _sweep_band(A2, B2, mask, nnf, cost, halo_row, y0, y1, seed, iteration, p, C
                         best = d
                         by = cy
                         bx = cx
-                if again and 2 <= w <= RS_REFINE:
+                if again and 2 <= w <= rs_refine:
                     again = False
                 else:
                     again = True
@@ -223,7 +225,7 @@ def _sweep_band(A2, B2, mask, nnf, cost, halo_row, y0, y1, seed, iteration, p, C
             cost[y, x] = best
 
 
-def _sweep(A2, B2, mask, nnf, cost, halo, band_starts, seed, iteration, p, C, Hb, Wb):
+def _sweep(A2, B2, mask, nnf, cost, halo, band_starts, seed, iteration, p, C, Hb, Wb, rs_refine):
     """One PatchMatch iteration (propagation + random search at each pixel), in place.
 
     Parameters
@@ -249,10 +251,13 @@ def _sweep(A2, B2, mask, nnf, cost, halo, band_starts, seed, iteration, p, C, Hb
         (DESIGN.md counts passes from 0: its "even i" is our odd ``iteration``.)
     p, C, Hb, Wb : int
         Patch size, channels, size of B.
+    rs_refine : int
+        Random search draws two candidates at the radii 2 <= w <= rs_refine (< 2: one per radius,
+        exactly Barnes et al.).
     """
     for band in prange(band_starts.shape[0] - 1):
         _sweep_band(A2, B2, mask, nnf, cost, halo[band], band_starts[band], band_starts[band + 1],
-                    seed, iteration, p, C, Hb, Wb)
+                    seed, iteration, p, C, Hb, Wb, rs_refine)
 
 
 def _build(fn, parallel):

@@ -135,14 +135,15 @@ def _band_starts(height, threads):
 
 # --------------------------------------------------------------------------------- public API
 
-def patchmatch(a, b, *, patch_size=7, iterations=5, seed=0, threads=1, callback=None):
+def patchmatch(a, b, *, patch_size=7, iterations=5, seed=0, threads=1, callback=None,
+               refine_radius=_kernels.RS_REFINE):
     """Classic PatchMatch (Barnes et al. 2009): approximate nearest-neighbour field from A to B.
 
     Random initialisation, then ``iterations`` passes of propagation and random search. Pass 1
     scans top-left to bottom-right, trying the left and upper neighbours' matches shifted by one
     pixel; pass 2 scans in reverse from the right and lower neighbours; and so on alternately.
     After propagation at each pixel, random search tries one candidate per radius
-    w = max(Hb, Wb), w // 2, ..., 1 (two at radii 2 to 8, see ``_kernels.RS_REFINE``), uniform in
+    w = max(Hb, Wb), w // 2, ..., 1 (two at radii 2 to ``refine_radius``), uniform in
     the window of radius w around the current best match (intersected with B). The patch distance
     stops early once a patch row takes it past the current best. Propagated candidates are
     clamped into B.
@@ -167,6 +168,10 @@ def patchmatch(a, b, *, patch_size=7, iterations=5, seed=0, threads=1, callback=
         ``numba.config.NUMBA_NUM_THREADS`` threads (the previous setting is restored).
     callback : callable, keyword-only
         ``callback(iteration, nnf)`` after each pass, iteration 1-based; ``nnf`` is a copy.
+    refine_radius : int, keyword-only
+        Random search draws a second candidate at the radii 2 <= w <= refine_radius (default 8).
+        ``refine_radius=0`` is exactly Barnes et al. (one candidate per radius); the default
+        costs about 15-20% more time per iteration for about 1.5% lower energy.
 
     Returns
     -------
@@ -176,6 +181,7 @@ def patchmatch(a, b, *, patch_size=7, iterations=5, seed=0, threads=1, callback=
     a, b, p = _check_pair(a, b, patch_size)
     iterations = _check_int(iterations, "iterations", 0)
     threads = _check_int(threads, "threads", 1)
+    refine_radius = _check_int(refine_radius, "refine_radius", 0)
     seed = _check_int(seed, "seed", -(2 ** 63))
     if callback is not None and not callable(callback):
         raise ValueError(f"callback must be callable or None, got {callback!r}")
@@ -194,7 +200,8 @@ def patchmatch(a, b, *, patch_size=7, iterations=5, seed=0, threads=1, callback=
     if threads == 1:
         _kernels.init_serial(A2, B2, mask, nnf, cost, seed_u64, p, C, Hb, Wb)
         for it in range(1, iterations + 1):
-            _kernels.sweep_serial(A2, B2, mask, nnf, cost, halo, bands, seed_u64, it, p, C, Hb, Wb)
+            _kernels.sweep_serial(A2, B2, mask, nnf, cost, halo, bands, seed_u64, it, p, C, Hb, Wb,
+                                  refine_radius)
             if callback is not None:
                 callback(it, nnf.copy())
         return nnf
@@ -207,7 +214,8 @@ def patchmatch(a, b, *, patch_size=7, iterations=5, seed=0, threads=1, callback=
         _kernels.init_parallel(A2, B2, mask, nnf, cost, seed_u64, p, C, Hb, Wb)
         for it in range(1, iterations + 1):
             _kernels.fill_halo(nnf, bands, it % 2 == 1, halo)
-            _kernels.sweep_parallel(A2, B2, mask, nnf, cost, halo, bands, seed_u64, it, p, C, Hb, Wb)
+            _kernels.sweep_parallel(A2, B2, mask, nnf, cost, halo, bands, seed_u64, it, p, C, Hb, Wb,
+                                  refine_radius)
             if callback is not None:
                 callback(it, nnf.copy())
     finally:

@@ -123,10 +123,11 @@ def test_vote_matches_numpy_loop(p):
 # ------------------------------------------------------------------------- known answers
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_energy_never_increases_and_nears_exact(natural_pair, threads):
+@pytest.mark.parametrize("refine_radius", [8, 0])  # 0: one search candidate per radius (Barnes)
+def test_energy_never_increases_and_nears_exact(natural_pair, threads, refine_radius):
     a, b = natural_pair
     energies = [_energy(a, b, patchmatch(a, b, iterations=0, seed=4, threads=threads))]
-    nnf = patchmatch(a, b, iterations=5, seed=4, threads=threads,
+    nnf = patchmatch(a, b, iterations=5, seed=4, threads=threads, refine_radius=refine_radius,
                      callback=lambda i, f: energies.append(_energy(a, b, f)))
     assert len(energies) == 6
     assert all(e1 <= e0 for e0, e1 in zip(energies, energies[1:])), energies
@@ -218,6 +219,13 @@ def test_threads_1_is_a_serial_build_of_the_same_function():
         assert serial.py_func.__code__ is parallel.py_func.__code__
 
 
+def test_refine_radius_zero_is_a_different_search(natural_pair):
+    a, b = natural_pair
+    faithful = patchmatch(a, b, iterations=2, seed=4, refine_radius=0)
+    refined = patchmatch(a, b, iterations=2, seed=4)
+    assert not np.array_equal(faithful, refined)
+
+
 # ----------------------------------------------------------------------------------- errors
 
 _A = np.zeros((10, 12, 3), np.float32)
@@ -228,6 +236,7 @@ _A = np.zeros((10, 12, 3), np.float32)
     (lambda: patchmatch(_A, np.zeros(5)), r"b must have shape \(H, W\) or \(H, W, C\)"),
     (lambda: patchmatch(_A, _A[..., :2]), "a and b must have the same number of channels, got 3 and 2"),
     (lambda: patchmatch(_A, _A, patch_size=4), "patch_size must be a positive odd integer, got 4"),
+    (lambda: patchmatch(_A, _A, refine_radius=-1), "refine_radius must be >= 0, got -1"),
     (lambda: patchmatch(_A, _A, patch_size=0), "patch_size must be a positive odd integer, got 0"),
     (lambda: patchmatch(_A, _A, patch_size=-3), "patch_size must be a positive odd integer"),
     (lambda: patchmatch(_A, _A, patch_size=3.0), "patch_size must be a positive odd integer"),

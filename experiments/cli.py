@@ -15,9 +15,10 @@ from .errors import UserError
 from .pairs import BUILTIN_PAIRS
 
 DEFAULT_OUT = "reports/latest"
-# Exact NNF on CPU only when sqrt(|A| * |B|) <= this many pixels: about 200 x 133 pixels, 5-10 s
-# per pair on 2 shared cores (320 x 213 takes about 50 s, too slow for `make compare`).
-DEFAULT_EXACT_MAX_PIXELS = 30000
+# The exact NNF runs only when sqrt(pixels of A x pixels of B) <= this many pixels. CPU: about
+# 200 x 133 pixels, 5-10 s per pair on 2 shared cores (320 x 213 takes about 50 s, too slow for
+# `make compare`). CUDA: about 1200 x 800 pixels, seconds on a current GPU.
+DEFAULT_EXACT_MAX_PIXELS = {"cpu": 30000, "cuda": 1_000_000}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -92,9 +93,10 @@ def build_parser(*, with_train: bool = False) -> argparse.ArgumentParser:
     c.add_argument("--checkpoint", default=None, metavar="PATH",
                    help="learnt DPM checkpoint (from `train`): adds the method dpm-learned")
     c.add_argument("--exact-max-pixels", type=_int_at_least(0, "--exact-max-pixels"),
-                   default=DEFAULT_EXACT_MAX_PIXELS, metavar="N",
-                   help="on CPU, compute the exact NNF only when sqrt(|A| x |B|) <= N pixels "
-                        f"(default {DEFAULT_EXACT_MAX_PIXELS}; 0: never); always on CUDA")
+                   default=None, metavar="N",
+                   help="compute the exact NNF only when sqrt(pixels of A x pixels of B) <= N "
+                        f"(default {DEFAULT_EXACT_MAX_PIXELS['cpu']} on CPU, "
+                        f"{DEFAULT_EXACT_MAX_PIXELS['cuda']} on CUDA; 0: never)")
     c.add_argument("--fresh", action="store_true",
                    help="discard earlier results in --out instead of resuming them")
     _add_common(c)
@@ -166,6 +168,8 @@ def cmd_compare(args) -> int:
     runner = Runner(config, sources, out, fresh=args.fresh, log=lambda m: print(m, flush=True))
     runner.load_pairs()  # decodes and checks every image before any heavy import or compute
     config["device"] = resolve_device(args.device)
+    if args.exact_max_pixels is None:
+        config["exact_max_pixels"] = DEFAULT_EXACT_MAX_PIXELS[config["device"].split(":")[0]]
     runner.load_checkpoint()
     runner.prepare_output()
     t0 = time.perf_counter()

@@ -149,8 +149,8 @@ def write_report(out: Path, df, summary, pairs: dict, meta: dict) -> Path:
         ("max size", f"{run.get('max_size')} px (longer side)" if run.get("max_size")
          else "native resolution"),
         ("seed", run.get("seed")),
-        ("exact NNF", f"on CPU when sqrt(pixels of A x pixels of B) <= "
-                      f"{run.get('exact_max_pixels')}; always on CUDA"),
+        ("exact NNF", f"when sqrt(pixels of A x pixels of B) <= "
+                      f"{run.get('exact_max_pixels')} (--exact-max-pixels)"),
         ("git commit", f"`{git.get('commit', '?')}`" + (" (uncommitted changes)"
                                                        if git.get("dirty") else "")),
         ("versions", ", ".join(f"{k} {v}" for k, v in ver.items() if v)),

@@ -296,17 +296,18 @@ class Runner:
         return units
 
     def exact_skip_reason(self, pair: Pair) -> str | None:
+        """Why the exact NNF is not computed for ``pair`` (None: it is)."""
         limit = self.config["exact_max_pixels"]
-        if self.config["device"].startswith("cuda"):
-            return None
+        where = "CUDA" if self.config["device"].startswith("cuda") else "CPU"
         na = pair.a.shape[0] * pair.a.shape[1]
         nb = pair.b.shape[0] * pair.b.shape[1]
         size = math.sqrt(na * nb)
         if limit <= 0:
             return "exact NNF disabled (--exact-max-pixels 0)"
         if size > limit:
-            return (f"exact NNF skipped on CPU: sqrt(pixels of A x pixels of B) = {size:.0f} > "
-                    f"--exact-max-pixels {limit} (raise the limit, lower --max-size, or use a GPU)")
+            hint = "lower --max-size" + (", or use a GPU" if where == "CPU" else "")
+            return (f"exact NNF skipped on {where}: sqrt(pixels of A x pixels of B) = {size:.0f} "
+                    f"> --exact-max-pixels {limit} (raise the limit, {hint})")
         return None
 
     def run(self) -> "pandas.DataFrame":  # noqa: F821
@@ -329,7 +330,7 @@ class Runner:
             self.store.rewrite(df)  # normalise; drops a torn last line of an interrupted write
         self.log("warming up (numba JIT, torch) on a tiny pair ...")
         warm = methods.warm_up(patch_size=cfg["patch_size"], threads=threads, device=device,
-                               exact=cfg["exact_max_pixels"] > 0 or device.startswith("cuda"),
+                               exact=cfg["exact_max_pixels"] > 0,
                                learned=learned)
         self.meta["warmup_s"] = round(warm, 3)
         self.log(f"warm-up {warm:.1f} s (excluded from timings)")

@@ -13,8 +13,10 @@ mean-L1 scores (no temperature):
 * :func:`patch_scores` -- the default ``p x p`` neighbourhood features, computed straight from the
   images: the neighbourhood of B sampled bilinearly at a continuous position shares one set of
   4 bilinear weights for all ``p*p`` taps, so it is an ``(p+1) x (p+1)`` integer window of B
-  interpolated once. No feature map is built; forward on CPU uses a compiled kernel when available,
-  backward recomputes tile by tile.
+  interpolated once. No feature map is built. On CPU compiled (numba) kernels compute forward and
+  backward; elsewhere tiled torch ops, the backward recomputing tile by tile.
+* :func:`propagated_scores` -- :func:`patch_scores` of the candidates that propagation hands out,
+  sharing work between the three pixels that receive each particle (compiled CPU kernel).
 """
 from __future__ import annotations
 

@@ -376,12 +376,25 @@ class Runner:
         Keeps the reconstructions of the figure iterations and the final NNF in the unit's
         artifact. Returns the last row.
         """
+        import torch
+
+        cfg = self.config
+        p = cfg["patch_size"]
+        # Metrics are not timed: one torch thread avoids the stalls of a 2-thread pool on a
+        # CPU shared with other work (seconds per call under heavy load).
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self._measure(u, pair, run, p)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _measure(self, u: Unit, pair: Pair, run, p: int) -> dict:
         from tqdm.auto import tqdm
 
         from .metrics import energy, epe, image_metrics, within_1px
 
         cfg = self.config
-        p = cfg["patch_size"]
         strip = set(strip_iterations(len(u.iterations))) if u.method != "exact" else {0}
         keep_its, keep_recons = [], []
         cum, row = 0.0, {}

@@ -88,4 +88,4 @@ def tiny_run(tmp_path_factory, seed_folder):
     res = run_cli("compare", "--data", "chelsea", str(seed_folder), "--out", str(out), *TINY_ARGS)
     assert res.returncode == 0, res.stderr[-3000:]
     return dict(out=out, args=("compare", "--data", "chelsea", str(seed_folder), *TINY_ARGS),
-                result=res)
+                tiny_args=TINY_ARGS, result=res)

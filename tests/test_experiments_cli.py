@@ -14,8 +14,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO, TINY_ARGS, run_cli
 from experiments.runner import COLUMNS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m experiments *args`` in the repository root (same as conftest's ``cli``)."""
+    return subprocess.run([sys.executable, "-m", "experiments", *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
 
 PAIRS = ["chelsea", "demo-a_shift", "demo-b_gray16", "demo-c_same"]
 ITERS = {"pm": [1, 2], "dpm": [1, 2, 3], "exact": [0]}
@@ -208,7 +215,8 @@ def test_bad_folder_one_line_error_keeps_rows(tiny_run, tmp_path, write_image, p
     shutil.copytree(tiny_run["out"], out)
     before = (out / "metrics.csv").read_bytes()
     base = _bad_folder(tmp_path, write_image, problem)
-    res = run_cli("compare", "--data", "chelsea", str(base), "--out", str(out), *TINY_ARGS)
+    res = run_cli("compare", "--data", "chelsea", str(base), "--out", str(out),
+                  *tiny_run["tiny_args"])
     _assert_one_line_error(res, needle)
     assert (out / "metrics.csv").read_bytes() == before
 

@@ -59,13 +59,15 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="torch device for DPM and the exact NNF (auto: cuda when available)")
     p.add_argument("--threads", type=_int_at_least(1, "--threads"), default=_available_cores(),
+                   metavar="N",
                    help="CPU threads for both methods (numba bands and torch); default: all "
                         f"available cores ({_available_cores()})")
     p.add_argument("--max-size", type=_int_at_least(8, "--max-size"), default=None, metavar="PX",
                    help="area-downscale each image so its longer side is at most PX "
                         "(ground truth scaled along); default: native resolution")
-    p.add_argument("--seed", type=_int_at_least(0, "--seed"), default=0,
-                   help="seed of PatchMatch's random streams and DPM's torch.Generator")
+    p.add_argument("--seed", type=_int_at_least(0, "--seed"), default=0, metavar="N",
+                   help="seed of PatchMatch's random streams and DPM's torch.Generator "
+                        "(default 0)")
     p.add_argument("--patch-size", type=_odd_patch, default=7, metavar="P",
                    help="odd patch side for both methods, voting and the energy (default 7)")
 
@@ -98,7 +100,8 @@ def build_parser(*, with_train: bool = False) -> argparse.ArgumentParser:
                         f"(default {DEFAULT_EXACT_MAX_PIXELS['cpu']} on CPU, "
                         f"{DEFAULT_EXACT_MAX_PIXELS['cuda']} on CUDA; 0: never)")
     c.add_argument("--fresh", action="store_true",
-                   help="discard earlier results in --out instead of resuming them")
+                   help="discard an unfinished run in --out instead of resuming it (a "
+                        "finished run there is always replaced)")
     _add_common(c)
 
     r = sub.add_parser("reconstruct", help="DeepPruner demo interface: rebuild every A of a "

@@ -99,6 +99,9 @@ def build_parser(*, with_train: bool = False) -> argparse.ArgumentParser:
                    help="compute the exact NNF only when sqrt(pixels of A x pixels of B) <= N "
                         f"(default {DEFAULT_EXACT_MAX_PIXELS['cpu']} on CPU, "
                         f"{DEFAULT_EXACT_MAX_PIXELS['cuda']} on CUDA; 0: never)")
+    c.add_argument("--dpm-keep-current", action="store_true",
+                   help="also run DPM keeping each pixel's current offset as a candidate "
+                        "(method dpm-keep; an improvement over the reference, off by default)")
     c.add_argument("--fresh", action="store_true",
                    help="discard an unfinished run in --out instead of resuming it (a "
                         "finished run there is always replaced)")
@@ -165,6 +168,7 @@ def cmd_compare(args) -> int:
         max_size=args.max_size, pm_iterations=args.pm_iterations,
         dpm_iterations=args.dpm_iterations, patch_size=args.patch_size, seed=args.seed,
         device=None, threads=args.threads, exact_max_pixels=args.exact_max_pixels,
+        dpm_keep_current=bool(args.dpm_keep_current),
         checkpoint=str(Path(args.checkpoint).resolve()) if args.checkpoint else None,
         out=str(out), command="python -m experiments " + " ".join(sys.argv[1:]),
     )

@@ -24,6 +24,7 @@ from .pairs import Pair
 METHOD_LABELS = {
     "pm": "classic PatchMatch",
     "dpm": "differentiable PatchMatch",
+    "dpm-keep": "DPM, current offset kept",
     "dpm-learned": "DPM, learnt features",
     "exact": "exact NNF",
 }
@@ -189,10 +190,17 @@ def run_exact(pair: Pair, *, patch_size: int, device: str) -> MethodRun:
                      _classic_vote(b, patch_size))
 
 
-def default_dpm(*, iterations: int, patch_size: int):
-    """``diff_pm.DifferentiablePatchMatch`` in its default configuration."""
+def default_dpm(*, iterations: int, patch_size: int, keep_current: bool = False):
+    """``diff_pm.DifferentiablePatchMatch`` in its default configuration.
+
+    ``keep_current=True`` (method ``dpm-keep``) also keeps each pixel's current offset as a
+    candidate in the next iteration (not in the reference).
+    """
     import diff_pm
 
+    if keep_current:
+        return diff_pm.DifferentiablePatchMatch(iterations=iterations, patch_size=patch_size,
+                                                keep_current=True)
     return diff_pm.DifferentiablePatchMatch(iterations=iterations, patch_size=patch_size)
 
 

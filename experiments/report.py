@@ -114,12 +114,14 @@ def observations(summary) -> list[str]:
             out.append(f"- {m} energy at the last iteration is {min(r):.2f}x to {max(r):.2f}x "
                        f"the exact NNF's ({len(r)} pairs with the exact NNF and non-zero "
                        "exact energy).")
-    if "dpm-learned" in methods and "dpm" in methods:
-        d = [get(p, "dpm-learned", "psnr") - get(p, "dpm", "psnr") for p in pairs]
-        d = [x for x in d if math.isfinite(x)]
-        if d:
-            out.append(f"- Learnt features vs fixed (dpm-learned - dpm): PSNR "
-                       f"{min(d):+.2f} to {max(d):+.2f} dB over {len(d)} pairs.")
+    for m, what in (("dpm-keep", "Keeping the current offset (dpm-keep - dpm)"),
+                    ("dpm-learned", "Learnt features vs fixed (dpm-learned - dpm)")):
+        if m in methods and "dpm" in methods:
+            d = [get(p, m, "psnr") - get(p, "dpm", "psnr") for p in pairs]
+            d = [x for x in d if math.isfinite(x)]
+            if d:
+                out.append(f"- {what}: PSNR {min(d):+.2f} to {max(d):+.2f} dB over "
+                           f"{len(d)} pairs, at equal iterations.")
     return out or ["- (nothing to compare)"]
 
 
@@ -145,7 +147,10 @@ def write_report(out: Path, df, summary, pairs: dict, meta: dict) -> Path:
         ("threads", f"{run.get('threads')} (numba bands for pm, torch threads for dpm)"),
         ("patch size", run.get("patch_size")),
         ("iterations", f"pm {run.get('pm_iterations')}, dpm {run.get('dpm_iterations')}"
-                       + (", dpm-learned: see checkpoint" if run.get("checkpoint") else "")),
+                       + (" (also dpm-keep, dpm-learned)" if run.get("dpm_keep_current")
+                          and run.get("checkpoint") else " (also dpm-keep)"
+                          if run.get("dpm_keep_current") else " (also dpm-learned)"
+                          if run.get("checkpoint") else "")),
         ("max size", f"{run.get('max_size')} px (longer side)" if run.get("max_size")
          else "native resolution"),
         ("seed", run.get("seed")),
@@ -209,6 +214,8 @@ def write_report(out: Path, df, summary, pairs: dict, meta: dict) -> Path:
         L.append("## Reconstructions\n")
         L.append("Rows are pairs: Image A (to rebuild) | Image B (patch source) | "
                  "differentiable | classic" +
+                 (" | DPM keeping the current offset" if (summary["method"] == "dpm-keep").any()
+                  else "") +
                  (" | learnt DPM" if (summary["method"] == "dpm-learned").any() else "") +
                  ", each at its last iteration.\n")
         L.append("![grid](grid.png)\n")

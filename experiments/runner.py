@@ -42,9 +42,9 @@ COLUMNS = [
 ]
 # Settings that define the numbers; a resumed run must match them exactly.
 RUN_KEYS = ("pairs", "max_size", "pm_iterations", "dpm_iterations", "patch_size", "seed",
-            "device", "threads", "exact_max_pixels", "checkpoint")
+            "device", "threads", "exact_max_pixels", "checkpoint", "dpm_keep_current")
 STRIP_COLUMNS = 6  # reconstructions kept per method for iterations_<pair>.png
-METHOD_ORDER = ("pm", "dpm", "dpm-learned", "exact")
+METHOD_ORDER = ("pm", "dpm", "dpm-keep", "dpm-learned", "exact")
 OUTPUT_FILES = ("metrics.csv", "summary.csv", "config.json", "REPORT.md", "grid.png",
                 "convergence.png")
 
@@ -285,6 +285,8 @@ class Runner:
         cfg = self.config
         units = [Unit(pair.name, "pm", list(range(1, cfg["pm_iterations"] + 1))),
                  Unit(pair.name, "dpm", list(range(1, cfg["dpm_iterations"] + 1)))]
+        if cfg.get("dpm_keep_current"):
+            units.append(Unit(pair.name, "dpm-keep", list(range(1, cfg["dpm_iterations"] + 1))))
         if learned_iterations is not None:
             units.append(Unit(pair.name, "dpm-learned", list(range(1, learned_iterations + 1))))
         reason = self.exact_skip_reason(pair)
@@ -427,9 +429,10 @@ class Runner:
             run = methods.run_pm(pair, iterations=cfg["pm_iterations"],
                                  patch_size=cfg["patch_size"], seed=cfg["seed"],
                                  threads=cfg["threads"], progress=step)
-        elif u.method in ("dpm", "dpm-learned"):
+        elif u.method in ("dpm", "dpm-keep", "dpm-learned"):
             model = self.learned if u.method == "dpm-learned" else methods.default_dpm(
-                iterations=cfg["dpm_iterations"], patch_size=cfg["patch_size"])
+                iterations=cfg["dpm_iterations"], patch_size=cfg["patch_size"],
+                keep_current=u.method == "dpm-keep")
             run = methods.run_dpm(model, pair, method=u.method, device=cfg["device"],
                                   seed=cfg["seed"], patch_size=cfg["patch_size"], progress=step)
         else:

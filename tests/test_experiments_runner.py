@@ -15,6 +15,7 @@ from experiments.runner import COLUMNS, Runner
 def _config(**kw):
     cfg = dict(pairs=["chelsea"], max_size=32, pm_iterations=2, dpm_iterations=2, patch_size=7,
                seed=0, device="cpu", threads=1, exact_max_pixels=30000, checkpoint=None,
+               dpm_keep_current=False,
                out="", command="test")
     cfg.update(kw)
     return cfg
@@ -43,3 +44,15 @@ def test_failure_becomes_nan_rows(tmp_path, monkeypatch):
     assert "simulated out-of-memory" in meta["failures"]["chelsea__exact"]
     assert "simulated out-of-memory" in (tmp_path / "REPORT.md").read_text()
     assert len(pd.read_csv(tmp_path / "summary.csv")) == 3
+
+
+def test_dpm_keep_current_method(tmp_path):
+    """--dpm-keep-current adds dpm-keep rows with dpm's iteration count."""
+    src = PairSource("chelsea", "built-in", lambda m: builtin_pair("chelsea", max_size=m))
+    runner = Runner(_config(dpm_keep_current=True, exact_max_pixels=0), [src], tmp_path,
+                    fresh=False, log=lambda m: None)
+    runner.load_pairs()
+    runner.prepare_output()
+    df = runner.run()
+    assert sorted(df[df["method"] == "dpm-keep"]["iteration"]) == [1, 2]
+    assert set(df["method"]) == {"pm", "dpm", "dpm-keep"}

@@ -15,10 +15,10 @@ from .errors import UserError
 from .pairs import BUILTIN_PAIRS
 
 DEFAULT_OUT = "reports/latest"
-# The exact NNF runs only when sqrt(pixels of A x pixels of B) <= this many pixels. CPU: about
-# 200 x 133 pixels, 5-10 s per pair on 2 shared cores (320 x 213 takes about 50 s, too slow for
+# The exact NNF runs only when sqrt(pixels of A x pixels of B) <= this many pixels. CPU: up to
+# 200 x 200 pixels, 5-15 s per pair on 2 shared cores (320 x 213 takes about 50 s, too slow for
 # `make compare`). CUDA: about 1200 x 800 pixels, seconds on a current GPU.
-DEFAULT_EXACT_MAX_PIXELS = {"cpu": 30000, "cuda": 1_000_000}
+DEFAULT_EXACT_MAX_PIXELS = {"cpu": 40000, "cuda": 1_000_000}
 
 
 class _Parser(argparse.ArgumentParser):

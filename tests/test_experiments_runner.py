@@ -14,7 +14,7 @@ from experiments.runner import COLUMNS, Runner
 
 def _config(**kw):
     cfg = dict(pairs=["chelsea"], max_size=32, pm_iterations=2, dpm_iterations=2, patch_size=7,
-               seed=0, device="cpu", threads=1, exact_max_pixels=30000, checkpoint=None,
+               seed=0, device="cpu", threads=1, exact_max_pixels=40000, checkpoint=None,
                dpm_keep_current=False,
                out="", command="test")
     cfg.update(kw)

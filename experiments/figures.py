@@ -131,6 +131,8 @@ def plot_metric(df, *, y: str, x: str = "iteration", ax=None, colours: dict | No
         if method == "exact":
             if limit and np.isfinite(g[y].iloc[0]):
                 ax.axhline(g[y].iloc[0], color=colours[pair], ls=":", lw=1.2)
+                if x != "iteration":  # where the exhaustive search gets there
+                    ax.plot(g[x], g[y], color=colours[pair], marker="*", ms=9, ls="none")
             continue
         ax.plot(g[x], g[y], color=colours[pair], ls=METHOD_STYLE.get(method, "-"),
                 marker=METHOD_MARKER.get(method, "."), ms=3, lw=1.3)
@@ -233,7 +235,8 @@ def convergence_figure(out: Path, df) -> str | None:
     methods = [m for m in METHOD_ORDER if (df["method"] == m).any()]
     handles += [Line2D([], [], color="k", ls=METHOD_STYLE[m],
                        marker=None if m == "exact" else METHOD_MARKER[m], ms=4,
-                       label=METHOD_LABELS[m] + (" (limit)" if m == "exact" else ""))
+                       label=METHOD_LABELS[m] + (" (limit; star: its time)" if m == "exact"
+                                                 else ""))
                 for m in methods]
     if "exact" not in methods:
         handles.append(Line2D([], [], color="0.6", ls=":",

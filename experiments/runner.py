@@ -82,7 +82,9 @@ def git_commit() -> dict:
 
     try:
         commit = git("rev-parse", "HEAD") or "unknown"
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        # uncommitted changes to the code (not to reports or docs)
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "classic_pm",
+                         "diff_pm", "experiments", "pyproject.toml"))
     except (OSError, subprocess.SubprocessError):
         commit, dirty = "unknown", None
     return dict(commit=commit, dirty=dirty)

@@ -53,7 +53,7 @@ import numpy as np
 from .errors import UserError
 
 __all__ = ["add_arguments", "run", "TRAIN_IMAGES", "check_disjoint", "heldout_sources", "PairSampler",
-           "reconstruction_loss", "train_step", "evaluate_heldout", "final_evaluation"]
+           "reconstruction_loss", "train_step", "evaluate_heldout", "evaluate_pm", "final_evaluation"]
 
 #: scikit-image sample images used for training (all shipped with scikit-image, no download).
 #: Disjoint from every held-out image (checked by content in :func:`check_disjoint`).
@@ -61,7 +61,7 @@ TRAIN_IMAGES = ("camera", "immunohistochemistry", "hubble_deep_field", "colorwhe
                 "brick", "grass", "gravel", "coins", "moon")
 
 DEFAULT_OUT = "checkpoints/latest"
-LOG_FIELDS = ("step", "kind", "mode", "loss", "psnr", "epe", "within_1px", "temperature", "lr",
+LOG_FIELDS = ("step", "kind", "mode", "loss", "recon", "psnr", "epe", "within_1px", "temperature", "lr",
               "elapsed_s")
 
 
@@ -250,39 +250,50 @@ def stack_pairs(pairs, device: str):
 
 
 # --------------------------------------------------------------------------- loss and steps
-def reconstruction_loss(a, b, positions, valid, *, gt=None, epe_weight: float = 0.0, patch_size: int = 7):
+def reconstruction_loss(a, b, positions, valid, *, gt=None, epe_weight: float = 0.0, patch_size: int = 7,
+                        parts: bool = False):
     """Mean L1 of ``diff_pm.reconstruct(b, positions)`` against ``a`` on valid pixels (+ EPE term).
 
     Shape:
         - a, b: ``(N, C, H, W)``; positions, gt: ``(N, 2, H, W)``; valid: ``(N, 1, H, W)`` 0/1
-        - returns: scalar tensor; the EPE term is in pixels divided by the image's longer side
+        - returns: scalar tensor ``recon + epe_weight * epe / max(H, W)`` (EPE in pixels); with
+          ``parts=True`` also the two terms as floats: ``(total, recon, epe_pixels)``
     """
     import diff_pm
 
     recon = diff_pm.reconstruct(b, positions, patch_size=patch_size)
     denom = valid.sum().clamp_min(1.0)
-    loss = ((recon - a).abs().mean(1, keepdim=True) * valid).sum() / denom
-    if epe_weight > 0 and gt is not None:
+    l1 = ((recon - a).abs().mean(1, keepdim=True) * valid).sum() / denom
+    loss, epe_px = l1, float("nan")
+    if gt is not None:
         err = ((positions - gt).pow(2).sum(1, keepdim=True) + 1e-6).sqrt()
-        loss = loss + epe_weight * (err * valid).sum() / denom / max(a.shape[-2:])
+        epe = (err * valid).sum() / denom
+        epe_px = float(epe.detach())
+        if epe_weight > 0:
+            loss = loss + epe_weight * epe / max(a.shape[-2:])
+    if parts:
+        return loss, float(l1.detach()), epe_px
     return loss
 
 
-def train_step(model, optimizer, batch, *, generator, epe_weight: float = 0.0, clip: float = 1.0) -> float:
-    """One optimisation step on ``batch = (a, b, gt, valid)``; returns the loss before the step."""
+def train_step(model, optimizer, batch, *, generator, epe_weight: float = 0.0, clip: float = 1.0) -> dict:
+    """One optimisation step on ``batch = (a, b, gt, valid)``.
+
+    Returns the values before the step: ``loss`` (optimised), ``recon`` (masked L1), ``epe`` (pixels).
+    """
     import torch
 
     a, b, gt, valid = batch
     model.train()
     optimizer.zero_grad(set_to_none=True)
     positions = model(a, b, generator=generator)
-    loss = reconstruction_loss(a, b, positions, valid, gt=gt, epe_weight=epe_weight)
+    loss, recon, epe = reconstruction_loss(a, b, positions, valid, gt=gt, epe_weight=epe_weight, parts=True)
     if not torch.isfinite(loss):
         raise FloatingPointError(f"training loss became {loss.item()}; lower --lr or --temperature")
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.features.parameters(), clip)
     optimizer.step()
-    return float(loss.detach())
+    return dict(loss=float(loss.detach()), recon=recon, epe=epe)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -299,7 +310,8 @@ def _pair_metrics(pair, nnf: np.ndarray, recon: np.ndarray) -> dict:
     recon = np.clip(recon, 0.0, 1.0)
     err = np.abs(recon - pair.a).mean(axis=2)
     mask = pair.valid if pair.valid is not None else np.ones(err.shape, bool)
-    return dict(loss=float(err[mask].mean()) if mask.any() else float(err.mean()), psnr=psnr(pair.a, recon),
+    l1 = float(err[mask].mean()) if mask.any() else float(err.mean())
+    return dict(loss=l1, recon=l1, psnr=psnr(pair.a, recon),
                 epe=epe(nnf, pair.gt, pair.valid), within_1px=within_1px(nnf, pair.gt, pair.valid))
 
 
@@ -327,6 +339,17 @@ def evaluate_heldout(model, pairs, *, device: str, seed: int) -> dict:
             recon = diff_pm.reconstruct(b, pos)[0].permute(1, 2, 0).cpu().numpy()
             rows.append(_pair_metrics(pair, pos[0].permute(1, 2, 0).cpu().numpy(), recon))
     model.train(was_training)
+    return {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
+
+
+def evaluate_pm(pairs, *, iterations: int, seed: int, threads: int) -> dict:
+    """Held-out means of classic PatchMatch after ``iterations`` (same metrics as :func:`evaluate_heldout`)."""
+    from .methods import run_pm
+
+    rows = []
+    for pair in pairs:
+        run = run_pm(pair, iterations=iterations, patch_size=7, seed=seed, threads=threads)
+        rows.append(_pair_metrics(pair, run.nnfs[-1], run.reconstruct(run.nnfs[-1])))
     return {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
 
 
@@ -405,11 +428,11 @@ def plot_training(rows: list[dict], baselines: dict, path: Path, *, title: str =
     ax = axes[0, 0]
     if train:
         steps = np.array([r["step"] for r in train])
-        loss = np.array([r["loss"] for r in train], float)
-        ax.plot(steps, loss, color="0.75", lw=0.6, label="train loss (per step)")
+        loss = np.array([r["recon"] for r in train], float)
+        ax.plot(steps, loss, color="0.75", lw=0.6, label="train (per step)")
         k = max(1, min(25, len(loss) // 10))
         smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
-        ax.plot(steps[k - 1:], smooth, color="C0", lw=1.5, label=f"train loss ({k}-step mean)")
+        ax.plot(steps[k - 1:], smooth, color="C0", lw=1.5, label=f"train ({k}-step mean)")
     styles = {"soft": ("C1", "dpm-learned, learnt T (as trained)"),
               "reference": ("C2", "dpm-learned, T = 1e10 (hard)")}
     for mode, (col, lab) in styles.items():
@@ -417,19 +440,18 @@ def plot_training(rows: list[dict], baselines: dict, path: Path, *, title: str =
         if not ev:
             continue
         s = [r["step"] for r in ev]
-        if mode == "soft":
-            ax.plot(s, [r["loss"] for r in ev], "o-", color=col, ms=3, label="held-out loss, " + lab)
+        ax.plot(s, [r["recon"] for r in ev], "o-", color=col, ms=3, label="held-out, " + lab)
         for axx, key in ((axes[0, 1], "psnr"), (axes[1, 0], "epe"), (axes[1, 1], "within_1px")):
             axx.plot(s, [r[key] for r in ev], "o-", color=col, ms=3, label=lab)
     base_style = {"dpm": ("C3", "--", "dpm (fixed features, T = 1e10)"), "pm": ("k", ":", "pm (classic)")}
     for name, vals in baselines.items():
         col, ls, lab = base_style.get(name, ("C4", "-.", name))
-        if "loss" in vals:
-            axes[0, 0].axhline(vals["loss"], color=col, ls=ls, lw=1, label=f"held-out loss, {lab}")
+        if "recon" in vals:
+            axes[0, 0].axhline(vals["recon"], color=col, ls=ls, lw=1, label=f"held-out, {lab}")
         for axx, key in ((axes[0, 1], "psnr"), (axes[1, 0], "epe"), (axes[1, 1], "within_1px")):
             if key in vals and np.isfinite(vals[key]):
                 axx.axhline(vals[key], color=col, ls=ls, lw=1, label=lab)
-    axes[0, 0].set(title="loss (mean L1 on valid pixels)", xlabel="step", ylabel="loss")
+    axes[0, 0].set(title="reconstruction loss (mean L1 on valid pixels)", xlabel="step", ylabel="L1")
     axes[0, 1].set(title="held-out PSNR (mean over pairs)", xlabel="step", ylabel="dB")
     axes[1, 0].set(title="held-out end-point error", xlabel="step", ylabel="pixels")
     axes[1, 1].set(title="held-out matches within 1 px", xlabel="step", ylabel="fraction")
@@ -539,6 +561,9 @@ def _run(args) -> int:
                             device=device, seed=args.seed)
     baselines["dpm"] = base
     log.add(step=0, kind="baseline", mode="dpm", **base, elapsed_s=time.perf_counter() - t0)
+    base = evaluate_pm(pairs, iterations=args.iterations, seed=args.seed, threads=args.threads)
+    baselines["pm"] = base
+    log.add(step=0, kind="baseline", mode="pm", **base, elapsed_s=time.perf_counter() - t0)
 
     def heldout(step: int) -> None:
         for mode, m in (("soft", model), ("reference", reference)):
@@ -553,11 +578,11 @@ def _run(args) -> int:
     try:
         for step in range(1, args.steps + 1):
             batch = sampler.batch(args.batch, device)
-            loss = train_step(model, optimizer, batch, generator=dpm_gen, epe_weight=args.epe_weight)
+            res = train_step(model, optimizer, batch, generator=dpm_gen, epe_weight=args.epe_weight)
             lr = optimizer.param_groups[0]["lr"]
             schedule.step()
-            running = loss if running is None else 0.95 * running + 0.05 * loss
-            log.add(step=step, kind="train", mode="soft", loss=loss, temperature=features.temperature, lr=lr,
+            running = res["loss"] if running is None else 0.95 * running + 0.05 * res["loss"]
+            log.add(step=step, kind="train", mode="soft", **res, temperature=features.temperature, lr=lr,
                     elapsed_s=time.perf_counter() - t0)
             bar.set_postfix(loss=f"{running:.4f}", T=f"{features.temperature:.3g}")
             bar.update()
@@ -579,7 +604,7 @@ def _run(args) -> int:
 
     metrics = dict(train_s=round(train_s, 1), learned_temperature=features.temperature)
     last = {r["mode"]: r for r in log.rows if r["kind"] == "heldout"}
-    metrics["heldout_train_iterations"] = {m: {k: r[k] for k in ("loss", "psnr", "epe", "within_1px")}
+    metrics["heldout_train_iterations"] = {m: {k: r[k] for k in ("recon", "psnr", "epe", "within_1px")}
                                            for m, r in last.items()}
     save_checkpoint(out / "dpm_learned.pt", features, config, seed=args.seed, step=args.steps, metrics=metrics)
     print(f"trained {args.steps} steps in {train_s:.0f} s; learnt temperature {features.temperature:.3g}; "

@@ -108,14 +108,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--out", default=DEFAULT_OUT,
                    help=f"output folder: dpm_learned.pt, train_log.csv, training.png, final_eval.csv "
                         f"(default {DEFAULT_OUT}/)")
-    g.add_argument("--steps", type=_positive_int("--steps", 0), default=400, help="optimisation steps (default 400)")
+    g.add_argument("--steps", type=_positive_int("--steps", 0), default=1500, help="optimisation steps (default 1500)")
     g.add_argument("--seed", type=_positive_int("--seed", 0), default=0, help="seed of data, weights and DPM (default 0)")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="torch device (auto: cuda when available)")
     g.add_argument("--threads", type=_positive_int("--threads"), default=_available_cores(),
                    help=f"CPU threads for torch and numba (default: all available, {_available_cores()})")
-    g.add_argument("--eval-every", type=_positive_int("--eval-every", 0), default=50, metavar="N",
-                   help="held-out evaluation every N steps (0: only before and after; default 50)")
+    g.add_argument("--eval-every", type=_positive_int("--eval-every", 0), default=100, metavar="N",
+                   help="held-out evaluation every N steps (0: only before and after; default 100)")
     g.add_argument("--eval-size", type=_positive_int("--eval-size", 16), default=128, metavar="PX",
                    help="longer side of the held-out pairs during training and in the final "
                         "evaluation (default 128)")
@@ -128,23 +128,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = parser.add_argument_group("data")
     d.add_argument("--crop", type=_positive_int("--crop", 16), default=64, metavar="PX",
                    help="side of the square training crops (default 64)")
-    d.add_argument("--batch", type=_positive_int("--batch"), default=4, help="pairs per step (default 4)")
+    d.add_argument("--batch", type=_positive_int("--batch"), default=8, help="pairs per step (default 8)")
     d.add_argument("--images", nargs="+", default=list(TRAIN_IMAGES), metavar="NAME",
                    help="scikit-image sample images to train on (default: " + ", ".join(TRAIN_IMAGES) + ")")
     m = parser.add_argument_group("model and optimisation")
-    m.add_argument("--iterations", type=_positive_int("--iterations"), default=8,
-                   help="DPM iterations unrolled during training (default 8)")
-    m.add_argument("--temperature", type=_positive_float("--temperature"), default=50.0,
-                   help="initial softmax temperature (learnt, log-parameterised; default 50)")
+    m.add_argument("--iterations", type=_positive_int("--iterations"), default=1,
+                   help="DPM iterations unrolled during training (default 1: two evaluation steps; "
+                        "see docs/training.md for why not more)")
+    m.add_argument("--temperature", type=_positive_float("--temperature"), default=100.0,
+                   help="initial softmax temperature (learnt, log-parameterised; default 100)")
     m.add_argument("--fixed-temperature", dest="learn_temperature", action="store_false",
                    help="keep the temperature fixed at --temperature")
     m.add_argument("--channels", type=_positive_int("--channels"), default=16, help="feature channels (default 16)")
     m.add_argument("--hidden", type=_positive_int("--hidden", 0), default=16,
                    help="width of the residual 1x1 MLP (0: linear features; default 16)")
     m.add_argument("--lr", type=_positive_float("--lr"), default=3e-3, help="Adam learning rate (default 3e-3)")
-    m.add_argument("--epe-weight", type=_positive_float("--epe-weight", allow_zero=True), default=0.0,
+    m.add_argument("--epe-weight", type=_positive_float("--epe-weight", allow_zero=True), default=1.0,
                    help="weight of the end-point-error loss (pixels / crop side) added to the "
-                        "reconstruction loss (default 0: reconstruction only)")
+                        "reconstruction loss (default 1; 0: reconstruction only)")
 
 
 # --------------------------------------------------------------------------- data

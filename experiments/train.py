@@ -599,8 +599,9 @@ def _run(args) -> int:
     if args.steps:
         heldout(args.steps)
     train_s = time.perf_counter() - t0
-    title = (f"{count_parameters(features)}-parameter features, {args.steps} steps, seed {args.seed}, "
-             f"{args.iterations} DPM iterations, held-out at {args.eval_size} px")
+    title = (f"{count_parameters(features)}-parameter features, {args.steps} steps, seed {args.seed}; "
+             f"{args.iterations} DPM iteration(s) in training and in these held-out curves; "
+             f"held-out pairs at {args.eval_size} px")
     plot_training(log.rows, baselines, out / "training.png", title=title)
 
     metrics = dict(train_s=round(train_s, 1), learned_temperature=features.temperature)

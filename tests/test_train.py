@@ -79,6 +79,20 @@ def test_gradients_reach_every_parameter(camera):
         assert p.grad.abs().sum() > 0, name
 
 
+def test_epe_term(camera):
+    """The EPE term is added in pixels / longer side, reported in pixels, and carries gradient."""
+    a, b, gt, valid = tiny_batch(camera)
+    model = tiny_model()
+    pos = model(a, b, generator=torch.Generator().manual_seed(0))
+    plain, recon, epe = reconstruction_loss(a, b, pos, valid, gt=gt, parts=True)
+    total, recon2, epe2 = reconstruction_loss(a, b, pos, valid, gt=gt, epe_weight=2.0, parts=True)
+    assert recon == pytest.approx(recon2) and epe == pytest.approx(epe2) and epe > 0
+    assert float(total.detach()) == pytest.approx(recon + 2.0 * epe / 24, rel=1e-5)
+    assert float(plain.detach()) == pytest.approx(recon)
+    total.backward()
+    assert float(model.features.proj.weight.grad.abs().sum()) > 0
+
+
 def test_reference_temperature_gives_no_useful_gradient(camera):
     """At 1e10 the softmax is one-hot: the features get (practically) no gradient. Why we train soft."""
     model = tiny_model()
@@ -203,6 +217,7 @@ def test_cli_smoke_run(tmp_path):
     held = [r for r in rows if r["kind"] == "heldout"]
     assert {int(r["step"]) for r in held} == {0, 2, 3} and {r["mode"] for r in held} == {"soft", "reference"}
     assert all(math.isfinite(float(r["loss"])) for r in rows if r["kind"] == "train")
+    assert {r["mode"] for r in rows if r["kind"] == "baseline"} == {"dpm", "pm"}
     import matplotlib.image
 
     png = matplotlib.image.imread(out / "training.png")

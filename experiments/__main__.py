@@ -1,4 +1,4 @@
-"""``python -m experiments {compare,reconstruct,train}`` (see docs/experiments.md)."""
+"""``python -m experiments {compare,reconstruct,train}`` (see README.md (section "Experiments"))."""
 from .cli import main
 
 raise SystemExit(main())

@@ -247,7 +247,7 @@ def write_report(out: Path, df, summary, pairs: dict, meta: dict) -> Path:
             L.append(f"![nnf {name}](nnf_{name}.png)\n")
     L.append("## Files\n")
     L.append("- `metrics.csv`: one row per (pair, method, iteration); columns documented in "
-             "docs/experiments.md.\n- `summary.csv`: the last iteration of each (pair, method)."
+             "README.md (section Experiments).\n- `summary.csv`: the last iteration of each (pair, method)."
              "\n- `config.json`: full configuration, versions, device, git commit, skipped work."
              "\n- `artifacts/`: final NNFs and per-iteration reconstructions used by the figures.")
     path = out / "REPORT.md"

@@ -1,6 +1,6 @@
 """The ``compare`` run: every method, per iteration, on every pair; CSV as it goes; resumable.
 
-Output folder layout (see docs/experiments.md):
+Output folder layout (see README.md (section "Experiments")):
 
 * ``metrics.csv``: one row per (pair, method, iteration), appended as produced (:data:`COLUMNS`).
 * ``summary.csv``: each (pair, method)'s last iteration.

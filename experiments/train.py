@@ -43,13 +43,13 @@ import csv
 import hashlib
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from .cli import _available_cores
 from .errors import UserError
 
 __all__ = ["add_arguments", "run", "TRAIN_IMAGES", "check_disjoint", "heldout_sources", "PairSampler",
@@ -90,13 +90,6 @@ def _positive_float(what: str, *, allow_zero: bool = False):
         return value
 
     return parse
-
-
-def _available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -231,9 +231,13 @@ def cmd_reconstruct(args) -> int:
     iterations = args.iterations or (21 if args.method == "dpm" else 5)
     from tqdm.auto import tqdm
 
-    for pa, pb in tqdm(pairs, desc=f"reconstruct ({args.method})", unit="pair"):
+    # Load and check every pair before computing anything: bad input fails fast, in one line.
+    loaded = []
+    for pa, pb in pairs:
         pair = folder_pair(pa, pb, _safe(pa.stem), args.max_size)
         check_pair(pair, args.patch_size)
+        loaded.append((pa, pair))
+    for pa, pair in tqdm(loaded, desc=f"reconstruct ({args.method})", unit="pair"):
         if args.method == "pm":
             run = methods.run_pm(pair, iterations=iterations, patch_size=args.patch_size,
                                  seed=args.seed, threads=args.threads)

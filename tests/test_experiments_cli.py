@@ -303,6 +303,20 @@ def test_reconstruct_bad_folder(tmp_path):
     _assert_one_line_error(res, "does not exist")
 
 
+def test_reconstruct_checks_every_pair_before_writing(seed_folder, tmp_path):
+    import shutil
+
+    base = tmp_path / "base"
+    shutil.copytree(seed_folder, base)
+    last = sorted((base / "image_1").iterdir())[-1]
+    last.write_bytes(b"not an image")  # the last pair is broken: nothing may be written
+    save = tmp_path / "s"
+    res = run_cli("reconstruct", "--base_dir", str(base), "--save_dir", str(save),
+                  "--method", "pm", "--iterations", "1", "--threads", "1")
+    _assert_one_line_error(res, last.name, "not a readable image")
+    assert not save.exists() or not any(save.iterdir())
+
+
 def test_train_subcommand_routed():
     if (REPO / "experiments" / "train.py").exists():
         res = run_cli("train", "--help")

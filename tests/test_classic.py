@@ -8,6 +8,15 @@ from skimage import data, filters, transform
 import classic_pm
 from classic_pm import exact_nnf, patch_cost, patchmatch, vote
 
+try:
+    import torch
+
+    _CUDA = torch.cuda.is_available()
+except ImportError:  # pragma: no cover - torch is a project dependency
+    _CUDA = False
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu,
+                                              pytest.mark.skipif(not _CUDA, reason="needs CUDA")])]
+
 
 # ------------------------------------------------------------------------------ helpers
 
@@ -78,8 +87,9 @@ def test_patch_cost_matches_numpy(p, channels):
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("p, channels", [(3, 3), (5, 2)])
-def test_exact_nnf_matches_numpy_brute_force(p, channels):
+def test_exact_nnf_matches_numpy_brute_force(p, channels, device):
     rng = np.random.default_rng(2)
     a = rng.random((9, 10, channels), dtype=np.float32)
     b = rng.random((11, 8, channels), dtype=np.float32)
@@ -87,7 +97,7 @@ def test_exact_nnf_matches_numpy_brute_force(p, channels):
     d = ((pa[:, :, None, :] - pb[None, None]) ** 2).sum(-1)
     idx = d.argmin(-1)
     ref = np.stack([idx // 8, idx % 8], -1)
-    got = exact_nnf(a, b, patch_size=p, device="cpu")
+    got = exact_nnf(a, b, patch_size=p, device=device)
     assert got.dtype == np.int32 and got.shape == (9, 10, 2)
     np.testing.assert_array_equal(got, ref)
 

@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import _available_cores
+from .cli import _available_cores, _int_at_least
 from .errors import UserError
 
 __all__ = ["add_arguments", "run", "TRAIN_IMAGES", "check_disjoint", "heldout_sources", "PairSampler",
@@ -67,16 +67,8 @@ LOG_FIELDS = ("step", "kind", "mode", "loss", "recon", "psnr", "epe", "within_1p
 
 # --------------------------------------------------------------------------- CLI
 def _positive_int(what: str, minimum: int = 1):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{what} must be >= {minimum}, got {value}")
-        return value
-
-    return parse
+    """argparse type: an integer >= minimum (the CLI's own checker, same messages)."""
+    return _int_at_least(minimum, what)
 
 
 def _positive_float(what: str, *, allow_zero: bool = False):

@@ -25,7 +25,7 @@ try:  # numba is a project dependency, but keep the torch fallback importable wi
 except ImportError:  # pragma: no cover
     numba = None
 
-__all__ = ["available", "patch_scores", "patch_scores_backward"]
+__all__ = ["available", "patch_scores", "patch_scores_backward", "propagated_scores"]
 
 
 def available(t: torch.Tensor) -> bool:
@@ -148,10 +148,11 @@ def _channels_last(t: torch.Tensor, pad: int) -> np.ndarray:
     return np.ascontiguousarray(t.permute(0, 2, 3, 1).reshape(n, h, w * c).numpy())
 
 
-def _prepare(a, b, bx, by, patch_size):
+def _prepare(a, b, bx, by, patch_size, b_pad=None):
+    """A padded by ``r``, B by ``b_pad`` (default ``r + 1``), both channels-last; ``bx, by`` as numpy."""
     r = patch_size // 2
     a_cl = _channels_last(a, r)
-    b_cl = _channels_last(b, r + 1)
+    b_cl = _channels_last(b, r + 1 if b_pad is None else b_pad)
     bxn = np.ascontiguousarray(bx.detach().numpy())
     byn = np.ascontiguousarray(by.detach().numpy())
     return a_cl, b_cl, bxn, byn
@@ -313,12 +314,8 @@ if numba is not None:
 
 def propagated_scores(a, b, src_x, src_y, patch_size: int, horizontal: bool) -> torch.Tensor:
     """Scores ``(N, 3K, Ha, Wa)`` of ``propagate(src_x, src_y)`` candidates (replicate border, default positions)."""
-    r = patch_size // 2
-    pad = r + 2
-    a_cl = _channels_last(a, r)
-    b_cl = _channels_last(b, pad)
-    sxn = np.ascontiguousarray(src_x.detach().numpy())
-    syn = np.ascontiguousarray(src_y.detach().numpy())
+    pad = patch_size // 2 + 2
+    a_cl, b_cl, sxn, syn = _prepare(a, b, src_x, src_y, patch_size, pad)
     n, k, ha, wa = sxn.shape
     out = np.empty((n, 3 * k, ha, wa), dtype=sxn.dtype)
     hb, wb = b.shape[-2:]

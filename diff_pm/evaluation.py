@@ -27,6 +27,7 @@ from torch.utils.checkpoint import checkpoint
 
 from . import _cpu_kernels
 from ._common import pixel_grid, pixel_to_grid
+from .propagation import propagate
 
 __all__ = ["particle_positions", "materialized_scores", "tiled_scores", "patch_scores", "propagated_scores",
            "select_offsets",
@@ -174,6 +175,16 @@ def _pad_inputs(a, b, patch_size):
     return a_pad, b_pad.flatten(2)
 
 
+def _use_compiled(a, backend: str) -> bool:
+    """Resolve ``backend`` ("auto", "compiled", "torch") for input ``a``; ValueError if it cannot be served."""
+    if backend not in ("auto", "compiled", "torch"):
+        raise ValueError(f"backend must be 'auto', 'compiled' or 'torch', got {backend!r}")
+    compiled = _cpu_kernels.available(a) if backend == "auto" else backend == "compiled"
+    if compiled and not _cpu_kernels.available(a):
+        raise ValueError(f"the compiled backend needs CPU float32/float64 tensors and numba, got {a.device}/{a.dtype}")
+    return compiled
+
+
 class _PatchScores(torch.autograd.Function):
     """Fused neighbourhood scores; forward without a graph, backward recomputes tile by tile."""
 
@@ -241,12 +252,7 @@ def patch_scores(a, b, bx, by, *, patch_size: int = 7, tile_elements: int = TILE
     ``backend``: ``"compiled"`` (numba kernels, CPU only), ``"torch"`` (tiled torch ops, any device)
     or ``"auto"`` (compiled on CPU when numba is available, else torch). Both use the same formula.
     """
-    if backend not in ("auto", "compiled", "torch"):
-        raise ValueError(f"backend must be 'auto', 'compiled' or 'torch', got {backend!r}")
-    compiled = _cpu_kernels.available(a) if backend == "auto" else backend == "compiled"
-    if compiled and not _cpu_kernels.available(a):
-        raise ValueError(f"the compiled backend needs CPU float32/float64 tensors and numba, got {a.device}/{a.dtype}")
-    return _PatchScores.apply(a, b, bx, by, int(patch_size), int(tile_elements), compiled)
+    return _PatchScores.apply(a, b, bx, by, int(patch_size), int(tile_elements), _use_compiled(a, backend))
 
 
 class _PropagatedScores(torch.autograd.Function):
@@ -262,7 +268,6 @@ class _PropagatedScores(torch.autograd.Function):
     def backward(ctx, grad_out):
         # no forward recomputation: positions are rebuilt (cheap), the compiled backward kernel gives
         # the gradients of the scores w.r.t. a, b and the positions, autograd chains the rest
-        from .propagation import propagate
         patch_size, direction = ctx.conf
         a, b, src_x, src_y = ctx.saved_tensors
         need = ctx.needs_input_grad
@@ -275,13 +280,6 @@ class _PropagatedScores(torch.autograd.Function):
                           if (need[2] or need[3]) else (None, None))
         return (g_a if need[0] else None, g_b if need[1] else None, g_sx if need[2] else None,
                 g_sy if need[3] else None, None, None)
-
-
-def _propagated_composition(a, b, src_x, src_y, patch_size, direction, backend):
-    from .propagation import propagate
-    px, py = propagate(src_x, src_y, direction)
-    bx, by = particle_positions(px, py, tuple(a.shape[-2:]), tuple(b.shape[-2:]))
-    return patch_scores(a, b, bx, by, patch_size=patch_size, backend=backend)
 
 
 def propagated_scores(a, b, src_x, src_y, direction: str, *, patch_size: int = 7, backend: str = "auto"):
@@ -299,14 +297,11 @@ def propagated_scores(a, b, src_x, src_y, direction: str, *, patch_size: int = 7
     """
     if direction not in ("horizontal", "vertical"):
         raise ValueError(f"direction must be 'horizontal' or 'vertical', got {direction!r}")
-    if backend not in ("auto", "compiled", "torch"):
-        raise ValueError(f"backend must be 'auto', 'compiled' or 'torch', got {backend!r}")
-    compiled = _cpu_kernels.available(a) if backend == "auto" else backend == "compiled"
-    if compiled and not _cpu_kernels.available(a):
-        raise ValueError(f"the compiled backend needs CPU float32/float64 tensors and numba, got {a.device}/{a.dtype}")
-    if compiled:
+    if _use_compiled(a, backend):
         return _PropagatedScores.apply(a, b, src_x, src_y, int(patch_size), direction)
-    return _propagated_composition(a, b, src_x, src_y, int(patch_size), direction, backend)
+    px, py = propagate(src_x, src_y, direction)
+    bx, by = particle_positions(px, py, tuple(a.shape[-2:]), tuple(b.shape[-2:]))
+    return patch_scores(a, b, bx, by, patch_size=int(patch_size), backend=backend)
 
 
 # --- selection ----------------------------------------------------------------------------------
@@ -347,12 +342,12 @@ def evaluate(feat_a, feat_b, offset_x, offset_y, *, temperature: float = 1e10, m
     -------
     offset_x, offset_y : Tensor, ``(N, 1, Ha, Wa)``
     """
-    if not (scoring == "patch" and source is not None and not reference_quirks):
-        bx, by = particle_positions(offset_x, offset_y, tuple(feat_a.shape[-2:]), tuple(feat_b.shape[-2:]),
-                                    reference_quirks=reference_quirks)
     if scoring == "patch" and source is not None and not reference_quirks:
-        scores = propagated_scores(feat_a, feat_b, source[0], source[1], source[2], patch_size=patch_size)
-    elif scoring == "patch":
+        scores = propagated_scores(feat_a, feat_b, *source, patch_size=patch_size)
+        return select_offsets(temperature * scores, offset_x, offset_y, mode)
+    bx, by = particle_positions(offset_x, offset_y, tuple(feat_a.shape[-2:]), tuple(feat_b.shape[-2:]),
+                                reference_quirks=reference_quirks)
+    if scoring == "patch":
         scores = patch_scores(feat_a, feat_b, bx, by, patch_size=patch_size)
     elif scoring == "tiled":
         scores = tiled_scores(feat_a, feat_b, bx, by)

@@ -244,7 +244,7 @@ def main(argv=None):
                          classic_pm.energy(a, b, nnf, patch_size=PATCH, interior=True)))
 
         init = classic_pm.patchmatch(a, b, iterations=0, seed=args.seed, threads=threads)
-        rows.append((0, classic_pm.energy(a, b, init), classic_pm.energy(a, b, init, interior=True)))
+        callback(0, init)
         nnf = classic_pm.patchmatch(a, b, iterations=ITERATIONS, seed=args.seed, threads=threads,
                                     callback=callback)
         print(f"  threads={threads}: iteration  energy(all)  energy(interior)")

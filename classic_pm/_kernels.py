@@ -33,7 +33,7 @@ _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 
 # Random search draws a second candidate at the radii 2 <= w <= rs_refine (w = 5 and 2 for the
 # usual image sizes). Barnes et al. draw one per radius (rs_refine < 2, ``refine_radius=0`` in the
-# public API); the two extra near candidates cost about 15-20% more time per iteration and lower
+# public API); the two extra near candidates cost about 20% more time per iteration and lower
 # the 5-iteration energy on Middlebury motorcycle by about 1.5% (0.001584 -> 0.001563, mean of
 # seeds 0-3; interior patches, threads=1). RS_REFINE is the public default.
 RS_REFINE = 8
@@ -248,7 +248,6 @@ def _sweep(A2, B2, mask, nnf, cost, halo, band_starts, seed, iteration, p, C, Hb
     iteration : int
         1-based; odd iterations scan forward (top-left to bottom-right, propagating from the
         left and upper neighbours), even iterations backward (from the right and lower ones).
-        (DESIGN.md counts passes from 0: its "even i" is our odd ``iteration``.)
     p, C, Hb, Wb : int
         Patch size, channels, size of B.
     rs_refine : int
@@ -293,12 +292,12 @@ def fill_halo(nnf, band_starts, forward, halo):
 
 @njit(cache=True)
 def vote(B2, nnf, p, C, out):
-    # B2 may carry extra zero columns at the end of each row (see module docstring); unused here.
     """Voting reconstruction into ``out`` (float32 (Ha, Wa, C)).
 
     Pixel (y, x) of A averages, over the patches centred at A pixels q = (y + dy, x + dx) inside A
     (|dy|, |dx| <= p // 2), the pixel of B that q's match puts at (y, x): B at match(q) - (dy, dx),
-    edge-replicated, i.e. ``B2[my - dy + r, (mx - dx + r) * C + c]``.
+    edge-replicated, i.e. ``B2[my - dy + r, (mx - dx + r) * C + c]``. The zero columns that end
+    B2's rows (see module docstring) are never read.
     """
     Ha = nnf.shape[0]
     Wa = nnf.shape[1]

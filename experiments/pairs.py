@@ -329,6 +329,20 @@ def _skimage_image(name: str) -> np.ndarray:
     return getattr(skimage.data, name)()
 
 
+def builtin_sources() -> dict[str, np.ndarray]:
+    """Every image the built-in pairs are made from, by name (float RGB, native size).
+
+    The synthetic pairs' source images under their ``skimage.data`` names, and the motorcycle
+    pair's two views as ``motorcycle_left`` and ``motorcycle_right``.
+    """
+    import skimage.data
+
+    out = {spec["source"]: to_rgb_float(_skimage_image(spec["source"])) for spec in _SYNTHETIC.values()}
+    left, right, _ = skimage.data.stereo_motorcycle()
+    out["motorcycle_left"], out["motorcycle_right"] = to_rgb_float(left), to_rgb_float(right)
+    return out
+
+
 def motorcycle_pair() -> Pair:
     """The Middlebury stereo pair shipped with scikit-image, native size (500 x 741)."""
     import skimage.data

@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import _available_cores, _int_at_least
+from .cli import _available_cores, _int_at_least, resolve_device
 from .errors import UserError
 
 __all__ = ["add_arguments", "run", "TRAIN_IMAGES", "check_disjoint", "heldout_sources", "PairSampler",
@@ -151,14 +151,9 @@ def _load_sample(name: str) -> np.ndarray:
 
 def heldout_sources() -> dict[str, np.ndarray]:
     """Every image the held-out built-in pairs are made from, by name (float RGB)."""
-    import skimage.data
+    from .pairs import builtin_sources
 
-    from .pairs import _SYNTHETIC, to_rgb_float
-
-    out = {spec["source"]: to_rgb_float(getattr(skimage.data, spec["source"])()) for spec in _SYNTHETIC.values()}
-    left, right, _ = skimage.data.stereo_motorcycle()
-    out["motorcycle_left"], out["motorcycle_right"] = to_rgb_float(left), to_rgb_float(right)
-    return out
+    return builtin_sources()
 
 
 def _fingerprint(image: np.ndarray) -> str:
@@ -301,6 +296,11 @@ def _pair_metrics(pair, nnf: np.ndarray, recon: np.ndarray) -> dict:
                 epe=epe(nnf, pair.gt, pair.valid), within_1px=within_1px(nnf, pair.gt, pair.valid))
 
 
+def _mean_rows(rows: list[dict]) -> dict:
+    """Per-key mean over pairs, ignoring NaN (pairs without ground truth)."""
+    return {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
+
+
 def evaluate_heldout(model, pairs, *, device: str, seed: int) -> dict:
     """Mean held-out ``loss`` (same masked L1 as training), ``psnr``, ``epe``, ``within_1px``.
 
@@ -325,7 +325,7 @@ def evaluate_heldout(model, pairs, *, device: str, seed: int) -> dict:
             recon = diff_pm.reconstruct(b, pos)[0].permute(1, 2, 0).cpu().numpy()
             rows.append(_pair_metrics(pair, pos[0].permute(1, 2, 0).cpu().numpy(), recon))
     model.train(was_training)
-    return {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
+    return _mean_rows(rows)
 
 
 def evaluate_pm(pairs, *, iterations: int, seed: int, threads: int) -> dict:
@@ -336,7 +336,7 @@ def evaluate_pm(pairs, *, iterations: int, seed: int, threads: int) -> dict:
     for pair in pairs:
         run = run_pm(pair, iterations=iterations, patch_size=7, seed=seed, threads=threads)
         rows.append(_pair_metrics(pair, run.nnfs[-1], run.reconstruct(run.nnfs[-1])))
-    return {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
+    return _mean_rows(rows)
 
 
 def final_evaluation(features, pairs, *, iterations: int, device: str, seed: int, threads: int,
@@ -453,16 +453,6 @@ def plot_training(rows: list[dict], baselines: dict, path: Path, *, title: str =
 
 
 # --------------------------------------------------------------------------- the run
-def _resolve_device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was requested but torch sees no CUDA device; use --device cpu (or auto)")
-    return name
-
-
 def run(args) -> int:
     """Train, log, plot, save the checkpoint and compare on the held-out pairs. Returns 0.
 
@@ -491,7 +481,7 @@ def _run(args) -> int:
     from .learned import REFERENCE_TEMPERATURE, LearnedFeatures, build_model, count_parameters, save_checkpoint
     from .methods import default_dpm
 
-    device = _resolve_device(args.device)
+    device = resolve_device(args.device)
     torch.set_num_threads(args.threads)
     try:
         import numba

@@ -411,10 +411,7 @@ class Runner:
                        **image_metrics(pair.a, recon),
                        energy=energy(pair.a, pair.b, nnf, patch_size=p),
                        epe=epe(nnf, pair.gt, pair.valid),
-                       within_1px=within_1px(nnf, pair.gt, pair.valid),
-                       device=cfg["device"], threads=cfg["threads"], height=pair.a.shape[0],
-                       width=pair.a.shape[1], height_b=pair.b.shape[0], width_b=pair.b.shape[1],
-                       patch_size=p, seed=cfg["seed"])
+                       within_1px=within_1px(nnf, pair.gt, pair.valid), **self.setting_columns(pair))
             self.store.append(row)
             if it in strip or it == run.iterations[-1]:
                 keep_its.append(it)
@@ -453,16 +450,16 @@ class Runner:
         msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         self.meta.setdefault("failures", {})[u.key] = msg
         self.log(f"{pair.name:>14s} {u.method:<11s} FAILED ({msg}); NaN rows written")
-        cfg = self.config
-        for it in u.iterations:
+        for it in u.iterations:  # timing and metric columns left out: written empty (NaN)
             self.store.append(dict(pair=pair.name, method=u.method, iteration=it,
-                                   time_s=math.nan, cum_time_s=math.nan, psnr=math.nan,
-                                   ssim=math.nan, l1=math.nan, mse=math.nan, energy=math.nan,
-                                   epe=math.nan, within_1px=math.nan, device=cfg["device"],
-                                   threads=cfg["threads"], height=pair.a.shape[0],
-                                   width=pair.a.shape[1], height_b=pair.b.shape[0],
-                                   width_b=pair.b.shape[1], patch_size=cfg["patch_size"],
-                                   seed=cfg["seed"]))
+                                   **self.setting_columns(pair)))
+
+    def setting_columns(self, pair: Pair) -> dict:
+        """The columns of a metrics row that describe the setting (device, sizes, patch, seed)."""
+        cfg = self.config
+        return dict(device=cfg["device"], threads=cfg["threads"], height=pair.a.shape[0],
+                    width=pair.a.shape[1], height_b=pair.b.shape[0], width_b=pair.b.shape[1],
+                    patch_size=cfg["patch_size"], seed=cfg["seed"])
 
     # ---- artifacts --------------------------------------------------------------------
     def artifact(self, u: Unit) -> Path:

@@ -38,6 +38,7 @@ def test_failure_becomes_nan_rows(tmp_path, monkeypatch):
     assert list(df.columns) == COLUMNS
     exact = df[df["method"] == "exact"]
     assert len(exact) == 1 and np.isnan(exact["psnr"].iloc[0])
+    assert exact[["device", "threads", "height", "width", "patch_size", "seed"]].notna().all(axis=None)
     assert df[df["method"] == "pm"]["psnr"].notna().all()
     finish(runner, df, 1.0)
     meta = json.loads((tmp_path / "config.json").read_text())

@@ -147,15 +147,11 @@ def _metadata(device: str, quick: bool) -> dict:
                                     capture_output=True, text=True).stdout.strip())
     except OSError:
         commit, dirty = "unknown", None
-    cpu_name = platform.processor()
-    try:
-        cpu_name = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from experiments.runner import cpu_name
     return {
         "commit": commit, "dirty": dirty, "python": platform.python_version(), "torch": torch.__version__,
         "numba": numba.__version__, "numpy": np.__version__, "device": device,
-        "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None, "cpu": cpu_name,
+        "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None, "cpu": cpu_name(),
         "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "numba_threads": numba.get_num_threads(),
         "image": "motorcycle (half size)" if quick else "motorcycle 500x741",
         "config": "sample_count=1, window=(100, 100), temperature=1e10, soft, patch 7, 147 channels",

@@ -16,7 +16,6 @@ import diff_pm
 from experiments.errors import UserError
 from experiments.learned import (REFERENCE_TEMPERATURE, LearnedFeatures, build_model, count_parameters,
                                  load_checkpoint, save_checkpoint)
-from experiments.pairs import make_warped_pair
 from experiments.train import (TRAIN_IMAGES, PairSampler, _load_sample, add_arguments, check_disjoint,
                                heldout_sources, reconstruction_loss, run, stack_pairs, train_step)
 

@@ -52,15 +52,9 @@ def _metadata():
     import skimage
     import torch
 
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    from experiments.runner import cpu_name
+
+    cpu = cpu_name()
     return {
         "git_commit": git("rev-parse", "--short", "HEAD") + (" (dirty)" if git("status", "--porcelain",
                                                                              "--", "classic_pm") else ""),

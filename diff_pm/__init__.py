@@ -1,12 +1,13 @@
 """Differentiable PatchMatch (DeepPruner, ICCV 2019) in PyTorch, without the memory blow-up.
 
 Public API: :class:`DifferentiablePatchMatch`, :func:`reconstruct`, :class:`NeighbourhoodFeatures`
-(the default features; pass any ``(N, C, H, W) -> (N, F, H, W)`` module as ``features=``), and the
-layers as functions and modules. Conventions: see :mod:`diff_pm._common`.
+(the default features; pass any ``(N, C, H, W) -> (N, F, H, W)`` module as ``features=``), the
+layers as functions and modules, and :data:`QUIRKS` (the reference's behaviours the defaults fix,
+by name). Conventions: see :mod:`diff_pm._common`.
 """
-from ._common import pixel_to_grid
-from .evaluation import (Evaluation, evaluate, materialized_scores, particle_positions, patch_scores,
-                         propagated_scores, select_offsets, tiled_scores)
+from ._common import FRAME_QUIRKS, QUIRKS, Frame, pixel_to_grid
+from .evaluation import (Evaluation, PropagateEvaluate, evaluate, materialized_scores, particle_positions,
+                         patch_scores, propagate_evaluate, propagated_scores, select_offsets, tiled_scores)
 from .features import NeighbourhoodFeatures, neighbourhood_features
 from .model import DifferentiablePatchMatch
 from .propagation import Propagation, propagate
@@ -15,5 +16,6 @@ from .sampling import ParticleSampler, sample_particles
 
 __all__ = ["DifferentiablePatchMatch", "reconstruct", "Reconstruction", "NeighbourhoodFeatures",
            "neighbourhood_features", "ParticleSampler", "sample_particles", "Propagation", "propagate",
-           "Evaluation", "evaluate", "select_offsets", "particle_positions", "patch_scores", "propagated_scores", "tiled_scores",
-           "materialized_scores", "pixel_to_grid"]
+           "Evaluation", "evaluate", "PropagateEvaluate", "propagate_evaluate", "select_offsets",
+           "particle_positions", "patch_scores", "propagated_scores", "tiled_scores", "materialized_scores",
+           "pixel_to_grid", "Frame", "QUIRKS", "FRAME_QUIRKS"]

@@ -1,15 +1,16 @@
 """Compiled CPU kernels (numba) for the fused neighbourhood scores and their gradients.
 
 Same definition as :func:`diff_pm.evaluation._patch_tile` (the device-generic torch version): for a
-position ``(py, px)`` in B with top-left corner ``(y0, x0)`` and weights ``w00, w01, w10, w11``
+point ``(py, px)`` in B with top-left corner ``(y0, x0)`` and weights ``w00, w01, w10, w11``
 (``(1-fy)(1-fx), (1-fy)fx, fy(1-fx), fy fx``, each zeroed when its corner lies outside B -- grid_sample's
 zero padding), the sampled neighbourhood tap ``(i, j)`` is
 ``w00 B[y0+i-r, x0+j-r] + w01 B[y0+i-r, x0+j-r+1] + w10 B[y0+i-r+1, x0+j-r] + w11 B[y0+i-r+1, x0+j-r+1]``
 with B zero padded (the features' zero padding), and the score is ``-mean |A_patch - sampled|``.
 
 Arrays are channels-last and padded so that the inner loops run over contiguous ``p * C`` floats.
-Rows are split into as many chunks as numba threads; gradients of A and B are accumulated in one
-buffer per chunk (no races), then summed.
+Arithmetic runs in the arrays' dtype (float32 or float64): points are rounded to it as torch rounds
+them, bilinear weights are cast to it, sums accumulate in it. Rows are split over numba's threads;
+gradients of A and B are accumulated in one buffer per chunk of rows (no races), then summed.
 """
 from __future__ import annotations
 
@@ -44,36 +45,57 @@ if numba is not None:
         i0 = int(min(max(p0, -1.0), size - 1.0))
         return i0, w0, w1
 
+    @njit(cache=True, inline="always")
+    def _weights(px, py, hb, wb, wt):
+        """Corner ``(y0, x0)`` of point ``(py, px)``; its four weights stored in ``wt`` (the arrays' dtype)."""
+        x0, wx0, wx1 = _corner(px, wb)
+        y0, wy0, wy1 = _corner(py, hb)
+        wt[0] = wy0 * wx0
+        wt[1] = wy0 * wx1
+        wt[2] = wy1 * wx0
+        wt[3] = wy1 * wx1
+        return y0, x0
+
+    @njit(cache=True, inline="always")
+    def _direct(a_cl, b_cl, n, y, x, y0, x0, wt, p, c, pad):
+        """Sum over the patch of |A patch at (y, x) - B sampled with corner (y0, x0), weights wt|.
+
+        A padded by ``p // 2``, B by ``pad`` (>= p // 2 + 1); the sum is in the arrays' dtype.
+        """
+        r = p // 2
+        w00 = wt[0]
+        w01 = wt[1]
+        w10 = wt[2]
+        w11 = wt[3]
+        bbase = (x0 - r + pad) * c
+        abase = x * c
+        pc = p * c
+        acc = 0.0
+        for i in range(p):
+            rb = y0 - r + pad + i
+            r0 = b_cl[n, rb]
+            r1 = b_cl[n, rb + 1]
+            ar = a_cl[n, y + i]
+            for j in range(pc):
+                s = w00 * r0[bbase + j] + w01 * r0[bbase + c + j] + w10 * r1[bbase + j] + w11 * r1[bbase + c + j]
+                acc += abs(ar[abase + j] - s)
+        return acc
+
     @njit(cache=True, parallel=True, fastmath=True)
     def _forward(a_cl, b_cl, bx, by, p, hb, wb, out):
         # a_cl: (N, Ha+2r, (Wa+2r)*C); b_cl: (N, Hb+2r+2, (Wb+2r+2)*C); bx, by, out: (N, K, Ha, Wa)
         n_img, n_part, ha, wa = bx.shape
-        c = (a_cl.shape[2] // (wa + p - 1))
-        pc = p * c
+        c = a_cl.shape[2] // (wa + p - 1)
+        pad = p // 2 + 1
         scale = 1.0 / (c * p * p)
         for row in prange(n_img * ha):
             n = row // ha
             y = row - n * ha
+            wt = np.empty(4, dtype=out.dtype)
             for x in range(wa):
-                abase = x * c
                 for k in range(n_part):
-                    x0, wx0, wx1 = _corner(bx[n, k, y, x], wb)
-                    y0, wy0, wy1 = _corner(by[n, k, y, x], hb)
-                    w00 = wy0 * wx0
-                    w01 = wy0 * wx1
-                    w10 = wy1 * wx0
-                    w11 = wy1 * wx1
-                    bbase = (x0 + 1) * c           # padded by r+1: window column x0 - r -> x0 + 1
-                    acc = 0.0
-                    for i in range(p):
-                        r0 = b_cl[n, y0 + 1 + i]
-                        r1 = b_cl[n, y0 + 2 + i]
-                        ar = a_cl[n, y + i]
-                        for j in range(pc):
-                            s = (w00 * r0[bbase + j] + w01 * r0[bbase + c + j]
-                                 + w10 * r1[bbase + j] + w11 * r1[bbase + c + j])
-                            acc += abs(ar[abase + j] - s)
-                    out[n, k, y, x] = -acc * scale
+                    y0, x0 = _weights(bx[n, k, y, x], by[n, k, y, x], hb, wb, wt)
+                    out[n, k, y, x] = -_direct(a_cl, b_cl, n, y, x, y0, x0, wt, p, c, pad) * scale
 
     @njit(cache=True, parallel=True, fastmath=True)
     def _backward(a_cl, b_cl, bx, by, p, hb, wb, gout, ga, gb, gx, gy, chunks):
@@ -189,40 +211,44 @@ def patch_scores_backward(a, b, bx, by, patch_size: int, grad_out: torch.Tensor)
 # --- propagation-aware forward -------------------------------------------------------------------
 #
 # After propagation every particle of a source pixel s is evaluated at three target pixels,
-# s - 1, s, s + 1 along the propagation axis. When none of the three positions is clamped, the three
-# sampled windows are the same bilinear window shifted by one pixel (same weights), so the
-# per-column (horizontal) or per-row (vertical) absolute differences of a (p + 2)-wide strip are
-# computed once and summed over three overlapping ranges of p. Elsewhere (image borders, clamped
-# positions) each target is evaluated directly. Same definition as ``patch_scores(propagate(...))``.
+# s - 1, s, s + 1 along the propagation axis. When none of the three points is clamped, the frame
+# does not scale that axis and all their bilinear corners lie inside B, the three sampled windows
+# are the same bilinear window shifted by one pixel (same weights), so the per-column (horizontal)
+# or per-row (vertical) absolute differences of a (p + 2)-wide strip are computed once and summed
+# over three overlapping ranges of p. Elsewhere (image borders, clamped or scaled points) each
+# target is evaluated directly. Same definition as ``patch_scores(frame.points(propagate(...)))``.
 
 if numba is not None:
 
     @njit(cache=True, inline="always")
-    def _direct(a_cl, b_cl, n, y, x, posx, posy, p, c, hb, wb, pad):
-        """Un-normalised sum |A patch - sampled B patch| at target (y, x), position already clamped."""
-        r = p // 2
-        x0, wx0, wx1 = _corner(posx, wb)
-        y0, wy0, wy1 = _corner(posy, hb)
-        w00 = wy0 * wx0
-        w01 = wy0 * wx1
-        w10 = wy1 * wx0
-        w11 = wy1 * wx1
-        bbase = (x0 - r + pad) * c
-        abase = x * c
-        pc = p * c
-        acc = 0.0
-        for i in range(p):
-            rb = y0 - r + pad + i
-            for j in range(pc):
-                s = (w00 * b_cl[n, rb, bbase + j] + w01 * b_cl[n, rb, bbase + c + j]
-                     + w10 * b_cl[n, rb + 1, bbase + j] + w11 * b_cl[n, rb + 1, bbase + c + j])
-                acc += abs(a_cl[n, y + i, abase + j] - s)
-        return acc
+    def _point(q, lim, scale, shift, rnd):
+        """Evaluated coordinate ``clamp(q, 0, lim) * scale + shift``, each step rounded to the arrays'
+        dtype through ``rnd`` (a 1-element array) as torch rounds it."""
+        rnd[0] = min(max(q, 0.0), lim)
+        if scale != 1.0:
+            rnd[0] = rnd[0] * scale
+        if shift != 0.0:
+            rnd[0] = rnd[0] + shift
+        return rnd[0]
+
+    @njit(cache=True, inline="always")
+    def _target(a_cl, b_cl, n, ty, tx, dx, dy, p, c, hb, wb, pad, lx, ly, sx, sy, shift, ymax, wt, rnd):
+        """Un-normalised sum |A patch - sampled B patch| of offset (dx, dy) at target pixel (ty, tx)."""
+        rnd[0] = tx - dx
+        qx = rnd[0]
+        rnd[0] = min(ty, ymax) - dy
+        qy = rnd[0]
+        px = _point(qx, lx, sx, shift, rnd)
+        py = _point(qy, ly, sy, shift, rnd)
+        y0, x0 = _weights(px, py, hb, wb, wt)
+        return _direct(a_cl, b_cl, n, ty, tx, y0, x0, wt, p, c, pad)
 
     @njit(cache=True, parallel=True, fastmath=True)
-    def _propagated_forward(a_cl, b_cl, sx, sy, p, hb, wb, pad, horizontal, out):
-        # a_cl padded by r, b_cl padded by pad >= r + 2; sx, sy: (N, K, Ha, Wa); out: (N, 3K, Ha, Wa)
-        n_img, n_part, ha, wa = sx.shape
+    def _propagated_forward(a_cl, b_cl, src_x, src_y, p, hb, wb, pad, horizontal, zero_border,
+                            lx, ly, sx, sy, shift, ymax, out):
+        # a_cl padded by r, b_cl padded by pad >= r + 2; src_x, src_y: (N, K, Ha, Wa); out: (N, 3K, Ha, Wa)
+        # frame: points clamp(q, 0, (ly, lx)) * (sy, sx) + shift with q = (min(y, ymax) - dy, x - dx)
+        n_img, n_part, ha, wa = src_x.shape
         c = a_cl.shape[2] // (wa + p - 1)
         r = p // 2
         scale = 1.0 / (c * p * p)
@@ -230,28 +256,35 @@ if numba is not None:
         for row in prange(n_img * ha):
             n = row // ha
             y = row - n * ha
-            strip = np.zeros((p + 2) * c, dtype=a_cl.dtype)
-            costs = np.zeros(p + 2, dtype=a_cl.dtype)
+            strip = np.zeros((p + 2) * c, dtype=np.float64)
+            costs = np.zeros(p + 2, dtype=np.float64)
+            wt = np.empty(4, dtype=out.dtype)
+            rnd = np.empty(1, dtype=out.dtype)
             for x in range(wa):
                 s = x if horizontal else y
                 for k in range(n_part):
-                    dx = sx[n, k, y, x]
-                    dy = sy[n, k, y, x]
-                    qx = x - dx
-                    qy = y - dy
-                    if horizontal:
-                        fast = (s >= 1 and s <= length - 2 and qx - 1 >= 0 and qx + 1 <= wb - 1
-                                and qy >= 0 and qy <= hb - 1)
-                    else:
-                        fast = (s >= 1 and s <= length - 2 and qy - 1 >= 0 and qy + 1 <= hb - 1
-                                and qx >= 0 and qx <= wb - 1)
+                    dx = src_x[n, k, y, x]
+                    dy = src_y[n, k, y, x]
+                    fast = False
+                    if s >= 1 and s <= length - 2:
+                        rnd[0] = x - dx
+                        qx = rnd[0]
+                        rnd[0] = min(y, ymax) - dy
+                        qy = rnd[0]
+                        if horizontal:
+                            fast = (sx == 1.0 and qx - 1.0 >= 0.0 and qx + 1.0 <= lx
+                                    and qx - 1.0 + shift >= 0.0 and qx + 1.0 + shift <= wb - 1.0)
+                        else:
+                            fast = (sy == 1.0 and y + 1 <= ymax and qy - 1.0 >= 0.0 and qy + 1.0 <= ly
+                                    and qy - 1.0 + shift >= 0.0 and qy + 1.0 + shift <= hb - 1.0)
                     if fast:
-                        x0, wx0, wx1 = _corner(qx, wb)
-                        y0, wy0, wy1 = _corner(qy, hb)
-                        w00 = wy0 * wx0
-                        w01 = wy0 * wx1
-                        w10 = wy1 * wx0
-                        w11 = wy1 * wx1
+                        px = _point(qx, lx, sx, shift, rnd)
+                        py = _point(qy, ly, sy, shift, rnd)
+                        y0, x0 = _weights(px, py, hb, wb, wt)
+                        w00 = wt[0]
+                        w01 = wt[1]
+                        w10 = wt[2]
+                        w11 = wt[3]
                         if horizontal:
                             # columns u = 0 .. p+1 <-> B columns x0 - r - 1 + u, A columns x - r - 1 + u
                             for e in range((p + 2) * c):
@@ -260,13 +293,16 @@ if numba is not None:
                             abase = (x - 1) * c
                             for i in range(p):
                                 rb = y0 - r + pad + i
+                                r0 = b_cl[n, rb]
+                                r1 = b_cl[n, rb + 1]
+                                ar = a_cl[n, y + i]
                                 for e in range((p + 2) * c):
-                                    v = (w00 * b_cl[n, rb, bbase + e] + w01 * b_cl[n, rb, bbase + c + e]
-                                         + w10 * b_cl[n, rb + 1, bbase + e] + w11 * b_cl[n, rb + 1, bbase + c + e])
-                                    strip[e] += abs(a_cl[n, y + i, abase + e] - v)
+                                    v = (w00 * r0[bbase + e] + w01 * r0[bbase + c + e]
+                                         + w10 * r1[bbase + e] + w11 * r1[bbase + c + e])
+                                    strip[e] += abs(ar[abase + e] - v)
                             for u in range(p + 2):
-                                t = 0.0
-                                for ch in range(c):
+                                t = strip[u * c]
+                                for ch in range(1, c):
                                     t += strip[u * c + ch]
                                 costs[u] = t
                         else:
@@ -275,14 +311,17 @@ if numba is not None:
                             abase = x * c
                             for u in range(p + 2):
                                 rb = y0 - r - 1 + pad + u
+                                r0 = b_cl[n, rb]
+                                r1 = b_cl[n, rb + 1]
+                                ar = a_cl[n, y - 1 + u]
                                 t = 0.0
                                 for e in range(p * c):
-                                    v = (w00 * b_cl[n, rb, bbase + e] + w01 * b_cl[n, rb, bbase + c + e]
-                                         + w10 * b_cl[n, rb + 1, bbase + e] + w11 * b_cl[n, rb + 1, bbase + c + e])
-                                    t += abs(a_cl[n, y - 1 + u, abase + e] - v)
+                                    v = (w00 * r0[bbase + e] + w01 * r0[bbase + c + e]
+                                         + w10 * r1[bbase + e] + w11 * r1[bbase + c + e])
+                                    t += abs(ar[abase + e] - v)
                                 costs[u] = t
-                        total = 0.0
-                        for u in range(1, p + 1):
+                        total = costs[1]
+                        for u in range(2, p + 1):
                             total += costs[u]
                         lower = total - costs[p] + costs[0]      # target s - 1: u = 0 .. p-1
                         upper = total - costs[1] + costs[p + 1]  # target s + 1: u = 2 .. p+1
@@ -301,23 +340,34 @@ if numba is not None:
                                 continue
                             tx = x + t if horizontal else x
                             ty = y if horizontal else y + t
-                            posx = min(max(tx - dx, 0.0), wb - 1.0)
-                            posy = min(max(ty - dy, 0.0), hb - 1.0)
-                            v = -_direct(a_cl, b_cl, n, ty, tx, posx, posy, p, c, hb, wb, pad) * scale
+                            v = -_target(a_cl, b_cl, n, ty, tx, dx, dy, p, c, hb, wb, pad,
+                                         lx, ly, sx, sy, shift, ymax, wt, rnd) * scale
                             out[n, 3 * k + 1 - t, ty, tx] = v
-                            # replicate border: the missing neighbour's slot holds the pixel's own particle
-                            if t == 0 and s == 0:
-                                out[n, 3 * k, ty, tx] = v
-                            if t == 0 and s == length - 1:
-                                out[n, 3 * k + 2, ty, tx] = v
+                            # the missing neighbour's slot at the border: own particle, or offset 0
+                            for edge, slot in ((0, 0), (length - 1, 2)):
+                                if t == 0 and s == edge:
+                                    if zero_border:
+                                        out[n, 3 * k + slot, ty, tx] = -_target(
+                                            a_cl, b_cl, n, ty, tx, 0.0, 0.0, p, c, hb, wb, pad,
+                                            lx, ly, sx, sy, shift, ymax, wt, rnd) * scale
+                                    else:
+                                        out[n, 3 * k + slot, ty, tx] = v
 
 
-def propagated_scores(a, b, src_x, src_y, patch_size: int, horizontal: bool) -> torch.Tensor:
-    """Scores ``(N, 3K, Ha, Wa)`` of ``propagate(src_x, src_y)`` candidates (replicate border, default positions)."""
+def propagated_scores(a, b, src_x, src_y, patch_size: int, horizontal: bool, *, zero_border: bool = False,
+                      limits=None, scales=(1.0, 1.0), shift: float = 0.0, ymax: float = math.inf) -> torch.Tensor:
+    """Scores ``(N, 3K, Ha, Wa)`` of the candidates that propagation hands out (see the block comment).
+
+    ``limits=(Ly, Lx)`` (default B's ``(Hb-1, Wb-1)``), ``scales=(sy, sx)``, ``shift`` and ``ymax`` describe
+    the frame (:class:`diff_pm._common.Frame`); ``zero_border`` the border rule.
+    """
     pad = patch_size // 2 + 2
     a_cl, b_cl, sxn, syn = _prepare(a, b, src_x, src_y, patch_size, pad)
     n, k, ha, wa = sxn.shape
     out = np.empty((n, 3 * k, ha, wa), dtype=sxn.dtype)
     hb, wb = b.shape[-2:]
-    _propagated_forward(a_cl, b_cl, sxn, syn, patch_size, hb, wb, pad, horizontal, out)
+    ly, lx = (hb - 1, wb - 1) if limits is None else limits
+    ymax = float(min(ymax, 2.0 ** 31))
+    _propagated_forward(a_cl, b_cl, sxn, syn, patch_size, hb, wb, pad, bool(horizontal), bool(zero_border),
+                        float(lx), float(ly), float(scales[1]), float(scales[0]), float(shift), ymax, out)
     return torch.from_numpy(out)

@@ -1,22 +1,28 @@
-"""Evaluation layer: score every particle, then keep the softmax-weighted (or argmax) offset.
+"""Evaluation layer: score every candidate offset, then keep the softmax-weighted (or argmax) offset.
 
-score_j(i) = temperature * mean_c( -| f_A(i)[c] - f_B(p_j(i))[c] | ),  p_j(i) = (y - dy_j, x - dx_j)
+score_j(i) = temperature * mean_c( -| f_A(i)[c] - f_B(p_j(i))[c] | ),  p_j(i) = frame point of (y - dy_j, x - dx_j)
 
-``f_B(p)`` is ``f_B`` sampled bilinearly at the continuous position ``p`` with zero padding
-(``grid_sample(..., align_corners=True, padding_mode="zeros")``). Three ways to compute the same
-mean-L1 scores (no temperature):
+``f_B(p)`` is ``f_B`` sampled bilinearly at the continuous point ``p`` (B's pixels) with zero padding
+(``grid_sample(..., align_corners=True, padding_mode="zeros")``); :class:`~diff_pm._common.Frame`
+says where an offset points (identity by default, the reference's frame with its quirks). Ways to
+compute the same mean-L1 scores (no temperature), each with its reason to exist:
 
 * :func:`materialized_scores` -- what the DeepPruner reference does: ``grid_sample`` the full
-  feature map of B once per particle, ``(K, F, H, W)`` at a time. Memory grows as ``K * F * H * W``.
-* :func:`tiled_scores` -- any features; the same computation in tiles of rows, so only one tile of
-  sampled features exists at a time (activation checkpointing per tile when gradients are needed).
+  feature map of B once per candidate, ``(K, F, H, W)`` at a time (memory ``K * F * H * W``). The
+  reference computation, kept for fidelity tests and as the benchmark's baseline.
+* :func:`tiled_scores` -- any features (learnt ones); the same computation in tiles of rows, so only
+  one tile of sampled features exists at a time (activation checkpointing per tile with gradients).
 * :func:`patch_scores` -- the default ``p x p`` neighbourhood features, computed straight from the
-  images: the neighbourhood of B sampled bilinearly at a continuous position shares one set of
-  4 bilinear weights for all ``p*p`` taps, so it is an ``(p+1) x (p+1)`` integer window of B
-  interpolated once. No feature map is built. On CPU compiled (numba) kernels compute forward and
-  backward; elsewhere tiled torch ops, the backward recomputing tile by tile.
+  images: the neighbourhood of B sampled bilinearly at a continuous point shares one set of 4
+  bilinear weights for all ``p*p`` taps, so it is an ``(p+1) x (p+1)`` integer window of B
+  interpolated once. No feature map is built. On CPU a compiled (numba) kernel computes forward and
+  backward; elsewhere (CUDA) tiled torch ops, the backward recomputing tile by tile.
 * :func:`propagated_scores` -- :func:`patch_scores` of the candidates that propagation hands out,
-  sharing work between the three pixels that receive each particle (compiled CPU kernel).
+  sharing work between the three pixels that receive each particle (compiled CPU kernel; the torch
+  backend composes :func:`~diff_pm.propagation.propagate` and :func:`patch_scores`).
+
+:func:`propagate_evaluate` (module :class:`PropagateEvaluate`) is one propagation step followed by its
+evaluation, the unit of the forward loop; :func:`evaluate` scores candidates given explicitly.
 """
 from __future__ import annotations
 
@@ -26,41 +32,36 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from . import _cpu_kernels
-from ._common import pixel_grid, pixel_to_grid
-from .propagation import propagate
+from ._common import (FRAME_QUIRKS, Frame, check_choice, check_image, check_int, check_offsets, check_patch_size,
+                      check_quirks, pixel_to_grid)
+from .propagation import BORDERS, DIRECTIONS, propagate
 
 __all__ = ["particle_positions", "materialized_scores", "tiled_scores", "patch_scores", "propagated_scores",
-           "select_offsets",
-           "evaluate", "Evaluation"]
+           "select_offsets", "evaluate", "Evaluation", "propagate_evaluate", "PropagateEvaluate",
+           "MODES", "SCORINGS", "BACKENDS"]
+
+MODES = ("soft", "hard")
+SCORINGS = ("patch", "tiled", "materialize")
+BACKENDS = ("auto", "compiled", "torch")
 
 #: elements of the largest per-tile intermediate (about 32 MB in float32)
 TILE_ELEMENTS = 1 << 23
 
 
-def particle_positions(offset_x, offset_y, size_a: tuple[int, int], size_b: tuple[int, int], *,
-                       reference_quirks: bool = False):
-    """Where in B each particle of each pixel of A samples, in B's pixels.
+def particle_positions(offset_x, offset_y, size_a: tuple[int, int], size_b: tuple[int, int], *, quirks=()):
+    """The points in B (pixels) that the evaluation compares for each candidate offset.
 
-    Default: ``(clamp(x - dx, 0, Wb - 1), clamp(y - dy, 0, Hb - 1))``.
-
-    ``reference_quirks=True`` reproduces the DeepPruner reference as it runs on PyTorch >= 1.3
-    (``grid_sample``'s default ``align_corners=False``): the base y coordinate is clamped with the
-    width (``min(y, Wa - 1)``), the point is clamped to **A**'s extents, and normalised by **A**'s size
-    (``g = (x - Wa/2) / (Wa/2)``), which lands at pixel ``x * Wb / Wa - 0.5`` of B.
+    Default: ``(clamp(x - dx, 0, Wb - 1), clamp(y - dy, 0, Hb - 1))``. ``quirks`` (any of
+    ``"y_clamp_width"``, ``"a_frame"``, ``"half_pixel"``; all three = the DeepPruner reference as it runs on
+    PyTorch >= 1.3): see :class:`~diff_pm._common.Frame`.
 
     Shape:
         - offset_x, offset_y: ``(N, K, Ha, Wa)``
         - outputs ``(bx, by)``: ``(N, K, Ha, Wa)``
     """
-    ha, wa = size_a
-    hb, wb = size_b
-    x, y = pixel_grid(ha, wa, like=offset_x)
-    if not reference_quirks:
-        return (x - offset_x).clamp(0, wb - 1), (y - offset_y).clamp(0, hb - 1)
-    y = y.clamp(max=wa - 1)
-    qx = (x - offset_x).clamp(0, wa - 1)
-    qy = (y - offset_y).clamp(0, ha - 1)
-    return qx * (wb / wa) - 0.5, qy * (hb / ha) - 0.5
+    check_offsets(offset_x, offset_y)
+    frame = Frame.from_quirks(check_quirks(quirks, allowed=FRAME_QUIRKS))
+    return frame.points(offset_x, offset_y, size_a, size_b)
 
 
 def materialized_scores(feat_a, feat_b, bx, by):
@@ -177,8 +178,7 @@ def _pad_inputs(a, b, patch_size):
 
 def _use_compiled(a, backend: str) -> bool:
     """Resolve ``backend`` ("auto", "compiled", "torch") for input ``a``; ValueError if it cannot be served."""
-    if backend not in ("auto", "compiled", "torch"):
-        raise ValueError(f"backend must be 'auto', 'compiled' or 'torch', got {backend!r}")
+    check_choice(backend, "backend", BACKENDS)
     compiled = _cpu_kernels.available(a) if backend == "auto" else backend == "compiled"
     if compiled and not _cpu_kernels.available(a):
         raise ValueError(f"the compiled backend needs CPU float32/float64 tensors and numba, got {a.device}/{a.dtype}")
@@ -252,114 +252,185 @@ def patch_scores(a, b, bx, by, *, patch_size: int = 7, tile_elements: int = TILE
     ``backend``: ``"compiled"`` (numba kernels, CPU only), ``"torch"`` (tiled torch ops, any device)
     or ``"auto"`` (compiled on CPU when numba is available, else torch). Both use the same formula.
     """
-    return _PatchScores.apply(a, b, bx, by, int(patch_size), int(tile_elements), _use_compiled(a, backend))
+    check_image(a, "a")
+    check_image(b, "b", channels=a.shape[1])
+    check_offsets(bx, by, like=a)
+    return _PatchScores.apply(a, b, bx, by, check_patch_size(patch_size), check_int(tile_elements, "tile_elements"),
+                              _use_compiled(a, backend))
 
 
 class _PropagatedScores(torch.autograd.Function):
-    """Compiled propagation-aware forward; backward recomputes through the generic composition."""
+    """Compiled propagation-aware forward; backward rebuilds the candidates' points (cheap) and uses the
+    compiled backward kernel of :func:`patch_scores`; autograd chains the rest."""
 
     @staticmethod
-    def forward(ctx, a, b, src_x, src_y, patch_size, direction):
+    def forward(ctx, a, b, src_x, src_y, patch_size, direction, border, frame):
         ctx.save_for_backward(a, b, src_x, src_y)
-        ctx.conf = (patch_size, direction)
-        return _cpu_kernels.propagated_scores(a, b, src_x, src_y, patch_size, direction == "horizontal")
+        ctx.conf = (patch_size, direction, border, frame)
+        size_a, size_b = tuple(a.shape[-2:]), tuple(b.shape[-2:])
+        return _cpu_kernels.propagated_scores(
+            a, b, src_x, src_y, patch_size, direction == "horizontal", zero_border=border == "zeros",
+            limits=frame.limits(size_a, size_b), scales=frame.scales(size_a, size_b), shift=frame.shift,
+            ymax=frame.ybase_limit(size_a))
 
     @staticmethod
     def backward(ctx, grad_out):
-        # no forward recomputation: positions are rebuilt (cheap), the compiled backward kernel gives
-        # the gradients of the scores w.r.t. a, b and the positions, autograd chains the rest
-        patch_size, direction = ctx.conf
+        patch_size, direction, border, frame = ctx.conf
         a, b, src_x, src_y = ctx.saved_tensors
         need = ctx.needs_input_grad
         with torch.enable_grad():
             sx, sy = src_x.detach().requires_grad_(True), src_y.detach().requires_grad_(True)
-            px, py = propagate(sx, sy, direction)
-            bx, by = particle_positions(px, py, tuple(a.shape[-2:]), tuple(b.shape[-2:]))
+            cx, cy = propagate(sx, sy, direction=direction, border=border)
+            bx, by = frame.points(cx, cy, tuple(a.shape[-2:]), tuple(b.shape[-2:]))
             g_a, g_b, g_bx, g_by = _cpu_kernels.patch_scores_backward(a, b, bx, by, patch_size, grad_out)
             g_sx, g_sy = (torch.autograd.grad((bx, by), (sx, sy), (g_bx, g_by), allow_unused=True)
                           if (need[2] or need[3]) else (None, None))
         return (g_a if need[0] else None, g_b if need[1] else None, g_sx if need[2] else None,
-                g_sy if need[3] else None, None, None)
+                g_sy if need[3] else None, None, None, None, None)
 
 
-def propagated_scores(a, b, src_x, src_y, direction: str, *, patch_size: int = 7, backend: str = "auto"):
+def propagated_scores(a, b, src_x, src_y, *, direction: str, patch_size: int = 7, border: str = "replicate",
+                      quirks=(), backend: str = "auto"):
     """Scores of the candidates that :func:`~diff_pm.propagation.propagate` hands out, without building them.
 
-    Equal to ``patch_scores(a, b, *particle_positions(*propagate(src_x, src_y, direction), ...))``
-    (replicate border, default positions -- not the reference quirks). The compiled CPU backend
-    evaluates each source particle at its three target pixels at once: unclamped, the three sampled
-    windows are one window shifted by a pixel, so a ``(p + 2)``-wide strip of absolute differences is
-    computed once and summed over three overlapping ranges (about half the work).
+    Equal to ``patch_scores(a, b, *particle_positions(*propagate(src_x, src_y, direction=direction,
+    border=border), ..., quirks=quirks))``. The compiled CPU backend evaluates each source particle at
+    its three target pixels at once: unclamped, the three sampled windows are one window shifted by a
+    pixel, so a ``(p + 2)``-wide strip of absolute differences is computed once and summed over three
+    overlapping ranges (about half the work). The torch backend composes the three functions.
 
     Shape:
         - a ``(N, C, Ha, Wa)``, b ``(N, C, Hb, Wb)``, src_x/src_y ``(N, K, Ha, Wa)``
         - output ``(N, 3K, Ha, Wa)`` in :func:`~diff_pm.propagation.propagate`'s candidate order
     """
-    if direction not in ("horizontal", "vertical"):
-        raise ValueError(f"direction must be 'horizontal' or 'vertical', got {direction!r}")
+    check_choice(direction, "direction", DIRECTIONS)
+    check_choice(border, "border", BORDERS)
+    check_image(a, "a")
+    check_image(b, "b", channels=a.shape[1])
+    check_offsets(src_x, src_y, like=a)
+    patch_size = check_patch_size(patch_size)
+    frame = Frame.from_quirks(check_quirks(quirks, allowed=FRAME_QUIRKS))
     if _use_compiled(a, backend):
-        return _PropagatedScores.apply(a, b, src_x, src_y, int(patch_size), direction)
-    px, py = propagate(src_x, src_y, direction)
-    bx, by = particle_positions(px, py, tuple(a.shape[-2:]), tuple(b.shape[-2:]))
-    return patch_scores(a, b, bx, by, patch_size=int(patch_size), backend=backend)
+        return _PropagatedScores.apply(a, b, src_x, src_y, patch_size, direction, border, frame)
+    cx, cy = propagate(src_x, src_y, direction=direction, border=border)
+    bx, by = frame.points(cx, cy, tuple(a.shape[-2:]), tuple(b.shape[-2:]))
+    return patch_scores(a, b, bx, by, patch_size=patch_size, backend="torch")
 
 
 # --- selection ----------------------------------------------------------------------------------
 
-def select_offsets(logits, offset_x, offset_y, mode: str = "soft"):
+def select_offsets(logits, offset_x, offset_y, *, mode: str = "soft"):
     """Combine candidates: softmax-weighted mean (``"soft"``) or the argmax candidate (``"hard"``).
 
     Shape:
         - logits, offset_x, offset_y: ``(N, K, H, W)`` (logits = temperature * score)
         - outputs: two ``(N, 1, H, W)`` tensors
     """
+    check_choice(mode, "mode", MODES)
     if mode == "soft":
         weights = torch.softmax(logits, dim=1)
         return (offset_x * weights).sum(1, keepdim=True), (offset_y * weights).sum(1, keepdim=True)
-    if mode == "hard":
-        best = torch.argmax(logits, dim=1, keepdim=True)
-        return torch.gather(offset_x, 1, best), torch.gather(offset_y, 1, best)
-    raise ValueError(f"evaluation mode must be 'soft' or 'hard', got {mode!r}")
+    best = torch.argmax(logits, dim=1, keepdim=True)
+    return torch.gather(offset_x, 1, best), torch.gather(offset_y, 1, best)
+
+
+def _scores(feat_a, feat_b, bx, by, scoring, patch_size):
+    if scoring == "patch":
+        return patch_scores(feat_a, feat_b, bx, by, patch_size=patch_size)
+    if scoring == "tiled":
+        return tiled_scores(feat_a, feat_b, bx, by)
+    return materialized_scores(feat_a, feat_b, bx, by)
+
+
+def _check_options(temperature, mode, scoring, patch_size, quirks):
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
+    check_choice(mode, "mode", MODES)
+    check_choice(scoring, "scoring", SCORINGS)
+    return float(temperature), check_patch_size(patch_size), Frame.from_quirks(check_quirks(quirks, allowed=FRAME_QUIRKS))
 
 
 def evaluate(feat_a, feat_b, offset_x, offset_y, *, temperature: float = 1e10, mode: str = "soft",
-             scoring: str = "patch", patch_size: int = 7, reference_quirks: bool = False, source=None):
-    """One evaluation step: positions, scores, softmax (or argmax) over the candidates.
+             scoring: str = "patch", patch_size: int = 7, quirks=()):
+    """One evaluation step: points, scores, softmax (or argmax) over the candidates.
 
     Parameters
     ----------
     feat_a, feat_b : Tensor, ``(N, F, Ha, Wa)`` and ``(N, F, Hb, Wb)``
         Features; for ``scoring="patch"`` the *images* (their ``p x p`` neighbourhoods are the features).
     offset_x, offset_y : Tensor, ``(N, K, Ha, Wa)``
-        Candidate offsets in pixels (match = ``(y - dy, x - dx)``).
+        Candidate offsets in pixels (see :class:`~diff_pm._common.Frame` for where they point).
+    temperature : float
+        Multiplies the scores before the softmax (``1e10``: practically hard).
+    mode : {"soft", "hard"}
+        Softmax-weighted mean of the candidates, or the argmax candidate.
     scoring : {"patch", "tiled", "materialize"}
         :func:`patch_scores`, :func:`tiled_scores` or :func:`materialized_scores`.
-    source : (src_x, src_y, direction), optional
-        Promise that ``(offset_x, offset_y) == propagate(src_x, src_y, direction)`` (replicate border);
-        with ``scoring="patch"`` and no quirks the scores then come from :func:`propagated_scores`.
+    patch_size : int
+        Side of the neighbourhood features (``scoring="patch"`` only).
+    quirks : collection of {"y_clamp_width", "a_frame", "half_pixel"}
+        The reference's frame quirks.
 
     Returns
     -------
     offset_x, offset_y : Tensor, ``(N, 1, Ha, Wa)``
     """
-    if scoring == "patch" and source is not None and not reference_quirks:
-        scores = propagated_scores(feat_a, feat_b, *source, patch_size=patch_size)
-        return select_offsets(temperature * scores, offset_x, offset_y, mode)
-    bx, by = particle_positions(offset_x, offset_y, tuple(feat_a.shape[-2:]), tuple(feat_b.shape[-2:]),
-                                reference_quirks=reference_quirks)
-    if scoring == "patch":
-        scores = patch_scores(feat_a, feat_b, bx, by, patch_size=patch_size)
-    elif scoring == "tiled":
-        scores = tiled_scores(feat_a, feat_b, bx, by)
-    elif scoring == "materialize":
-        scores = materialized_scores(feat_a, feat_b, bx, by)
+    temperature, patch_size, frame = _check_options(temperature, mode, scoring, patch_size, quirks)
+    check_image(feat_a, "feat_a")
+    check_image(feat_b, "feat_b", channels=feat_a.shape[1])
+    check_offsets(offset_x, offset_y, like=feat_a)
+    bx, by = frame.points(offset_x, offset_y, tuple(feat_a.shape[-2:]), tuple(feat_b.shape[-2:]))
+    scores = _scores(feat_a, feat_b, bx, by, scoring, patch_size)
+    return select_offsets(temperature * scores, offset_x, offset_y, mode=mode)
+
+
+def propagate_evaluate(feat_a, feat_b, offset_x, offset_y, *, direction: str, border: str = "replicate",
+                       temperature: float = 1e10, mode: str = "soft", scoring: str = "patch", patch_size: int = 7,
+                       quirks=(), backend: str = "auto"):
+    """One propagation step and its evaluation: each pixel keeps the best of its own and its two
+    neighbours' particles along ``direction``.
+
+    Equal to ``evaluate(feat_a, feat_b, *propagate(offset_x, offset_y, direction=direction, border=border),
+    ...)``; with ``scoring="patch"`` on CPU the candidates' scores come from :func:`propagated_scores`
+    without building the candidates' points.
+
+    Shape:
+        - feat_a ``(N, F, Ha, Wa)``, feat_b ``(N, F, Hb, Wb)``, offset_x/offset_y ``(N, K, Ha, Wa)``
+        - outputs: two ``(N, 1, Ha, Wa)`` tensors
+    """
+    temperature, patch_size, frame = _check_options(temperature, mode, scoring, patch_size, quirks)
+    check_image(feat_a, "feat_a")
+    check_image(feat_b, "feat_b", channels=feat_a.shape[1])
+    cx, cy = propagate(offset_x, offset_y, direction=direction, border=border)
+    check_offsets(offset_x, offset_y, like=feat_a)
+    if scoring == "patch" and _use_compiled(feat_a, backend):
+        scores = _PropagatedScores.apply(feat_a, feat_b, offset_x, offset_y, patch_size, direction, border, frame)
     else:
-        raise ValueError(f"scoring must be 'patch', 'tiled' or 'materialize', got {scoring!r}")
-    return select_offsets(temperature * scores, offset_x, offset_y, mode)
+        bx, by = frame.points(cx, cy, tuple(feat_a.shape[-2:]), tuple(feat_b.shape[-2:]))
+        scores = (patch_scores(feat_a, feat_b, bx, by, patch_size=patch_size, backend=backend) if scoring == "patch"
+                  else _scores(feat_a, feat_b, bx, by, scoring, patch_size))
+    return select_offsets(temperature * scores, cx, cy, mode=mode)
 
 
-class Evaluation(nn.Module):
-    """Module form of :func:`evaluate` (holds temperature, mode, scoring method, patch size, quirks).
+class _EvaluationOptions(nn.Module):
+    """Holds and checks the options shared by :class:`Evaluation` and :class:`PropagateEvaluate`."""
+
+    def __init__(self, *, temperature, mode, scoring, patch_size, quirks):
+        super().__init__()
+        self.temperature, self.patch_size, frame = _check_options(temperature, mode, scoring, patch_size, quirks)
+        self.mode, self.scoring = mode, scoring
+        self.quirks = tuple(q for q in FRAME_QUIRKS if getattr(frame, q))
+
+    def options(self) -> dict:
+        return dict(temperature=self.temperature, mode=self.mode, scoring=self.scoring,
+                    patch_size=self.patch_size, quirks=self.quirks)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.options().items())
+
+
+class Evaluation(_EvaluationOptions):
+    """Module form of :func:`evaluate` (holds temperature, mode, scoring method, patch size, frame quirks).
 
     Shape:
         - feat_a ``(N, F, Ha, Wa)``, feat_b ``(N, F, Hb, Wb)``, offset_x/offset_y ``(N, K, Ha, Wa)``
@@ -367,22 +438,30 @@ class Evaluation(nn.Module):
     """
 
     def __init__(self, *, temperature: float = 1e10, mode: str = "soft", scoring: str = "patch",
-                 patch_size: int = 7, reference_quirks: bool = False):
-        super().__init__()
-        if mode not in ("soft", "hard"):
-            raise ValueError(f"evaluation must be 'soft' or 'hard', got {mode!r}")
-        if scoring not in ("patch", "tiled", "materialize"):
-            raise ValueError(f"scoring must be 'patch', 'tiled' or 'materialize', got {scoring!r}")
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.temperature, self.mode, self.scoring = float(temperature), mode, scoring
-        self.patch_size, self.reference_quirks = int(patch_size), bool(reference_quirks)
+                 patch_size: int = 7, quirks=()):
+        super().__init__(temperature=temperature, mode=mode, scoring=scoring, patch_size=patch_size, quirks=quirks)
 
-    def forward(self, feat_a, feat_b, offset_x, offset_y, *, source=None):
-        return evaluate(feat_a, feat_b, offset_x, offset_y, temperature=self.temperature, mode=self.mode,
-                        scoring=self.scoring, patch_size=self.patch_size, reference_quirks=self.reference_quirks,
-                        source=source)
+    def forward(self, feat_a, feat_b, offset_x, offset_y):
+        return evaluate(feat_a, feat_b, offset_x, offset_y, **self.options())
 
-    def extra_repr(self) -> str:
-        return (f"temperature={self.temperature:g}, mode={self.mode!r}, scoring={self.scoring!r}, "
-                f"patch_size={self.patch_size}, reference_quirks={self.reference_quirks}")
+
+class PropagateEvaluate(_EvaluationOptions):
+    """Module form of :func:`propagate_evaluate`: one propagation direction and border rule, plus the
+    evaluation options of :class:`Evaluation`.
+
+    Shape:
+        - feat_a ``(N, F, Ha, Wa)``, feat_b ``(N, F, Hb, Wb)``, offset_x/offset_y ``(N, K, Ha, Wa)``
+        - outputs: two ``(N, 1, Ha, Wa)`` tensors
+    """
+
+    def __init__(self, *, direction: str, border: str = "replicate", temperature: float = 1e10, mode: str = "soft",
+                 scoring: str = "patch", patch_size: int = 7, quirks=()):
+        super().__init__(temperature=temperature, mode=mode, scoring=scoring, patch_size=patch_size, quirks=quirks)
+        self.direction = check_choice(direction, "direction", DIRECTIONS)
+        self.border = check_choice(border, "border", BORDERS)
+
+    def options(self) -> dict:
+        return dict(super().options(), direction=self.direction, border=self.border)
+
+    def forward(self, feat_a, feat_b, offset_x, offset_y):
+        return propagate_evaluate(feat_a, feat_b, offset_x, offset_y, **self.options())

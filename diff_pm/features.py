@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import check_image
+from ._common import check_image, check_patch_size
 
 __all__ = ["neighbourhood_features", "NeighbourhoodFeatures"]
 
@@ -16,7 +16,7 @@ def _one_hot_filter(patch_size: int) -> torch.Tensor:
     return torch.eye(taps).view(taps, 1, 1, patch_size, patch_size)
 
 
-def neighbourhood_features(image: torch.Tensor, patch_size: int = 7, *, weight: torch.Tensor | None = None) -> torch.Tensor:
+def neighbourhood_features(image: torch.Tensor, *, patch_size: int = 7, weight: torch.Tensor | None = None) -> torch.Tensor:
     """Stack each pixel's ``p x p`` neighbourhood into ``p*p*C`` channels (zero padding at the border).
 
     Exactly the DeepPruner demo's feature extractor: a fixed one-hot ``conv3d``.
@@ -27,6 +27,7 @@ def neighbourhood_features(image: torch.Tensor, patch_size: int = 7, *, weight: 
           tap ``t = ty*p + tx``, i.e. by ``(ty - p//2, tx - p//2)``; zero where that pixel is outside.
     """
     check_image(image, "image")
+    patch_size = check_patch_size(patch_size)
     if weight is None:
         weight = _one_hot_filter(patch_size)
     weight = weight.to(device=image.device, dtype=image.dtype)
@@ -44,15 +45,13 @@ class NeighbourhoodFeatures(nn.Module):
     feature maps (see :func:`diff_pm.evaluation.patch_scores`).
     """
 
-    def __init__(self, patch_size: int = 7):
+    def __init__(self, *, patch_size: int = 7):
         super().__init__()
-        if patch_size < 1 or patch_size % 2 == 0:
-            raise ValueError(f"patch_size must be a positive odd integer, got {patch_size}")
-        self.patch_size = int(patch_size)
+        self.patch_size = check_patch_size(patch_size)
         self.register_buffer("weight", _one_hot_filter(self.patch_size), persistent=False)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return neighbourhood_features(image, self.patch_size, weight=self.weight)
+        return neighbourhood_features(image, patch_size=self.patch_size, weight=self.weight)
 
     def extra_repr(self) -> str:
         return f"patch_size={self.patch_size}"

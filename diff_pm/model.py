@@ -6,10 +6,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ._common import check_image, pixel_grid
-from .evaluation import Evaluation, particle_positions
+from ._common import FRAME_QUIRKS, QUIRKS, Frame, check_choice, check_image, check_int, check_patch_size, check_quirks
+from .evaluation import MODES, PropagateEvaluate
 from .features import NeighbourhoodFeatures
-from .propagation import Propagation
+from .reconstruction import reconstruct
 from .sampling import ParticleSampler
 
 __all__ = ["DifferentiablePatchMatch"]
@@ -19,10 +19,10 @@ class DifferentiablePatchMatch(nn.Module):
     """Differentiable PatchMatch (Duggal et al., DeepPruner, ICCV 2019) for a pair of images.
 
     One iteration: sample ``(k+1)^2`` particles in each pixel's offset range, horizontal
-    propagation, evaluation, vertical propagation, evaluation; then the range becomes
+    propagation and evaluation, vertical propagation and evaluation; then the range becomes
     ``offset +/- window / 2``. Every step is differentiable (soft mode).
 
-    Parameters (keyword-only; defaults are the reference configuration)
+    Parameters (keyword-only; defaults are the reference configuration with its bugs fixed)
     ----------
     sample_count : int
         ``k``; ``(k+1)^2`` particles per pixel and iteration.
@@ -33,74 +33,96 @@ class DifferentiablePatchMatch(nn.Module):
     window : (int, int)
         ``(height, width)`` of the search window, in pixels, centred on the current offset.
     patch_size : int
-        Side of the default neighbourhood features (ignored by custom ``features``).
+        Side of the default neighbourhood features (ignored by custom ``features``) and of the
+        voting in :meth:`reconstruct`.
     evaluation : {"soft", "hard"}
         Softmax-weighted offset, or the argmax candidate.
+    quirks : collection of str
+        Behaviours of the DeepPruner reference to reproduce, by name (see :data:`diff_pm.QUIRKS` and
+        ``docs/diff_pm.md``): ``"shared_noise"`` (one uniform draw for the x and y samples),
+        ``"full_range"`` (offset range ``[-Wa, Wa] x [-Ha, Ha]``), ``"zero_border"`` (missing
+        neighbours propagate offset 0), ``"y_clamp_width"`` (base y clamped with the width),
+        ``"a_frame"`` (points clamped to A's extents and scaled by B's size / A's size),
+        ``"half_pixel"`` (points shifted by -0.5 px, zero padding beyond B).
     reference_quirks : bool
-        Reproduce the reference's quirks: B sampled with coordinates normalised by A's size (and
-        ``align_corners=False``), missing neighbours propagate offset 0, base y clamped with the
-        width, offset range ``[-Wa, Wa] x [-Ha, Ha]``, same noise for x and y samples.
+        Shorthand for all quirks: reproduces the reference end to end (``quirks`` is then ignored).
     materialize : bool
         Evaluate exactly as the reference: build the features of B and ``grid_sample`` them per
         particle (``K x F x H x W`` memory). Default: the fused (default features) or tiled path.
     features : nn.Module, optional
         Maps ``(N, C, H, W)`` images to ``(N, F, H, W)`` features; default
-        :class:`NeighbourhoodFeatures` ``(patch_size)``.
+        :class:`NeighbourhoodFeatures` ``(patch_size=patch_size)``.
     keep_current : bool
         Also keep the current offset as a candidate after the first iteration (not in the reference).
 
     Shape:
         - a: ``(N, C, Ha, Wa)``; b: ``(N, C, Hb, Wb)``, same device and dtype
-        - output: ``(N, 2, Ha, Wa)``: absolute ``(y, x)`` pixel coordinates in B
+        - output: ``(N, 2, Ha, Wa)``: ``(y, x)`` pixel coordinates in B of the points the offsets
+          designate (:meth:`matches` gives the points the evaluation compared; :meth:`reconstruct`
+          rebuilds A from them)
 
     Conventions (defaults): B is searched at its own size. A pixel's offset range is the set of
     offsets whose match lies in B (``x - dx in [0, Wb - 1]``, ``y - dy in [0, Hb - 1]``), initially all
-    of B, then ``offset +/- window / 2`` intersected with it; evaluated points are clamped to B and
-    the returned positions are the evaluated points. Propagation's border rule: a missing neighbour
-    is replaced by the pixel's own particles. See ``docs/diff_pm.md``.
+    of B, then ``offset +/- window / 2`` intersected with it; evaluated points are clamped to B.
+    Propagation's border rule: a missing neighbour is replaced by the pixel's own particles. See
+    ``docs/diff_pm.md``.
     """
 
     def __init__(self, *, sample_count: int = 1, iterations: int = 21, temperature: float = 1e10,
                  window: tuple[int, int] = (100, 100), patch_size: int = 7, evaluation: str = "soft",
-                 reference_quirks: bool = False, materialize: bool = False, features: nn.Module | None = None,
-                 keep_current: bool = False):
+                 quirks=(), reference_quirks: bool = False, materialize: bool = False,
+                 features: nn.Module | None = None, keep_current: bool = False):
         super().__init__()
-        if int(iterations) != iterations or iterations < 1:
-            raise ValueError(f"iterations must be an integer >= 1, got {iterations}")
-        if len(tuple(window)) != 2 or min(window) <= 0:
-            raise ValueError(f"window must be two positive numbers (height, width), got {window}")
-        if int(patch_size) != patch_size or patch_size < 1 or patch_size % 2 == 0:
-            raise ValueError(f"patch_size must be a positive odd integer, got {patch_size}")
+        self.iterations = check_int(iterations, "iterations")
+        sample_count = check_int(sample_count, "sample_count")
+        self.patch_size = check_patch_size(patch_size)
+        check_choice(evaluation, "evaluation", MODES)
+        try:
+            window = tuple(window)
+            ok = len(window) == 2 and all(float(w) > 0 for w in window)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(f"window must be two positive numbers (height, width), got {window!r}")
         if features is not None and not isinstance(features, nn.Module):
             raise ValueError(f"features must be an nn.Module, got {type(features).__name__}")
-        self.iterations = int(iterations)
+        self.quirks = frozenset(QUIRKS) if reference_quirks else check_quirks(quirks)
+        self.frame = Frame.from_quirks(self.quirks)
         self.window = (float(window[0]), float(window[1]))
-        self.reference_quirks = bool(reference_quirks)
         self.materialize = bool(materialize)
         self.keep_current = bool(keep_current)
-        self.features = features if features is not None else NeighbourhoodFeatures(patch_size)
+        self.features = features if features is not None else NeighbourhoodFeatures(patch_size=self.patch_size)
         self._fused = type(self.features) is NeighbourhoodFeatures and not self.materialize
         scoring = "patch" if self._fused else ("materialize" if self.materialize else "tiled")
-        # the fused scorer may share work between the three pixels that receive each propagated particle
-        self._share = self._fused and not self.reference_quirks
-        self.sampler = ParticleSampler(sample_count, shared_noise=self.reference_quirks)
-        particles = (int(sample_count) + 1) ** 2 + int(self.keep_current)
-        self.propagation = Propagation(particles, border="zeros" if self.reference_quirks else "replicate")
-        self.evaluation = Evaluation(temperature=temperature, mode=evaluation, scoring=scoring,
-                                     patch_size=getattr(self.features, "patch_size", patch_size),
-                                     reference_quirks=self.reference_quirks)
+        self.sampler = ParticleSampler(sample_count=sample_count, shared_noise="shared_noise" in self.quirks)
+        step = dict(border="zeros" if "zero_border" in self.quirks else "replicate", temperature=temperature,
+                    mode=evaluation, scoring=scoring, patch_size=getattr(self.features, "patch_size", self.patch_size),
+                    quirks=self.frame_quirks)
+        self.horizontal = PropagateEvaluate(direction="horizontal", **step)
+        self.vertical = PropagateEvaluate(direction="vertical", **step)
+
+    @property
+    def reference_quirks(self) -> bool:
+        """True when every quirk of the reference is on (it is then reproduced end to end)."""
+        return self.quirks == frozenset(QUIRKS)
+
+    @property
+    def frame_quirks(self) -> tuple[str, ...]:
+        """The quirks that change where offsets point (they apply to :meth:`reconstruct` too)."""
+        return tuple(q for q in FRAME_QUIRKS if q in self.quirks)
 
     def _bounds(self, size_a, size_b, like):
         """Per-pixel offset bounds ``(min_x, max_x, min_y, max_y)``, each broadcastable to (N, 1, Ha, Wa).
 
-        Default: the offsets whose match lies inside B, ``x - dx in [0, Wb - 1]``, ``y - dy in [0, Hb - 1]``.
-        Quirks: the reference's ``[-Wa, Wa] x [-Ha, Ha]``.
+        Default: the offsets whose point is not clamped, ``x - dx in [0, Lx]``, ``ybase - dy in [0, Ly]``
+        (``L`` = B's size - 1; A's with ``a_frame``). ``full_range``: the reference's ``[-Wa, Wa] x [-Ha, Ha]``.
         """
-        (ha, wa), (hb, wb) = size_a, size_b
-        if self.reference_quirks:
+        (ha, wa) = size_a
+        if "full_range" in self.quirks:
             return -wa, wa, -ha, ha
-        x, y = pixel_grid(ha, wa, like=like)
-        return x - (wb - 1), x, y - (hb - 1), y
+        ly, lx = self.frame.limits(size_a, size_b)
+        x, y = self.frame.base(size_a, like=like)
+        return x - lx, x, y - ly, y
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, *, generator=None,
                 callback: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
@@ -150,19 +172,47 @@ class DifferentiablePatchMatch(nn.Module):
             px, py = self.sampler(lo_x, hi_x, lo_y, hi_y, generator=generator)
             if self.keep_current and dx is not None:
                 px, py = torch.cat((px, dx), 1), torch.cat((py, dy), 1)
-            cx, cy = self.propagation(px, py, "horizontal")
-            dx, dy = self.evaluation(feat_a, feat_b, cx, cy, source=(px, py, "horizontal") if self._share else None)
-            cx, cy = self.propagation(dx, dy, "vertical")
-            dx, dy = self.evaluation(feat_a, feat_b, cx, cy, source=(dx, dy, "vertical") if self._share else None)
+            dx, dy = self.horizontal(feat_a, feat_b, px, py)
+            dx, dy = self.vertical(feat_a, feat_b, dx, dy)
             lo_x = torch.clamp(dx - half_x, min_x, max_x)
             hi_x = torch.clamp(dx + half_x, min_x, max_x)
             lo_y = torch.clamp(dy - half_y, min_y, max_y)
             hi_y = torch.clamp(dy + half_y, min_y, max_y)
             if callback is not None:
-                callback(iteration, self.positions(dx, dy, size_a, size_b))
-        return self.positions(dx, dy, size_a, size_b)
+                callback(iteration, self._positions(dx, dy, size_a, size_b))
+        return self._positions(dx, dy, size_a, size_b)
 
-    def positions(self, dx, dy, size_a, size_b) -> torch.Tensor:
-        """Offsets ``(N, 1, Ha, Wa)`` -> positions ``(N, 2, Ha, Wa)`` ``(y, x)`` in B (the evaluated point)."""
-        bx, by = particle_positions(dx, dy, size_a, size_b, reference_quirks=self.reference_quirks)
+    def _positions(self, dx, dy, size_a, size_b) -> torch.Tensor:
+        """Offsets ``(N, 1, Ha, Wa)`` -> positions ``(N, 2, Ha, Wa)``: ``(y, x)`` points in B, not clamped."""
+        bx, by = self.frame.points(dx, dy, size_a, size_b, clamp=False)
         return torch.cat((by, bx), dim=1)
+
+    def matches(self, positions: torch.Tensor, size_b: tuple[int, int]) -> torch.Tensor:
+        """The points of B the evaluation compared: ``positions`` clamped as this model clamps them.
+
+        Identity for positions inside B's evaluated range (always the case in the default
+        configuration, up to the one-pixel reach of propagation at B's border).
+
+        Shape: positions ``(N, 2, Ha, Wa)`` -> ``(N, 2, Ha, Wa)``; ``size_b = (Hb, Wb)``.
+        """
+        check_image(positions, "positions", channels=2)
+        size_a = tuple(positions.shape[-2:])
+        bx, by = self.frame.clamp(positions[:, 1:2], positions[:, 0:1], size_a, tuple(size_b))
+        return torch.cat((by, bx), dim=1)
+
+    def reconstruct(self, b: torch.Tensor, positions: torch.Tensor, *, patch_size: int | None = None) -> torch.Tensor:
+        """Rebuild A from B by patch voting, with this model's conventions.
+
+        :func:`diff_pm.reconstruct` with this model's frame quirks (none by default: then identical to
+        ``diff_pm.reconstruct(b, positions, patch_size=...)``); with ``reference_quirks=True`` exactly the
+        reference's reconstruction. ``patch_size`` defaults to the model's.
+
+        Shape: b ``(N, C, Hb, Wb)``, positions ``(N, 2, Ha, Wa)`` -> ``(N, C, Ha, Wa)``.
+        """
+        return reconstruct(b, positions, patch_size=self.patch_size if patch_size is None else patch_size,
+                           quirks=self.frame_quirks)
+
+    def extra_repr(self) -> str:
+        quirks = "all (reference)" if self.reference_quirks else (", ".join(sorted(self.quirks)) or "none")
+        return (f"iterations={self.iterations}, window={self.window}, keep_current={self.keep_current}, "
+                f"materialize={self.materialize}, quirks={quirks}")

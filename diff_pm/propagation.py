@@ -5,7 +5,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["propagation_filters", "propagate", "Propagation"]
+from ._common import check_choice, check_int, check_offsets
+
+__all__ = ["propagation_filters", "propagate", "Propagation", "DIRECTIONS", "BORDERS"]
+
+DIRECTIONS = ("horizontal", "vertical")
+BORDERS = ("replicate", "zeros")
 
 
 def propagation_filters(particles: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -18,7 +23,7 @@ def propagation_filters(particles: int = 1) -> tuple[torch.Tensor, torch.Tensor]
     return eye.view(3 * particles, 1, 1, 3), eye.view(3 * particles, 1, 3, 1)
 
 
-def propagate(offset_x, offset_y, direction: str = "horizontal", *, border: str = "replicate", filters=None):
+def propagate(offset_x, offset_y, *, direction: str = "horizontal", border: str = "replicate", filters=None):
     """Gather each pixel's own particles and those of its two neighbours along one axis.
 
     A convolution with fixed one-hot filters, grouped per particle (no learnt weights).
@@ -33,7 +38,7 @@ def propagate(offset_x, offset_y, direction: str = "horizontal", *, border: str 
         receives its own particles in place of the missing neighbour's (so every candidate is a
         real particle; in hard mode this equals having fewer candidates, in soft mode the own
         particles count twice). ``"zeros"``: the missing neighbour contributes offset 0, as the
-        DeepPruner reference's fast propagation does (a quirk).
+        DeepPruner reference's fast propagation does (quirk ``zero_border``).
     filters : tuple of Tensor, optional
         ``(horizontal, vertical)`` filters from :func:`propagation_filters` ``(K')``, ``K' >= K``.
 
@@ -45,10 +50,9 @@ def propagate(offset_x, offset_y, direction: str = "horizontal", *, border: str 
         convolutional ``Propagation`` layer (its faster variant orders neighbour-major; the order
         only matters for exact ties in hard mode).
     """
-    if direction not in ("horizontal", "vertical"):
-        raise ValueError(f"direction must be 'horizontal' or 'vertical', got {direction!r}")
-    if border not in ("replicate", "zeros"):
-        raise ValueError(f"border must be 'replicate' or 'zeros', got {border!r}")
+    check_choice(direction, "direction", DIRECTIONS)
+    check_choice(border, "border", BORDERS)
+    check_offsets(offset_x, offset_y)
     n, k, h, w = offset_x.shape
     if filters is None or filters[0].shape[0] < 3 * k:
         filters = propagation_filters(k)
@@ -78,17 +82,16 @@ class Propagation(nn.Module):
         - outputs: two ``(N, 3K, H, W)`` tensors
     """
 
-    def __init__(self, particles: int = 1, *, border: str = "replicate"):
+    def __init__(self, *, particles: int = 1, border: str = "replicate"):
         super().__init__()
-        if border not in ("replicate", "zeros"):
-            raise ValueError(f"border must be 'replicate' or 'zeros', got {border!r}")
-        self.border = border
-        h, v = propagation_filters(particles)
+        self.border = check_choice(border, "border", BORDERS)
+        h, v = propagation_filters(check_int(particles, "particles"))
         self.register_buffer("filter_h", h, persistent=False)
         self.register_buffer("filter_v", v, persistent=False)
 
-    def forward(self, offset_x, offset_y, direction: str = "horizontal"):
-        return propagate(offset_x, offset_y, direction, border=self.border, filters=(self.filter_h, self.filter_v))
+    def forward(self, offset_x, offset_y, *, direction: str = "horizontal"):
+        return propagate(offset_x, offset_y, direction=direction, border=self.border,
+                         filters=(self.filter_h, self.filter_v))
 
     def extra_repr(self) -> str:
         return f"border={self.border!r}"

@@ -5,12 +5,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import check_image, pixel_grid, pixel_to_grid
+from ._common import FRAME_QUIRKS, Frame, check_image, check_patch_size, check_quirks, pixel_to_grid
 
 __all__ = ["reconstruct", "Reconstruction"]
 
 
-def reconstruct(b: torch.Tensor, positions: torch.Tensor, *, patch_size: int = 7) -> torch.Tensor:
+def reconstruct(b: torch.Tensor, positions: torch.Tensor, *, patch_size: int = 7, quirks=()) -> torch.Tensor:
     """Patch voting on the offset field (DeepPruner's ``Reconstruct``), differentiable.
 
     With offsets ``d = (x, y) - positions``, pixel ``i`` of A becomes the mean over the ``p x p``
@@ -25,6 +25,11 @@ def reconstruct(b: torch.Tensor, positions: torch.Tensor, *, patch_size: int = 7
         Absolute ``(y, x)`` pixel coordinates in B (the output of :class:`DifferentiablePatchMatch`).
     patch_size : int
         Odd ``p``; ``p = 1`` samples B at the positions directly.
+    quirks : collection of {"y_clamp_width", "a_frame", "half_pixel"}
+        The frame of the positions (:class:`~diff_pm._common.Frame`): offsets are recovered and
+        applied in it, as :meth:`DifferentiablePatchMatch.reconstruct` does for a model with those
+        quirks. All three: the reference's reconstruction (points clamped to A's extents, scaled to
+        B, shifted by -0.5 px, zero padding beyond B).
 
     Returns
     -------
@@ -34,22 +39,22 @@ def reconstruct(b: torch.Tensor, positions: torch.Tensor, *, patch_size: int = 7
     check_image(positions, "positions", channels=2)
     if positions.shape[0] != b.shape[0]:
         raise ValueError(f"positions and b must have the same batch size, got {positions.shape[0]} and {b.shape[0]}")
-    if patch_size < 1 or patch_size % 2 == 0:
-        raise ValueError(f"patch_size must be a positive odd integer, got {patch_size}")
+    patch_size = check_patch_size(patch_size)
+    frame = Frame.from_quirks(check_quirks(quirks, allowed=FRAME_QUIRKS))
     positions = positions.to(dtype=b.dtype)
     n, _, ha, wa = positions.shape
-    hb, wb = b.shape[-2:]
+    size_a, size_b = (ha, wa), tuple(b.shape[-2:])
+    hb, wb = size_b
     r = patch_size // 2
-    x, y = pixel_grid(ha, wa, like=positions)
-    offsets = torch.cat((x - positions[:, 1:2], y - positions[:, 0:1]), dim=1)        # (N, 2, Ha, Wa): dx, dy
+    dx, dy = frame.offsets(positions[:, 1:2], positions[:, 0:1], size_a, size_b)
+    offsets = torch.cat((dx, dy), dim=1)                                               # (N, 2, Ha, Wa)
     mode = "reflect" if (ha > r and wa > r) else "replicate"
     padded = F.pad(offsets, (r, r, r, r), mode=mode) if r > 0 else offsets
     total = None
     for ty in range(patch_size):
         for tx in range(patch_size):
             d = padded[:, :, ty:ty + ha, tx:tx + wa]
-            sx = (x - d[:, 0:1]).clamp(0, wb - 1)
-            sy = (y - d[:, 1:2]).clamp(0, hb - 1)
+            sx, sy = frame.points(d[:, 0:1], d[:, 1:2], size_a, size_b)
             grid = pixel_to_grid(sx[:, 0], sy[:, 0], hb, wb)
             sample = F.grid_sample(b, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
             total = sample if total is None else total + sample
@@ -64,9 +69,10 @@ class Reconstruction(nn.Module):
         - output: ``(N, C, Ha, Wa)``
     """
 
-    def __init__(self, *, patch_size: int = 7):
+    def __init__(self, *, patch_size: int = 7, quirks=()):
         super().__init__()
-        self.patch_size = int(patch_size)
+        self.patch_size = check_patch_size(patch_size)
+        self.quirks = tuple(q for q in FRAME_QUIRKS if q in check_quirks(quirks, allowed=FRAME_QUIRKS))
 
     def forward(self, b, positions):
-        return reconstruct(b, positions, patch_size=self.patch_size)
+        return reconstruct(b, positions, patch_size=self.patch_size, quirks=self.quirks)

@@ -4,11 +4,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._common import check_image, check_int
+
 __all__ = ["sample_particles", "ParticleSampler"]
 
 
-def sample_particles(lo_x, hi_x, lo_y, hi_y, sample_count: int = 1, *, generator: torch.Generator | None = None,
-                     shared_noise: bool = False, interval_index: torch.Tensor | None = None):
+def sample_particles(lo_x, hi_x, lo_y, hi_y, *, sample_count: int = 1, generator=None, shared_noise: bool = False,
+                     interval_index: torch.Tensor | None = None):
     """Draw ``(k+1)^2`` offset particles per pixel, one uniform sample per interval, meshgrid-wise.
 
     Each axis range ``[lo, hi]`` is cut into ``k + 1`` equal intervals; one uniform sample is drawn in
@@ -20,20 +22,24 @@ def sample_particles(lo_x, hi_x, lo_y, hi_y, sample_count: int = 1, *, generator
     lo_x, hi_x, lo_y, hi_y : Tensor, shape ``(N, 1, H, W)``
         Per-pixel offset range in pixels (``lo <= hi``).
     sample_count : int
-        ``k``; ``(k+1)^2`` particles are returned.
+        ``k >= 1``; ``(k+1)^2`` particles are returned.
     generator : torch.Generator or sequence of N generators, optional
         Source of the uniform draws (on the tensors' device). ``None`` uses torch's default generator.
         x noise is drawn first, then y noise, each of shape ``(N, k+1, H, W)``. With one generator per
         batch item, item ``i`` draws its own x then y noise from ``generator[i]``, so its particles do
         not depend on the rest of the batch.
     shared_noise : bool
-        Reuse the x noise for y, as the DeepPruner reference does (a quirk).
+        Reuse the x noise for y, as the DeepPruner reference does (quirk ``shared_noise``): only one
+        ``(N, k+1, H, W)`` draw per call.
 
     Returns
     -------
     offset_x, offset_y : Tensor, shape ``(N, (k+1)^2, H, W)``
     """
-    n_int = sample_count + 1
+    k = check_int(sample_count, "sample_count")
+    for name, t in (("lo_x", lo_x), ("hi_x", hi_x), ("lo_y", lo_y), ("hi_y", hi_y)):
+        check_image(t, name, channels=1)
+    n_int = k + 1
     n, _, h, w = lo_x.shape
     u_x, u_y = _uniform_noise((n, n_int, h, w), generator, shared_noise, lo_x)
     if interval_index is None:
@@ -62,23 +68,21 @@ def _uniform_noise(shape, generator, shared_noise, like):
 
 
 class ParticleSampler(nn.Module):
-    """Module form of :func:`sample_particles`; holds ``k`` and the interval-index buffer.
+    """Module form of :func:`sample_particles`; holds ``k``, the noise rule and the interval-index buffer.
 
     Shape:
         - lo_x, hi_x, lo_y, hi_y: ``(N, 1, H, W)``
         - outputs: two ``(N, (k+1)^2, H, W)`` tensors
     """
 
-    def __init__(self, sample_count: int = 1, *, shared_noise: bool = False):
+    def __init__(self, *, sample_count: int = 1, shared_noise: bool = False):
         super().__init__()
-        if int(sample_count) != sample_count or sample_count < 1:
-            raise ValueError(f"sample_count must be an integer >= 1, got {sample_count}")
-        self.sample_count = int(sample_count)
+        self.sample_count = check_int(sample_count, "sample_count")
         self.shared_noise = bool(shared_noise)
         self.register_buffer("interval_index", torch.arange(self.sample_count + 1.0).view(1, -1, 1, 1), persistent=False)
 
-    def forward(self, lo_x, hi_x, lo_y, hi_y, *, generator: torch.Generator | None = None):
-        return sample_particles(lo_x, hi_x, lo_y, hi_y, self.sample_count, generator=generator,
+    def forward(self, lo_x, hi_x, lo_y, hi_y, *, generator=None):
+        return sample_particles(lo_x, hi_x, lo_y, hi_y, sample_count=self.sample_count, generator=generator,
                                 shared_noise=self.shared_noise, interval_index=self.interval_index)
 
     def extra_repr(self) -> str:

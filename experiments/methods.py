@@ -9,7 +9,8 @@ progress bar) is measured and subtracted, so it never counts. JIT compilation is
 computed after the timed run.
 
 Every method returns a :class:`MethodRun`: NNFs as float32 ``(Ha, Wa, 2)`` absolute (y, x)
-positions in B (the classic NNF's int32 values converted exactly).
+positions in B (the classic NNF's int32 values converted exactly), the method's own reconstruction,
+and the matches its NNFs stand for (DPM's positions clamped as its evaluation clamps them).
 """
 from __future__ import annotations
 
@@ -45,6 +46,9 @@ class MethodRun:
         Absolute (y, x) positions in B after each iteration.
     reconstruct : callable
         ``reconstruct(nnf) -> (Ha, Wa, 3) float32``, the method's own voting reconstruction.
+    matches : callable
+        ``matches(nnf) -> (Ha, Wa, 2) float32``: the points of B the method compared (what the
+        metrics score); identity for the classic NNF.
     extra : dict
         Facts for the record (e.g. the torch device).
     """
@@ -54,6 +58,7 @@ class MethodRun:
     times: list[float]
     nnfs: list[np.ndarray]
     reconstruct: Callable[[np.ndarray], np.ndarray]
+    matches: Callable[[np.ndarray], np.ndarray] = lambda nnf: nnf
     extra: dict = field(default_factory=dict)
 
 
@@ -140,11 +145,10 @@ def run_dpm(model, pair: Pair, *, method: str, device: str, seed: int, patch_siz
             progress: Callable[[], None] | None = None) -> MethodRun:
     """Differentiable PatchMatch (any configured ``diff_pm.DifferentiablePatchMatch``).
 
-    ``patch_size`` is the side of the voting reconstruction (``diff_pm.reconstruct``).
+    ``patch_size`` is the side of the voting reconstruction, done by the model's own
+    ``reconstruct`` (its conventions: the reference's with ``reference_quirks=True``).
     """
     import torch
-
-    import diff_pm
 
     a_t, b_t = to_torch(pair.a, device), to_torch(pair.b, device)
     gen = torch.Generator(device=device)
@@ -161,17 +165,24 @@ def run_dpm(model, pair: Pair, *, method: str, device: str, seed: int, patch_siz
             progress()
         clock.done(t)
 
+    def as_torch(nnf: np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(nnf.transpose(2, 0, 1)))[None].to(device)
+
+    def as_numpy(t) -> np.ndarray:
+        return t[0].permute(1, 2, 0).to("cpu", torch.float32).numpy()
+
     def recon(nnf: np.ndarray) -> np.ndarray:
-        pos = torch.from_numpy(np.ascontiguousarray(nnf.transpose(2, 0, 1)))[None].to(device)
         with torch.no_grad():
-            out = diff_pm.reconstruct(b_t, pos, patch_size=patch_size)
-        return out[0].permute(1, 2, 0).to("cpu", torch.float32).numpy()
+            return as_numpy(model.reconstruct(b_t, as_torch(nnf), patch_size=patch_size))
+
+    def matches(nnf: np.ndarray) -> np.ndarray:
+        return as_numpy(model.matches(as_torch(nnf), pair.b.shape[:2]))
 
     model = model.to(device).eval()
     with torch.no_grad():
         clock.start()
         model(a_t, b_t, generator=gen, callback=callback)
-    return MethodRun(method, its, clock.times(), nnfs, recon, dict(device=str(device)))
+    return MethodRun(method, its, clock.times(), nnfs, recon, matches, dict(device=str(device)))
 
 
 def run_exact(pair: Pair, *, patch_size: int, device: str) -> MethodRun:

@@ -407,16 +407,17 @@ class Runner:
                                 dynamic_ncols=True, file=sys.stderr):
             cum += dt
             recon = np.clip(run.reconstruct(nnf), 0.0, 1.0)
+            match = run.matches(nnf)
             row = dict(pair=pair.name, method=u.method, iteration=it, time_s=dt, cum_time_s=cum,
                        **image_metrics(pair.a, recon),
-                       energy=energy(pair.a, pair.b, nnf, patch_size=p),
-                       epe=epe(nnf, pair.gt, pair.valid),
-                       within_1px=within_1px(nnf, pair.gt, pair.valid), **self.setting_columns(pair))
+                       energy=energy(pair.a, pair.b, match, patch_size=p),
+                       epe=epe(match, pair.gt, pair.valid),
+                       within_1px=within_1px(match, pair.gt, pair.valid), **self.setting_columns(pair))
             self.store.append(row)
             if it in strip or it == run.iterations[-1]:
                 keep_its.append(it)
                 keep_recons.append((recon * 255 + 0.5).astype(np.uint8))
-        self.save_artifact(u, run.nnfs[-1], keep_its, keep_recons)
+        self.save_artifact(u, run.matches(run.nnfs[-1]), keep_its, keep_recons)
         return row
 
     def timed_run(self, u: Unit, pair: Pair, step):

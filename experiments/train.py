@@ -309,8 +309,6 @@ def evaluate_heldout(model, pairs, *, device: str, seed: int) -> dict:
     """
     import torch
 
-    import diff_pm
-
     from .methods import to_torch
 
     rows = []
@@ -322,8 +320,9 @@ def evaluate_heldout(model, pairs, *, device: str, seed: int) -> dict:
             gen = torch.Generator(device=device)
             gen.manual_seed(int(seed))
             pos = model(a, b, generator=gen)
-            recon = diff_pm.reconstruct(b, pos)[0].permute(1, 2, 0).cpu().numpy()
-            rows.append(_pair_metrics(pair, pos[0].permute(1, 2, 0).cpu().numpy(), recon))
+            recon = model.reconstruct(b, pos)[0].permute(1, 2, 0).cpu().numpy()
+            match = model.matches(pos, b.shape[-2:])
+            rows.append(_pair_metrics(pair, match[0].permute(1, 2, 0).cpu().numpy(), recon))
     model.train(was_training)
     return _mean_rows(rows)
 
@@ -369,7 +368,7 @@ def final_evaluation(features, pairs, *, iterations: int, device: str, seed: int
                 run = methods.run_dpm(model, pair, method=method, device=device, seed=seed, patch_size=7)
             for it, nnf in zip(run.iterations, run.nnfs):
                 rows.append(dict(pair=pair.name, method=method, iteration=it,
-                                 **_pair_metrics(pair, nnf, run.reconstruct(nnf))))
+                                 **_pair_metrics(pair, run.matches(nnf), run.reconstruct(nnf))))
             bar.update()
     bar.close()
     return pd.DataFrame(rows)

@@ -4,10 +4,10 @@ import torch
 import torch.nn.functional as F
 
 import diff_pm
-from diff_pm import (Evaluation, NeighbourhoodFeatures, ParticleSampler, Propagation, Reconstruction,
-                     materialized_scores, neighbourhood_features, patch_scores, propagate, reconstruct,
-                     sample_particles, select_offsets, tiled_scores)
-from diff_pm.evaluation import particle_positions
+from diff_pm import (Evaluation, Frame, NeighbourhoodFeatures, ParticleSampler, Propagation, PropagateEvaluate,
+                     Reconstruction, evaluate, materialized_scores, neighbourhood_features, particle_positions,
+                     patch_scores, propagate, propagate_evaluate, reconstruct, sample_particles, select_offsets,
+                     tiled_scores)
 
 CUDA = torch.cuda.is_available()
 DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not CUDA, reason="needs CUDA")])]
@@ -47,7 +47,7 @@ def test_sampler_counts_and_intervals(device, k):
     hi_x = lo_x + torch.rand(n, 1, h, w, generator=g, device=device) * 30
     lo_y = torch.rand(n, 1, h, w, generator=g, device=device) * -10
     hi_y = lo_y + 7.0
-    px, py = sample_particles(lo_x, hi_x, lo_y, hi_y, k, generator=g)
+    px, py = sample_particles(lo_x, hi_x, lo_y, hi_y, sample_count=k, generator=g)
     assert px.shape == py.shape == (n, (k + 1) ** 2, h, w)
     step_x, step_y = (hi_x - lo_x) / (k + 1), (hi_y - lo_y) / (k + 1)
     for j in range((k + 1) ** 2):
@@ -63,15 +63,15 @@ def test_sampler_counts_and_intervals(device, k):
 def test_sampler_generator_reproducible_and_module_equals_function(device):
     lo = torch.zeros(1, 1, 4, 4, device=device)
     hi = lo + 10
-    a = sample_particles(lo, hi, lo, hi, 2, generator=_gen(device, 3))
-    b = ParticleSampler(2).to(device)(lo, hi, lo, hi, generator=_gen(device, 3))
-    c = sample_particles(lo, hi, lo, hi, 2, generator=_gen(device, 4))
+    a = sample_particles(lo, hi, lo, hi, sample_count=2, generator=_gen(device, 3))
+    b = ParticleSampler(sample_count=2).to(device)(lo, hi, lo, hi, generator=_gen(device, 3))
+    c = sample_particles(lo, hi, lo, hi, sample_count=2, generator=_gen(device, 4))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert not torch.equal(a[0], c[0])
     # per-item generators: item i depends only on generator i
     lo2, hi2 = lo.expand(2, -1, -1, -1), hi.expand(2, -1, -1, -1)
-    both = sample_particles(lo2, hi2, lo2, hi2, 1, generator=[_gen(device, 3), _gen(device, 4)])
-    one = sample_particles(lo, hi, lo, hi, 1, generator=_gen(device, 4))
+    both = sample_particles(lo2, hi2, lo2, hi2, generator=[_gen(device, 3), _gen(device, 4)])
+    one = sample_particles(lo, hi, lo, hi, generator=_gen(device, 4))
     assert torch.equal(both[0][1:], one[0]) and torch.equal(both[1][1:], one[1])
 
 
@@ -90,19 +90,19 @@ def test_propagation_hand_worked_3x3():
     """
     ox = torch.arange(1.0, 10.0).view(1, 1, 3, 3)
     oy = -ox
-    hx, hy = propagate(ox, oy, "horizontal")
+    hx, hy = propagate(ox, oy, direction="horizontal")
     assert hx.shape == (1, 3, 3, 3)
     expected_h = torch.tensor([[[1, 1, 2], [4, 4, 5], [7, 7, 8]],      # from left neighbour
                                [[1, 2, 3], [4, 5, 6], [7, 8, 9]],      # own
                                [[2, 3, 3], [5, 6, 6], [8, 9, 9]]],     # from right neighbour
                               dtype=torch.float32)
     assert torch.equal(hx[0], expected_h) and torch.equal(hy[0], -expected_h)
-    vx, _ = propagate(ox, oy, "vertical")
+    vx, _ = propagate(ox, oy, direction="vertical")
     expected_v = torch.tensor([[[1, 2, 3], [1, 2, 3], [4, 5, 6]],
                                [[1, 2, 3], [4, 5, 6], [7, 8, 9]],
                                [[4, 5, 6], [7, 8, 9], [7, 8, 9]]], dtype=torch.float32)
     assert torch.equal(vx[0], expected_v)
-    zx, _ = propagate(ox, oy, "horizontal", border="zeros")
+    zx, _ = propagate(ox, oy, direction="horizontal", border="zeros")
     assert torch.equal(zx[0, 0, :, 0], torch.zeros(3)) and torch.equal(zx[0, 2, :, 2], torch.zeros(3))
     assert torch.equal(zx[0, :, :, 1], expected_h[:, :, 1])
 
@@ -110,25 +110,25 @@ def test_propagation_hand_worked_3x3():
 def test_propagation_particle_order_and_module(device):
     ox = torch.rand(2, 4, 5, 6, device=device, generator=_gen(device))
     oy = torch.rand(2, 4, 5, 6, device=device, generator=_gen(device, 1))
-    fx, fy = propagate(ox, oy, "horizontal")
-    mx, my = Propagation(4).to(device)(ox, oy, "horizontal")
+    fx, fy = propagate(ox, oy, direction="horizontal")
+    mx, my = Propagation(particles=4).to(device)(ox, oy, direction="horizontal")
     assert torch.equal(fx, mx) and torch.equal(fy, my)
     assert fx.shape == (2, 12, 5, 6)
     assert torch.equal(fx[:, 1::3], ox)                             # candidates 3j + 1: own particles
     assert torch.equal(fx[:, 0::3, :, 1:], ox[:, :, :, :-1])        # candidates 3j: left neighbour's
     assert torch.equal(fx[:, 2::3, :, :-1], ox[:, :, :, 1:])        # candidates 3j + 2: right neighbour's
     assert torch.equal(fx[:, 0::3, :, 0], ox[:, :, :, 0])           # replicate border
-    vx, _ = propagate(ox, oy, "vertical", border="zeros")
+    vx, _ = propagate(ox, oy, direction="vertical", border="zeros")
     assert torch.equal(vx[:, 2::3, :-1], ox[:, :, 1:]) and torch.equal(vx[:, 2::3, -1], torch.zeros_like(ox[:, :, -1]))
-    with pytest.raises(ValueError):
-        propagate(ox, oy, "diagonal")
+    with pytest.raises(ValueError, match="direction must be one of"):
+        propagate(ox, oy, direction="diagonal")
 
 
 # --- features and scores --------------------------------------------------------------------------
 
 def test_neighbourhood_features_layout(device):
     img = torch.rand(1, 3, 6, 7, device=device, generator=_gen(device))
-    f = NeighbourhoodFeatures(7).to(device)(img)
+    f = NeighbourhoodFeatures(patch_size=7).to(device)(img)
     assert f.shape == (1, 147, 6, 7)
     # channel t*C + c is channel c displaced by tap t = ty*7 + tx, zero outside
     ref = F.pad(img, (3, 3, 3, 3))
@@ -160,19 +160,31 @@ def test_memory_saving_scores_equal_materialized(device, dtype, backend):
             torch.testing.assert_close(g, rg, rtol=rtol, atol=atol)
 
 
+FRAMES = [(), ("a_frame", "half_pixel"), ("y_clamp_width", "a_frame", "half_pixel"), ("half_pixel",)]
+
+
+@pytest.mark.parametrize("quirks", FRAMES)
+@pytest.mark.parametrize("border", ["replicate", "zeros"])
 @pytest.mark.parametrize("direction", ["horizontal", "vertical"])
 @pytest.mark.parametrize("backend", ["auto", "torch"])
-def test_propagated_scores_equal_composition(device, direction, backend):
-    """The propagation-aware scorer equals propagate -> positions -> materialised scores, fwd and bwd."""
+@pytest.mark.parametrize("size_b", [(12, 14), (11, 16)])
+def test_propagated_scores_equal_composition(device, direction, backend, border, quirks, size_b):
+    """The propagation-aware scorer equals propagate -> frame points -> materialised scores, fwd and bwd.
+
+    Same-size pairs with offsets of a few pixels take the shared-strip path for most particles; a B
+    of another size with the ``a_frame`` quirk scales points (no sharing); taller-than-wide A with
+    ``y_clamp_width`` clamps the base y of the last rows.
+    """
     g = _gen(device, 5)
-    a = torch.rand(2, 3, 12, 14, dtype=torch.float64, device=device, generator=g).requires_grad_(True)
-    b = torch.rand(2, 3, 11, 16, dtype=torch.float64, device=device, generator=g).requires_grad_(True)
-    sx = ((torch.rand(2, 4, 12, 14, dtype=torch.float64, device=device, generator=g) - 0.5) * 14).requires_grad_(True)
-    sy = ((torch.rand(2, 4, 12, 14, dtype=torch.float64, device=device, generator=g) - 0.5) * 14).requires_grad_(True)
-    px, py = propagate(sx, sy, direction)
-    bx, by = particle_positions(px, py, (12, 14), (11, 16))
+    ha, wa = 14, 12
+    a = torch.rand(2, 3, ha, wa, dtype=torch.float64, device=device, generator=g).requires_grad_(True)
+    b = torch.rand(2, 3, *size_b, dtype=torch.float64, device=device, generator=g).requires_grad_(True)
+    sx = ((torch.rand(2, 4, ha, wa, dtype=torch.float64, device=device, generator=g) - 0.5) * 6).requires_grad_(True)
+    sy = ((torch.rand(2, 4, ha, wa, dtype=torch.float64, device=device, generator=g) - 0.5) * 6).requires_grad_(True)
+    px, py = propagate(sx, sy, direction=direction, border=border)
+    bx, by = particle_positions(px, py, (ha, wa), size_b, quirks=quirks)
     ref = materialized_scores(neighbourhood_features(a), neighbourhood_features(b), bx, by)
-    out = diff_pm.propagated_scores(a, b, sx, sy, direction, backend=backend)
+    out = diff_pm.propagated_scores(a, b, sx, sy, direction=direction, border=border, quirks=quirks, backend=backend)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-9)
     w = torch.rand(ref.shape, dtype=ref.dtype, device=device, generator=g)
     leaves = (a, b, sx, sy)
@@ -180,9 +192,29 @@ def test_propagated_scores_equal_composition(device, direction, backend):
         torch.testing.assert_close(y, x, rtol=1e-5, atol=1e-9)
 
 
+@pytest.mark.parametrize("quirks", FRAMES[:2])
+def test_propagate_evaluate_equals_propagate_then_evaluate(device, quirks):
+    """The fused layer (function and module) is propagation followed by evaluation of its candidates."""
+    g = _gen(device, 7)
+    a = torch.rand(1, 3, 10, 13, device=device, generator=g)
+    b = torch.rand(1, 3, 10, 13, device=device, generator=g)
+    ox = (torch.rand(1, 4, 10, 13, device=device, generator=g) - 0.5) * 8
+    oy = (torch.rand(1, 4, 10, 13, device=device, generator=g) - 0.5) * 8
+    for direction in ("horizontal", "vertical"):
+        cx, cy = propagate(ox, oy, direction=direction, border="zeros")
+        ref = evaluate(neighbourhood_features(a, patch_size=5), neighbourhood_features(b, patch_size=5), cx, cy,
+                       temperature=10.0, quirks=quirks, scoring="materialize")
+        out = propagate_evaluate(a, b, ox, oy, direction=direction, border="zeros", temperature=10.0, patch_size=5,
+                                 quirks=quirks)
+        mod = PropagateEvaluate(direction=direction, border="zeros", temperature=10.0, patch_size=5, quirks=quirks)
+        for r, o, m in zip(ref, out, mod(a, b, ox, oy)):
+            torch.testing.assert_close(o, r, rtol=1e-4, atol=1e-5)
+            assert torch.equal(o, m)
+
+
 def test_compiled_backend_needs_cpu():
     a, b, bx, by = _random_case("cpu")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="compiled backend needs CPU float32/float64"):
         patch_scores(a.to(torch.float16), b.to(torch.float16), bx.half(), by.half(), backend="compiled")
 
 
@@ -206,9 +238,9 @@ def test_gradcheck_evaluation_and_propagation(device):
     ev = Evaluation(temperature=10.0, patch_size=3)
 
     def step(ox, oy):
-        px, py = propagate(ox, oy, "horizontal")
+        px, py = propagate(ox, oy, direction="horizontal")
         dx, dy = ev(a, b, px, py)
-        px, py = propagate(dx, dy, "vertical")
+        px, py = propagate(dx, dy, direction="vertical")
         return ev(a, b, px, py)
 
     assert torch.autograd.gradcheck(step, (ox, oy), nondet_tol=1e-10 if device.type == "cuda" else 0.0)
@@ -219,16 +251,16 @@ def test_hard_is_argmax_and_soft_at_1e10_is_hard(device):
     bx, by = bx.clamp(0.1, b.shape[-1] - 1.1), by.clamp(0.1, b.shape[-2] - 1.1)   # inside B: no exact ties
     ox, oy = torch.arange(a.shape[-1], device=device) - bx, torch.arange(a.shape[-2], device=device).view(-1, 1) - by
     scores = patch_scores(a, b, bx, by)
-    hx, hy = select_offsets(scores, ox, oy, "hard")
+    hx, hy = select_offsets(scores, ox, oy, mode="hard")
     best = scores.argmax(1, keepdim=True)
     assert torch.equal(hx, ox.gather(1, best)) and torch.equal(hy, oy.gather(1, best))
-    sx, sy = select_offsets(1e10 * scores, ox, oy, "soft")
+    sx, sy = select_offsets(1e10 * scores, ox, oy, mode="soft")
     torch.testing.assert_close(sx, hx)
     torch.testing.assert_close(sy, hy)
     ex, ey = Evaluation(mode="hard")(a, b, ox, oy)
     torch.testing.assert_close(ex, hx)
-    with pytest.raises(ValueError):
-        select_offsets(scores, ox, oy, "argmax")
+    with pytest.raises(ValueError, match="mode must be one of"):
+        select_offsets(scores, ox, oy, mode="argmax")
 
 
 def test_particle_positions_conventions():
@@ -237,8 +269,28 @@ def test_particle_positions_conventions():
     assert torch.equal(bx, torch.tensor([[[[0.0, 0.0, 4.0]]]]))      # x - dx clamped to [0, Wb - 1]
     assert torch.equal(by, torch.zeros_like(by))
     # reference quirk: normalised by A's size with align_corners=False -> x * Wb / Wa - 0.5
-    qx, _ = particle_positions(torch.zeros_like(ox), torch.zeros_like(ox), (1, 3), (1, 6), reference_quirks=True)
+    qx, _ = particle_positions(torch.zeros_like(ox), torch.zeros_like(ox), (1, 3), (1, 6),
+                               quirks=("a_frame", "half_pixel"))
     assert torch.allclose(qx, torch.tensor([[[[-0.5, 1.5, 3.5]]]]))
+    # y clamped with the width: row 5 of a 7 x 3 image is row 2 (= Wa - 1) for the reference
+    _, qy = particle_positions(torch.zeros(1, 1, 7, 3), torch.zeros(1, 1, 7, 3), (7, 3), (7, 3),
+                               quirks=("y_clamp_width",))
+    assert torch.equal(qy[0, 0, :, 0], torch.tensor([0.0, 1, 2, 2, 2, 2, 2]))
+
+
+@pytest.mark.parametrize("quirks", FRAMES)
+def test_frame_offsets_invert_points_and_clamp_gives_evaluated_points(quirks):
+    frame = Frame.from_quirks(quirks)
+    g = _gen("cpu", 3)
+    dx = (torch.rand(1, 1, 9, 7, dtype=torch.float64, generator=g) - 0.5) * 30
+    dy = (torch.rand(1, 1, 9, 7, dtype=torch.float64, generator=g) - 0.5) * 30
+    raw = frame.points(dx, dy, (9, 7), (12, 10), clamp=False)
+    back = frame.offsets(*raw, (9, 7), (12, 10))
+    torch.testing.assert_close(back[0], dx)
+    torch.testing.assert_close(back[1], dy)
+    evaluated = frame.points(dx, dy, (9, 7), (12, 10))
+    for c, e in zip(frame.clamp(*raw, (9, 7), (12, 10)), evaluated):
+        torch.testing.assert_close(c, e)
 
 
 # --- reconstruction ------------------------------------------------------------------------------
@@ -267,15 +319,40 @@ def test_gradcheck_reconstruct(device):
 
 def test_invalid_inputs_raise_value_error():
     img = torch.rand(1, 3, 8, 8)
-    with pytest.raises(ValueError):
+    off = torch.zeros(1, 4, 8, 8)
+    with pytest.raises(ValueError, match=r"b must have shape \(N, C, H, W\)"):
         reconstruct(img[0], torch.zeros(1, 2, 8, 8))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="positions must have 2 channels"):
         reconstruct(img, torch.zeros(1, 3, 8, 8))
-    with pytest.raises(ValueError):
-        reconstruct(img, torch.zeros(1, 2, 8, 8), patch_size=4)
-    with pytest.raises(ValueError):
-        NeighbourhoodFeatures(6)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown quirk 'shared_noise'"):
+        reconstruct(img, torch.zeros(1, 2, 8, 8), quirks=("shared_noise",))
+    with pytest.raises(ValueError, match="sample_count must be an integer >= 1, got 0"):
+        ParticleSampler(sample_count=0)
+    with pytest.raises(ValueError, match="mode must be one of 'soft', 'hard', got 'median'"):
         Evaluation(mode="median")
-    with pytest.raises(ValueError):
-        ParticleSampler(0)
+    with pytest.raises(ValueError, match="temperature must be a number > 0"):
+        Evaluation(temperature=0)
+    with pytest.raises(ValueError, match="border must be one of"):
+        Propagation(border="mirror")
+    with pytest.raises(ValueError, match="offset_x and offset_y must have the same shape"):
+        propagate(off, off[:, :2])
+    with pytest.raises(ValueError, match="do not fit an image"):
+        evaluate(img, img, off[..., :7], off[..., :7])
+    with pytest.raises(ValueError, match="b must have 3 channels"):
+        patch_scores(img, img[:, :2], off, off)
+
+
+@pytest.mark.parametrize("bad", [7.5, 8, 0, -3, True, 7.0, "7"])
+def test_patch_size_checked_the_same_everywhere(bad):
+    """One check (classic_pm's strictness): a positive odd integer, never silently rounded."""
+    img = torch.rand(1, 3, 9, 9)
+    off = torch.zeros(1, 1, 9, 9)
+    calls = [lambda: NeighbourhoodFeatures(patch_size=bad), lambda: neighbourhood_features(img, patch_size=bad),
+             lambda: reconstruct(img, torch.zeros(1, 2, 9, 9), patch_size=bad),
+             lambda: Reconstruction(patch_size=bad), lambda: Evaluation(patch_size=bad),
+             lambda: evaluate(img, img, off, off, patch_size=bad), lambda: patch_scores(img, img, off, off, patch_size=bad),
+             lambda: diff_pm.propagated_scores(img, img, off, off, direction="vertical", patch_size=bad),
+             lambda: diff_pm.DifferentiablePatchMatch(patch_size=bad)]
+    for call in calls:
+        with pytest.raises(ValueError, match="patch_size must be a positive odd integer"):
+            call()

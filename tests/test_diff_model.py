@@ -77,7 +77,8 @@ def test_different_sizes(device, offset, b_size):
     else:
         a = big[..., :40, :48]
         b = a[..., :b_size[0], :b_size[1]]
-    pos = DifferentiablePatchMatch(**PRECISE)(a, b, generator=_gen(device))
+    model = DifferentiablePatchMatch(**PRECISE)
+    pos = model.matches(model(a, b, generator=_gen(device)), b.shape[-2:])
     assert pos.shape == (1, 2, 40, 48)
     assert pos[:, 0].min() >= 0 and pos[:, 0].max() <= b.shape[-2] - 1
     assert pos[:, 1].min() >= 0 and pos[:, 1].max() <= b.shape[-1] - 1
@@ -115,8 +116,32 @@ def test_callback_and_switches(device):
     out = model(a, a, generator=_gen(device), callback=lambda i, p: seen.append((i, p.shape)))
     assert seen == [(1, (1, 2, 20, 24)), (2, (1, 2, 20, 24)), (3, (1, 2, 20, 24))]
     assert out.dtype == a.dtype and out.device == a.device
-    quirky = DifferentiablePatchMatch(iterations=2, reference_quirks=True)(a, a, generator=_gen(device))
-    assert quirky.shape == (1, 2, 20, 24) and torch.isfinite(quirky).all()
+
+
+def test_quirks_switch_one_by_one():
+    """Each quirk is its own switch; reference_quirks=True is all of them (checked against the
+    original's traces in test_diff_reference.py)."""
+    import diff_pm
+
+    full = DifferentiablePatchMatch(reference_quirks=True)
+    assert full.quirks == frozenset(diff_pm.QUIRKS) and full.reference_quirks
+    assert full.sampler.shared_noise and full.horizontal.border == "zeros"
+    assert full.frame == diff_pm.Frame(y_clamp_width=True, a_frame=True, half_pixel=True)
+    one = DifferentiablePatchMatch(quirks=("shared_noise",))
+    assert one.sampler.shared_noise and one.horizontal.border == "replicate" and one.frame == diff_pm.Frame()
+    assert not one.reference_quirks
+    assert DifferentiablePatchMatch(quirks=["zero_border"]).vertical.border == "zeros"
+    with pytest.raises(ValueError, match="unknown quirk 'shared'"):
+        DifferentiablePatchMatch(quirks=("shared",))
+
+
+def test_model_reconstruct_is_diff_pm_reconstruct_by_default():
+    a = _textured(20, 24)
+    b = _textured(20, 24).roll(2, -1)
+    model = DifferentiablePatchMatch(iterations=3, patch_size=5)
+    pos = model(a, b, generator=_gen("cpu"))
+    assert torch.equal(model.reconstruct(b, pos), reconstruct(b, pos, patch_size=5))
+    assert torch.equal(model.matches(pos, b.shape[-2:]), pos.clamp(min=0).minimum(torch.tensor([19.0, 23.0]).view(1, 2, 1, 1)))
 
 
 def test_gradients_reach_features_and_images(device):
@@ -141,25 +166,29 @@ def test_custom_features_match_materialized(device):
     mat = DifferentiablePatchMatch(iterations=2, features=conv, materialize=True)(a, b, generator=_gen(device))
     assert ((tiled - mat).abs() < 1e-3).all(1).float().mean() >= 0.99
     # default features passed explicitly use the fused path
-    assert DifferentiablePatchMatch(features=NeighbourhoodFeatures(7)).evaluation.scoring == "patch"
+    assert DifferentiablePatchMatch(features=NeighbourhoodFeatures(patch_size=7)).horizontal.scoring == "patch"
 
 
-@pytest.mark.parametrize("kwargs", [dict(sample_count=0), dict(iterations=0), dict(temperature=0.0),
-                                    dict(window=(0, 10)), dict(patch_size=4), dict(evaluation="max"),
-                                    dict(features="conv")])
-def test_bad_configuration_raises(kwargs):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(sample_count=0), "sample_count must be an integer >= 1"), (dict(iterations=0), "iterations must be an integer"),
+    (dict(iterations=2.5), "iterations must be an integer"), (dict(temperature=0.0), "temperature must be a number > 0"),
+    (dict(window=(0, 10)), "window must be two positive numbers"), (dict(window=5), "window must be two positive"),
+    (dict(patch_size=4), "patch_size must be a positive odd integer"), (dict(evaluation="max"), "evaluation must be one of"),
+    (dict(features="conv"), "features must be an nn.Module"), (dict(quirks=5), "quirks must be a collection")])
+def test_bad_configuration_raises(kwargs, message):
+    with pytest.raises(ValueError, match=message):
         DifferentiablePatchMatch(**kwargs)
 
 
 def test_bad_inputs_raise():
     model = DifferentiablePatchMatch(iterations=1)
     a = torch.rand(1, 3, 8, 8)
-    for bad_a, bad_b in [(a[0], a), (a, torch.rand(2, 3, 8, 8)), (a, torch.rand(1, 1, 8, 8)),
-                         (a, a.double()), (a.long(), a.long())]:
-        with pytest.raises(ValueError):
+    for bad_a, bad_b, message in [(a[0], a, "a must have shape"), (a, torch.rand(2, 3, 8, 8), "same batch size"),
+                                  (a, torch.rand(1, 1, 8, 8), "same number of channels"),
+                                  (a, a.double(), "share device and dtype"), (a.long(), a.long(), "floating-point")]:
+        with pytest.raises(ValueError, match=message):
             model(bad_a, bad_b)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="one per batch item"):
         model(a, a, generator=[torch.Generator(), torch.Generator()])
 
 

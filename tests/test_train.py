@@ -95,7 +95,7 @@ def test_epe_term(camera):
 def test_reference_temperature_gives_no_useful_gradient(camera):
     """At 1e10 the softmax is one-hot: the features get (practically) no gradient. Why we train soft."""
     model = tiny_model()
-    model.evaluation.temperature = REFERENCE_TEMPERATURE
+    model.horizontal.temperature = model.vertical.temperature = REFERENCE_TEMPERATURE
     loss_at(model, tiny_batch(camera)).backward()
     grad = model.features.proj.weight.grad
     assert grad is None or float(grad.abs().max()) < 1e-6
@@ -152,7 +152,7 @@ def test_checkpoint_round_trip(tmp_path, camera):
     torch.testing.assert_close(p1, p2, rtol=0, atol=0)
     again, info2 = load_checkpoint(path, device="cpu", iterations=5, temperature=REFERENCE_TEMPERATURE)
     assert again.iterations == 5 and info2["iterations"] == 5
-    assert again.evaluation.temperature == REFERENCE_TEMPERATURE
+    assert again.horizontal.temperature == again.vertical.temperature == REFERENCE_TEMPERATURE
 
 
 def test_checkpoint_rejects_foreign_files(tmp_path):

@@ -1,0 +1,204 @@
+"""DPM quality against the original DeepPruner code: fidelity traces, the reference CSV, quirk by quirk.
+
+Run ``.venv/bin/python -m benchmarks.dpm_quality [--study reference|quirks] [--sizes 320 native] [--seeds 0 1 2]``.
+
+* ``--study reference`` (part of ``make bench``): the fidelity of ``reference_quirks=True`` against the
+  original's traces, then the default configuration and ``reference_quirks=True`` on the five built-in
+  pairs at 320 px, seeds 0-2, against ``tests/data/dpm_reference/reference_builtin_320.csv`` (the
+  original's own numbers).
+* ``--study quirks``: every quirk of the reference one at a time, added to the default (``+name``)
+  and removed from the reference (``-name``), at each size: the table of ``docs/diff_pm.md``.
+
+Metrics as in ``reference_builtin_320.csv``: L1 and MSE of the model's own reconstruction
+(``model.reconstruct``) against A, mean over pixels and RGB channels; PSNR with data range 1; end-point
+error and within-1px of the model's matches (``model.matches``: the points its evaluation compared)
+against the pair's ground truth on its valid pixels. Quality does not depend on the machine.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "dpm_reference"
+REFERENCE_CSV = DATA / "reference_builtin_320.csv"
+PAIRS = ("motorcycle", "astronaut", "coffee", "chelsea", "rocket")
+METRICS = ("l1", "mse", "psnr", "epe", "within_1px")
+
+
+def quirk_configs() -> dict[str, dict]:
+    """``default``, ``+quirk`` (default plus one), ``reference``, ``-quirk`` (reference minus one)."""
+    from diff_pm import QUIRKS
+
+    configs = {"default": dict(quirks=())}
+    configs.update({f"+{q}": dict(quirks=(q,)) for q in QUIRKS})
+    configs["reference"] = dict(reference_quirks=True)
+    configs.update({f"-{q}": dict(quirks=tuple(x for x in QUIRKS if x != q)) for q in QUIRKS})
+    return configs
+
+
+def reference_configs() -> dict[str, dict]:
+    return {"default": dict(quirks=()), "reference": dict(reference_quirks=True)}
+
+
+def measure(pair, seed: int, config: dict) -> dict:
+    """One 21-iteration run of DPM in ``config`` on ``pair``; the metrics of :data:`METRICS`."""
+    import torch
+
+    import diff_pm
+
+    from experiments.metrics import epe, within_1px
+
+    t = lambda x: torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]  # noqa: E731
+    a, b = t(pair.a), t(pair.b)
+    model = diff_pm.DifferentiablePatchMatch(**config)
+    with torch.no_grad():
+        pos = model(a, b, generator=torch.Generator().manual_seed(seed))
+        recon = model.reconstruct(b, pos)[0].permute(1, 2, 0).numpy().astype(np.float64)
+        match = model.matches(pos, b.shape[-2:])[0].permute(1, 2, 0).numpy()
+    err = recon - pair.a
+    mse = float(np.mean(err ** 2))
+    return dict(l1=float(np.mean(np.abs(err))), mse=mse, psnr=10 * math.log10(1 / mse),
+                epe=epe(match, pair.gt, pair.valid), within_1px=within_1px(match, pair.gt, pair.valid))
+
+
+def reference_rows() -> list[dict]:
+    with open(REFERENCE_CSV) as fh:
+        return [dict(r, seed=int(r["seed"]), **{k: float(r[k]) for k in METRICS}) for r in csv.DictReader(fh)]
+
+
+def trace_fidelity() -> list[dict]:
+    """``reference_quirks=True`` against every trace: agreement of the offsets (worst iteration),
+    pixels that differ, largest reconstruction difference."""
+    import torch
+
+    import diff_pm
+
+    out = []
+    for path in sorted(DATA.glob("dpm_trace_*.npz")):
+        z = np.load(path)
+        t = lambda x: torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None]  # noqa: E731
+        a, b = t(z["a"]), t(z["b"])
+        seed = int(path.stem[-1])
+        model = diff_pm.DifferentiablePatchMatch(reference_quirks=True)
+        seen = []
+        with torch.no_grad():
+            pos = model(a, b, generator=torch.Generator().manual_seed(seed), callback=lambda i, p: seen.append(p))
+            recon = model.reconstruct(b, pos)[0].permute(1, 2, 0).numpy()
+        worst, differ = 1.0, 0
+        for it, p in enumerate(seen):
+            dx, dy = model.frame.offsets(p[:, 1:2], p[:, 0:1], tuple(a.shape[-2:]), tuple(b.shape[-2:]))
+            ok = ((np.abs(dx[0, 0].numpy() - z["offset_x"][it]) <= 1e-4)
+                  & (np.abs(dy[0, 0].numpy() - z["offset_y"][it]) <= 1e-4))
+            worst, differ = min(worst, float(ok.mean())), max(differ, int((~ok).sum()))
+        out.append(dict(trace=path.stem.replace("dpm_trace_", ""), offsets_agree_worst_iteration=worst,
+                        pixels_differing_max=differ,
+                        reconstruction_max_abs_diff=float(np.abs(recon - z["reconstruction"]).max())))
+    return out
+
+
+def run_study(configs: dict, sizes: list, seeds: list, *, log=print) -> list[dict]:
+    from experiments.pairs import builtin_pair
+
+    rows = []
+    for size in sizes:
+        max_size = None if size == "native" else int(size)
+        for name in PAIRS:
+            pair = builtin_pair(name, max_size=max_size)
+            for cname, config in configs.items():
+                for seed in seeds:
+                    t0 = time.perf_counter()
+                    res = measure(pair, seed, config)
+                    rows.append(dict(size=size, pair=name, config=cname, seed=seed, **res))
+                    log(f"  {size:>6} {name:>10} {cname:>16} seed {seed}: L1 {res['l1']:.5f} MSE {res['mse']:.6f} "
+                        f"EPE {res['epe']:7.2f}  ({time.perf_counter() - t0:.1f} s)")
+    return rows
+
+
+def mean_table(rows: list[dict], keys=("size", "pair", "config")) -> dict:
+    """Means over seeds: ``{(size, pair, config): {metric: mean}}``."""
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    return {k: {m: float(np.mean([r[m] for r in v])) for m in METRICS} | {"n": len(v)} for k, v in groups.items()}
+
+
+def markdown(rows: list[dict], ref: list[dict] | None) -> str:
+    """Per size: one row per config, columns = pairs (L1 / EPE means over seeds, relative to the reference)."""
+    means = mean_table(rows)
+    ref_means = mean_table([dict(r, size="320", config="original") for r in ref]) if ref else {}
+    lines = []
+    for size in dict.fromkeys(r["size"] for r in rows):
+        configs = list(dict.fromkeys(r["config"] for r in rows if r["size"] == size))
+        lines += [f"\n{size} px, mean over seeds {sorted({r['seed'] for r in rows})}: L1 / MSE / EPE (px) / within 1 px"
+                  + (" (%: against the original's own numbers)" if size == "320" and ref_means else ""), "",
+                  "| config | " + " | ".join(PAIRS) + " |", "|---|" + "---|" * len(PAIRS)]
+        base_cfgs = (["original"] if size == "320" and ref_means else []) + configs
+        for c in base_cfgs:
+            cells = []
+            for p in PAIRS:
+                m = (ref_means if c == "original" else means).get((size, p, c))
+                if m is None:
+                    cells.append("")
+                    continue
+                cell = f"{m['l1']:.4f} / {m['mse']:.5f} / {m['epe']:.1f} / {m['within_1px']:.3f}"
+                o = ref_means.get(("320", p, "original")) if size == "320" else None
+                if o is not None and c != "original":
+                    cell += f" ({100 * (m['l1'] / o['l1'] - 1):+.1f}%, {100 * (m['mse'] / o['mse'] - 1):+.1f}%, " \
+                            f"{100 * (m['epe'] / o['epe'] - 1):+.1f}%)"
+                cells.append(cell)
+            lines.append(f"| `{c}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.dpm_quality", description=__doc__.splitlines()[0])
+    parser.add_argument("--study", choices=("reference", "quirks"), default="reference")
+    parser.add_argument("--sizes", nargs="+", default=None, help="320, native, any max size (default: 320; "
+                                                                 "quirks study: 320 native)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--configs", nargs="+", default=None, help="subset of the study's configurations")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="JSON output (default reports/bench_dpm_<study>.json)")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(2)
+    sizes = args.sizes or (["320", "native"] if args.study == "quirks" else ["320"])
+    configs = quirk_configs() if args.study == "quirks" else reference_configs()
+    if args.configs:
+        unknown = [c for c in args.configs if c not in configs]
+        if unknown:
+            parser.error(f"unknown configuration {unknown[0]!r}; choose from {', '.join(configs)}")
+        configs = {c: configs[c] for c in args.configs}
+    result = dict(study=args.study, sizes=sizes, seeds=args.seeds, configs=configs)
+    if args.study == "reference":
+        fid = trace_fidelity()
+        result["fidelity"] = fid
+        print("fidelity of reference_quirks=True against the original's traces (21 iterations each):")
+        for f in fid:
+            print(f"  {f['trace']:>16}: offsets within 1e-4 px on {f['offsets_agree_worst_iteration']:.2%} of pixels "
+                  f"at the worst iteration ({f['pixels_differing_max']} differ); reconstruction max |diff| "
+                  f"{f['reconstruction_max_abs_diff']:.1e}")
+    print("quality (21 iterations, the model's own reconstruction and matches):")
+    rows = run_study(configs, sizes, args.seeds)
+    result["rows"] = rows
+    ref = reference_rows()
+    table = markdown(rows, ref)
+    print(table)
+    result["table"] = table
+    out = args.output or Path(f"reports/bench_dpm_{args.study}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str))
+    print(f"written {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

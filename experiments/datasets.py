@@ -29,7 +29,7 @@ back, see ``tests/test_datasets.py``):
 
 * PFM: ``cv2.imdecode(..., IMREAD_UNCHANGED)`` returns float32 rows top-to-bottom (the file
   stores them bottom-to-top; OpenCV flips them), either byte order, ``inf`` kept. OpenCV divides
-  the values by ``|scale|`` of the header; the Middlebury files have scale -1 (no change).
+  the values by ``|scale|`` of the header; Middlebury's ``pfmwrite`` writes scale -1 (no change).
 * ``.flo``: ``cv2.readOpticalFlow`` returns float32 ``(H, W, 2)`` with channel 0 = u (x) and
   channel 1 = v (y); it returns ``None`` for a bad magic number or a truncated file.
 * 16-bit PNG: ``IMREAD_UNCHANGED`` keeps uint16 and returns colour channels in BGR order, so the

@@ -7,6 +7,11 @@
   integer-rounded, clipped matches, computed by ``classic_pm.patch_cost`` for every method.
 * Against ground truth: :func:`epe` (mean end-point error in pixels over valid pixels) and
   :func:`within_1px` (fraction of valid pixels with end-point error <= 1 pixel); NaN without GT.
+* Each standard dataset's own metric (:func:`dataset_metrics`, columns :data:`DATASET_COLUMNS`),
+  in percent of valid pixels: :func:`bad_percent` (Middlebury bad-2.0), :func:`outlier_percent`
+  (KITTI Fl for flow, D1 for stereo), and :func:`epe` on the non-occluded / occluded valid
+  pixels where the dataset gives an occlusion mask. Thresholds are in pixels of the evaluated
+  (possibly ``--max-size`` downscaled) images.
 """
 from __future__ import annotations
 
@@ -107,3 +112,72 @@ def within_1px(nnf: np.ndarray, gt: np.ndarray | None, valid: np.ndarray | None)
 def image_metrics(a: np.ndarray, recon: np.ndarray) -> dict[str, float]:
     """``psnr, ssim, l1, mse`` of a reconstruction against A."""
     return dict(psnr=psnr(a, recon), ssim=ssim(a, recon), l1=l1(a, recon), mse=mse(a, recon))
+
+
+# --------------------------------------------------------------------------- dataset metrics
+DATASET_COLUMNS = ("bad_2_0", "fl", "d1", "epe_noc", "epe_occ")
+
+# The own metric of each dataset kind (``pair.info["dataset"]``) that has one.
+_OWN_METRIC = {"middlebury": "bad_2_0", "kitti-flow": "fl", "kitti-stereo": "d1"}
+
+
+def bad_percent(nnf: np.ndarray, gt: np.ndarray | None, valid: np.ndarray | None, *,
+                threshold_px: float = 2.0) -> float:
+    """Percentage of valid pixels whose end-point error exceeds ``threshold_px`` (Middlebury
+    bad-2.0 with the default); NaN without ground truth or valid pixels."""
+    if gt is None or valid is None or not valid.any():
+        return math.nan
+    return float(100.0 * np.mean(end_point_errors(nnf, gt, valid) > threshold_px))
+
+
+def outlier_percent(nnf: np.ndarray, gt: np.ndarray | None, valid: np.ndarray | None, *,
+                    abs_px: float = 3.0, rel: float = 0.05) -> float:
+    """KITTI outliers (Fl for flow, D1 for disparity) in percent of valid pixels.
+
+    A valid pixel (y, x) is an outlier when its end-point error is greater than ``abs_px`` pixels
+    and greater than ``rel`` times the true displacement ``|gt[y, x] - (y, x)|`` (the flow
+    magnitude, or the disparity). NaN without ground truth or valid pixels.
+
+    Parameters
+    ----------
+    nnf, gt : ndarray, shape (Ha, Wa, 2)
+        Absolute (y, x) positions in B.
+    valid : ndarray, shape (Ha, Wa), bool
+    """
+    if gt is None or valid is None or not valid.any():
+        return math.nan
+    err = end_point_errors(nnf, gt, valid)
+    pix = np.stack(np.nonzero(valid), axis=-1).astype(np.float64)  # row-major, as gt[valid]
+    mag = np.sqrt(np.sum((np.asarray(gt, np.float64)[valid] - pix) ** 2, axis=-1))
+    return float(100.0 * np.mean((err > abs_px) & (err > rel * mag)))
+
+
+def dataset_metrics(pair, nnf: np.ndarray) -> dict[str, float]:
+    """The dataset's own metrics of a match field, keyed by :data:`DATASET_COLUMNS`.
+
+    Always the same keys, NaN where a metric does not apply: ``bad_2_0`` for Middlebury pairs,
+    ``fl`` for KITTI flow, ``d1`` for KITTI stereo (percent of valid pixels, from
+    ``pair.info["dataset"]``); ``epe_noc`` / ``epe_occ`` (pixels) on the valid pixels inside /
+    outside ``pair.masks["noc"]`` where the pair has that mask.
+
+    Parameters
+    ----------
+    pair : experiments.pairs.Pair
+        Uses ``gt``, ``valid``, ``info["dataset"]`` and ``masks``.
+    nnf : ndarray, shape (Ha, Wa, 2)
+        Absolute (y, x) positions in B.
+    """
+    out = dict.fromkeys(DATASET_COLUMNS, math.nan)
+    gt, valid = pair.gt, pair.valid
+    if gt is None or valid is None:
+        return out
+    own = _OWN_METRIC.get(pair.info.get("dataset"))
+    if own == "bad_2_0":
+        out[own] = bad_percent(nnf, gt, valid, threshold_px=2.0)
+    elif own is not None:
+        out[own] = outlier_percent(nnf, gt, valid)
+    noc = pair.masks.get("noc")
+    if noc is not None:
+        out["epe_noc"] = epe(nnf, gt, valid & noc)
+        out["epe_occ"] = epe(nnf, gt, valid & ~noc)
+    return out

@@ -69,6 +69,9 @@ class Pair:
         Where the pair came from (for the report).
     info : dict
         Extra facts (warp matrix, photometric change, scale factors ...), JSON-serialisable.
+        Pairs read from a standard dataset say which one in ``info["dataset"]``.
+    masks : dict of str to ndarray, shape (Ha, Wa), bool
+        Named pixel subsets of A given by the dataset, e.g. ``"noc"`` = not occluded in B.
     """
 
     name: str
@@ -78,6 +81,7 @@ class Pair:
     valid: np.ndarray | None = None
     source: str = ""
     info: dict = field(default_factory=dict)
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def has_gt(self) -> bool:
@@ -174,7 +178,9 @@ def resize_pair(pair: Pair, max_size: int | None) -> Pair:
 
     The ground-truth positions are area-averaged over each output pixel of A (valid pixels only;
     an output pixel is valid when at least half of its input area was), then mapped into the downscaled B
-    with the pixel-centre convention ``u' = (u + 0.5) * s - 0.5`` per axis.
+    with the pixel-centre convention ``u' = (u + 0.5) * s - 0.5`` per axis. Each of
+    ``pair.masks`` is area-downscaled like ``valid``: an output pixel is True when at least half
+    of its input area was.
     """
     ha, wa = pair.a.shape[:2]
     hb, wb = pair.b.shape[:2]
@@ -197,8 +203,18 @@ def resize_pair(pair: Pair, max_size: int | None) -> Pair:
         gt[..., 1] = (gt[..., 1] + 0.5) * (nwb / wb) - 0.5
         valid &= _inside(gt, nhb, nwb)
         gt = np.where(valid[:, :, None], gt, np.nan).astype(np.float32)
+    masks = {key: _area_mask(m, (nha, nwa)) for key, m in pair.masks.items()}
     info = dict(pair.info, native_a=[ha, wa], native_b=[hb, wb])
-    return Pair(pair.name, a, b, gt, valid, pair.source, info)
+    return Pair(pair.name, a, b, gt, valid, pair.source, info, masks)
+
+
+def _area_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Area-downscale a bool mask to ``shape``: True where at least half of the area was."""
+    h, w = shape
+    if mask.shape == (h, w):
+        return mask
+    m = cv2.resize(mask.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
+    return m >= 0.5
 
 
 def _inside(gt: np.ndarray, h: int, w: int) -> np.ndarray:

@@ -164,12 +164,16 @@ def main(argv=None) -> int:
                                                                  "quirks study: 320 native)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--configs", nargs="+", default=None, help="subset of the study's configurations")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch and numba threads (default 1; quality does not depend on it)")
     parser.add_argument("--output", type=Path, default=None,
                         help="JSON output (default reports/bench_dpm_<study>.json)")
     args = parser.parse_args(argv)
+    import numba
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     sizes = args.sizes or (["320", "native"] if args.study == "quirks" else ["320"])
     configs = quirk_configs() if args.study == "quirks" else reference_configs()
     if args.configs:

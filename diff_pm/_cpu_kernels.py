@@ -73,12 +73,14 @@ if numba is not None:
         acc = 0.0
         for i in range(p):
             rb = y0 - r + pad + i
-            r0 = b_cl[n, rb]
-            r1 = b_cl[n, rb + 1]
-            ar = a_cl[n, y + i]
+            # row views starting at the window: indices from range() need no wraparound handling
+            b00 = b_cl[n, rb, bbase:]
+            b01 = b_cl[n, rb, bbase + c:]
+            b10 = b_cl[n, rb + 1, bbase:]
+            b11 = b_cl[n, rb + 1, bbase + c:]
+            ar = a_cl[n, y + i, abase:]
             for j in range(pc):
-                s = w00 * r0[bbase + j] + w01 * r0[bbase + c + j] + w10 * r1[bbase + j] + w11 * r1[bbase + c + j]
-                acc += abs(ar[abase + j] - s)
+                acc += abs(ar[j] - (w00 * b00[j] + w01 * b01[j] + w10 * b10[j] + w11 * b11[j]))
         return acc
 
     @njit(cache=True, parallel=True, fastmath=True)
@@ -137,26 +139,30 @@ if numba is not None:
                         sy = 0.0
                         for i in range(p):
                             rb0 = y0 + 1 + i
-                            r0 = b_cl[n, rb0]
-                            r1 = b_cl[n, rb0 + 1]
-                            ar = a_cl[n, y + i]
-                            gar = ga[ch, n, y + i]
-                            gr0 = gb[ch, n, rb0]
-                            gr1 = gb[ch, n, rb0 + 1]
+                            b00 = b_cl[n, rb0, bbase:]
+                            b01 = b_cl[n, rb0, bbase + c:]
+                            b10 = b_cl[n, rb0 + 1, bbase:]
+                            b11 = b_cl[n, rb0 + 1, bbase + c:]
+                            ar = a_cl[n, y + i, abase:]
+                            gar = ga[ch, n, y + i, abase:]
+                            g00 = gb[ch, n, rb0, bbase:]
+                            g01 = gb[ch, n, rb0, bbase + c:]
+                            g10 = gb[ch, n, rb0 + 1, bbase:]
+                            g11 = gb[ch, n, rb0 + 1, bbase + c:]
                             for j in range(pc):
-                                v00 = r0[bbase + j]
-                                v01 = r0[bbase + c + j]
-                                v10 = r1[bbase + j]
-                                v11 = r1[bbase + c + j]
+                                v00 = b00[j]
+                                v01 = b01[j]
+                                v10 = b10[j]
+                                v11 = b11[j]
                                 s = w00 * v00 + w01 * v01 + w10 * v10 + w11 * v11
-                                d = ar[abase + j] - s
+                                d = ar[j] - s
                                 # out = -scale * sum |a - s|: d out / d a = -sign(d), d out / d s = sign(d)
                                 sg = g if d > 0 else (-g if d < 0 else 0.0)
-                                gar[abase + j] -= sg
-                                gr0[bbase + j] += sg * w00
-                                gr0[bbase + c + j] += sg * w01
-                                gr1[bbase + j] += sg * w10
-                                gr1[bbase + c + j] += sg * w11
+                                gar[j] -= sg
+                                g00[j] += sg * w00
+                                g01[j] += sg * w01
+                                g10[j] += sg * w10
+                                g11[j] += sg * w11
                                 sx += sg * (wy0 * dwx0 * v00 + wy0 * dwx1 * v01 + wy1 * dwx0 * v10 + wy1 * dwx1 * v11)
                                 sy += sg * (dwy0 * wx0 * v00 + dwy0 * wx1 * v01 + dwy1 * wx0 * v10 + dwy1 * wx1 * v11)
                         gx[n, k, y, x] = sx
@@ -293,13 +299,13 @@ if numba is not None:
                             abase = (x - 1) * c
                             for i in range(p):
                                 rb = y0 - r + pad + i
-                                r0 = b_cl[n, rb]
-                                r1 = b_cl[n, rb + 1]
-                                ar = a_cl[n, y + i]
+                                b00 = b_cl[n, rb, bbase:]
+                                b01 = b_cl[n, rb, bbase + c:]
+                                b10 = b_cl[n, rb + 1, bbase:]
+                                b11 = b_cl[n, rb + 1, bbase + c:]
+                                ar = a_cl[n, y + i, abase:]
                                 for e in range((p + 2) * c):
-                                    v = (w00 * r0[bbase + e] + w01 * r0[bbase + c + e]
-                                         + w10 * r1[bbase + e] + w11 * r1[bbase + c + e])
-                                    strip[e] += abs(ar[abase + e] - v)
+                                    strip[e] += abs(ar[e] - (w00 * b00[e] + w01 * b01[e] + w10 * b10[e] + w11 * b11[e]))
                             for u in range(p + 2):
                                 t = strip[u * c]
                                 for ch in range(1, c):
@@ -311,14 +317,14 @@ if numba is not None:
                             abase = x * c
                             for u in range(p + 2):
                                 rb = y0 - r - 1 + pad + u
-                                r0 = b_cl[n, rb]
-                                r1 = b_cl[n, rb + 1]
-                                ar = a_cl[n, y - 1 + u]
+                                b00 = b_cl[n, rb, bbase:]
+                                b01 = b_cl[n, rb, bbase + c:]
+                                b10 = b_cl[n, rb + 1, bbase:]
+                                b11 = b_cl[n, rb + 1, bbase + c:]
+                                ar = a_cl[n, y - 1 + u, abase:]
                                 t = 0.0
                                 for e in range(p * c):
-                                    v = (w00 * r0[bbase + e] + w01 * r0[bbase + c + e]
-                                         + w10 * r1[bbase + e] + w11 * r1[bbase + c + e])
-                                    t += abs(ar[abase + e] - v)
+                                    t += abs(ar[e] - (w00 * b00[e] + w01 * b01[e] + w10 * b10[e] + w11 * b11[e]))
                                 costs[u] = t
                         total = costs[1]
                         for u in range(2, p + 1):

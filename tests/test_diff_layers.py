@@ -111,7 +111,7 @@ def test_propagation_particle_order_and_module(device):
     ox = torch.rand(2, 4, 5, 6, device=device, generator=_gen(device))
     oy = torch.rand(2, 4, 5, 6, device=device, generator=_gen(device, 1))
     fx, fy = propagate(ox, oy, direction="horizontal")
-    mx, my = Propagation(particles=4).to(device)(ox, oy, direction="horizontal")
+    mx, my = Propagation().to(device)(ox, oy, direction="horizontal")
     assert torch.equal(fx, mx) and torch.equal(fy, my)
     assert fx.shape == (2, 12, 5, 6)
     assert torch.equal(fx[:, 1::3], ox)                             # candidates 3j + 1: own particles

@@ -108,8 +108,8 @@ def test_exact_nnf_chunking_does_not_change_the_result(monkeypatch, cache_bytes)
     a = rng.random((13, 11, 3), dtype=np.float32)
     b = np.concatenate([a[:6], rng.random((9, 11, 3), dtype=np.float32), a[:6]])  # exact twins
     whole = exact_nnf(a, b, patch_size=3, device="cpu")
-    monkeypatch.setattr(classic_pm.core, "_EXACT_BLOCK_BYTES", 8 * 256)  # 1-row B, 2-row A chunks
-    monkeypatch.setattr(classic_pm.core, "_EXACT_CACHE_BYTES", cache_bytes)
+    monkeypatch.setattr(classic_pm.exact, "_EXACT_BLOCK_BYTES", 8 * 256)  # 1-row B, 2-row A chunks
+    monkeypatch.setattr(classic_pm.exact, "_EXACT_CACHE_BYTES", cache_bytes)
     np.testing.assert_array_equal(exact_nnf(a, b, patch_size=3, device="cpu"), whole)
     assert (whole[1:5, 1:10, 0] < 6).all()  # twins in B's first and last rows: the first wins
 

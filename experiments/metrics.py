@@ -71,17 +71,15 @@ def round_nnf(nnf: np.ndarray, shape_b: tuple[int, ...]) -> np.ndarray:
 
 
 def energy(a: np.ndarray, b: np.ndarray, nnf: np.ndarray, *, patch_size: int = 7) -> float:
-    """Mean patch SSD per pixel and channel: ``mean(patch_cost(a, b, round(nnf))) / (p*p*C)``.
+    """Mean patch SSD per pixel and channel at the rounded, clipped matches (any NNF).
 
-    The one energy of the suite (all methods and the exact NNF use it), in [0, 1] units squared.
+    ``classic_pm.energy(a, b, round_nnf(nnf), patch_size=p)``, i.e.
+    ``mean(patch_cost(a, b, round(nnf))) / (p*p*C)``: the one energy of the suite (all methods and
+    the exact NNF use it), in [0, 1] units squared.
     """
-    import classic_pm
+    import classic_pm  # deferred: numba compiles on first use
 
-    c = a.shape[2]
-    cost = classic_pm.patch_cost(np.ascontiguousarray(a, np.float32),
-                                 np.ascontiguousarray(b, np.float32),
-                                 round_nnf(nnf, b.shape), patch_size=patch_size)
-    return float(np.mean(cost, dtype=np.float64) / (patch_size * patch_size * c))
+    return classic_pm.energy(a, b, round_nnf(nnf, b.shape), patch_size=patch_size)
 
 
 def end_point_errors(nnf: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> np.ndarray:

@@ -23,7 +23,6 @@ import argparse
 import csv
 import math
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -41,29 +40,21 @@ TARGET_SPEEDUP = 1.7  # threads=2 over threads=1
 
 
 def _metadata():
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
-                                  cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
-        except Exception:  # noqa: BLE001 - metadata must never crash the benchmark
-            return "unknown"
-
     import numba
-    import skimage
     import torch
 
-    from experiments.runner import cpu_name
+    from experiments import provenance
 
-    cpu = cpu_name()
+    git = provenance.git_state(paths=("classic_pm",))
+    versions = provenance.package_versions()
     return {
-        "git_commit": git("rev-parse", "--short", "HEAD") + (" (dirty)" if git("status", "--porcelain",
-                                                                             "--", "classic_pm") else ""),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "numba": numba.__version__,
-        "torch": torch.__version__,
-        "scikit-image": skimage.__version__,
-        "cpu": cpu,
+        "git_commit": git["commit"][:7] + (" (dirty)" if git["dirty"] else ""),
+        "python": versions["python"],
+        "numpy": versions["numpy"],
+        "numba": versions["numba"],
+        "torch": versions["torch"],
+        "scikit-image": versions["scikit-image"],
+        "cpu": provenance.cpu_name(),
         "cpu_count": os.cpu_count(),
         "numba_num_threads": numba.config.NUMBA_NUM_THREADS,
         "numba_threading_layer": _threading_layer(),
@@ -261,16 +252,16 @@ def main(argv=None):
     # ---- exact NNF at reduced scale
     print(f"\nExact NNF at scale {exact_scale} (exhaustive, torch), PatchMatch at the same scale")
     sa, sb = _load_pair(exact_scale)
+    from experiments.devices import resolve_device
+
+    device = resolve_device("auto")
     try:
-        exact, wall, _ = _timed(lambda: classic_pm.exact_nnf(sa, sb, patch_size=PATCH))
-        import torch
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        exact, wall, _ = _timed(lambda: classic_pm.exact_nnf(sa, sb, patch_size=PATCH, device=device))
         e_exact = classic_pm.energy(sa, sb, exact, interior=True)
         e_exact_all = classic_pm.energy(sa, sb, exact)
     except Exception as e:  # noqa: BLE001
         print(f"  exact_nnf failed: {e!r}")
         e_exact = e_exact_all = wall = float("nan")
-        device = "n/a"
     pm = classic_pm.patchmatch(sa, sb, iterations=ITERATIONS, seed=args.seed)
     e_pm = classic_pm.energy(sa, sb, pm, interior=True)
     e_pm_all = classic_pm.energy(sa, sb, pm)

@@ -281,7 +281,7 @@ def nnf_figure(out: Path, pair: Pair) -> str | None:
     return _save(fig, out / f"nnf_{pair.name}.png")
 
 
-def make_all(out: Path, df, pairs: dict[str, Pair], config: dict) -> list[str]:
+def make_all(out: Path, df, pairs: dict[str, Pair]) -> list[str]:
     """Every figure of the run; returns the file names written."""
     made = []
     summary = summary_table(df)

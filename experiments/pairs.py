@@ -467,7 +467,8 @@ def name_mismatch_note(base: str | Path, pairs: list[tuple[Path, Path]]) -> str 
             "differ, pairing is by sorted order")
 
 
-def _safe(s: str) -> str:
+def safe_name(s: str) -> str:
+    """``s`` with every run of characters outside ``[A-Za-z0-9_.-]`` replaced by ``_``."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("_") or "pair"
 
 
@@ -511,13 +512,13 @@ def resolve_data(specs: list[str], *, log: Callable[[str], None] | None = None
         if not p.exists():
             raise UserError(f"--data {spec!r} is neither a built-in pair "
                             f"({', '.join(BUILTIN_PAIRS)}) nor an existing folder")
-        base_name = _safe(p.resolve().name)
+        base_name = safe_name(p.resolve().name)
         found = scan_folder(p)
         note = name_mismatch_note(p, found)
         if note and log is not None:
             log(note)
         for pa, pb in found:
-            name = f"{base_name}-{_safe(pa.stem)}"
+            name = f"{base_name}-{safe_name(pa.stem)}"
             sources.append(PairSource(name, f"{pa} | {pb}",
                                       lambda m, pa=pa, pb=pb, n=name: folder_pair(pa, pb, n, m,
                                                                                   log=log)))

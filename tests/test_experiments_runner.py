@@ -9,16 +9,18 @@ import pandas as pd
 from experiments import methods
 from experiments.cli import finish
 from experiments.pairs import PairSource, builtin_pair
-from experiments.runner import COLUMNS, Runner
+from experiments.runner import COLUMNS, RunSettings, Runner, load_pairs
 
 
-def _config(**kw):
-    cfg = dict(pairs=["chelsea"], max_size=32, pm_iterations=2, dpm_iterations=2, patch_size=7,
-               seed=0, device="cpu", threads=1, exact_max_pixels=40000, checkpoint=None,
-               dpm_keep_current=False,
-               out="", command="test")
-    cfg.update(kw)
-    return cfg
+def _runner(out, **kw):
+    """A runner on the built-in chelsea pair at 32 px, settings overridden by ``kw``."""
+    settings = dict(pairs=("chelsea",), origins=(("chelsea", "built-in"),), max_size=32,
+                    pm_iterations=2, dpm_iterations=2, patch_size=7, seed=0, device="cpu",
+                    threads=1, exact_max_pixels=40000, out=str(out), command="test")
+    settings.update(kw)
+    src = PairSource("chelsea", "built-in", lambda m: builtin_pair("chelsea", max_size=m))
+    return Runner(RunSettings(**settings), load_pairs([src], max_size=32, patch_size=7),
+                  log=lambda m: None)
 
 
 def test_failure_becomes_nan_rows(tmp_path, monkeypatch):
@@ -30,9 +32,7 @@ def test_failure_becomes_nan_rows(tmp_path, monkeypatch):
         raise MemoryError("simulated out-of-memory")
 
     monkeypatch.setattr(methods, "run_exact", broken)
-    src = PairSource("chelsea", "built-in", lambda m: builtin_pair("chelsea", max_size=m))
-    runner = Runner(_config(), [src], tmp_path, fresh=False, log=lambda m: None)
-    runner.load_pairs()
+    runner = _runner(tmp_path)
     runner.prepare_output()
     df = runner.run()
     assert list(df.columns) == COLUMNS
@@ -49,10 +49,7 @@ def test_failure_becomes_nan_rows(tmp_path, monkeypatch):
 
 def test_dpm_keep_current_method(tmp_path):
     """--dpm-keep-current adds dpm-keep rows with dpm's iteration count."""
-    src = PairSource("chelsea", "built-in", lambda m: builtin_pair("chelsea", max_size=m))
-    runner = Runner(_config(dpm_keep_current=True, exact_max_pixels=0), [src], tmp_path,
-                    fresh=False, log=lambda m: None)
-    runner.load_pairs()
+    runner = _runner(tmp_path, dpm_keep_current=True, exact_max_pixels=0)
     runner.prepare_output()
     df = runner.run()
     assert sorted(df[df["method"] == "dpm-keep"]["iteration"]) == [1, 2]

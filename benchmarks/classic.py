@@ -21,15 +21,21 @@ next to it because it is less sensitive to other processes on a shared machine.
 
 import argparse
 import csv
+import json
 import math
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
+import numba
 import numpy as np
+from skimage import data, transform
 
 import classic_pm
+from experiments import provenance
+from experiments.devices import resolve_device
 
 PATCH = 7
 ITERATIONS = 5
@@ -40,10 +46,7 @@ TARGET_SPEEDUP = 1.7  # threads=2 over threads=1
 
 
 def _metadata():
-    import numba
-    import torch
-
-    from experiments import provenance
+    import torch  # deferred: heavy import, only for its thread count
 
     git = provenance.git_state(paths=("classic_pm",))
     versions = provenance.package_versions()
@@ -82,9 +85,6 @@ print(json.dumps(out))
 
 def _compile_times():
     """JIT compile times measured in a fresh interpreter whose numba cache dir is empty."""
-    import json
-    import tempfile
-
     with tempfile.TemporaryDirectory() as cache_dir:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache_dir}
         proc = subprocess.run([sys.executable, "-c", _COMPILE_SNIPPET], capture_output=True, text=True,
@@ -105,8 +105,6 @@ def _thread_cpu_seconds():
 
 
 def _threading_layer():
-    import numba
-
     try:
         return numba.threading_layer()
     except ValueError:
@@ -114,8 +112,6 @@ def _threading_layer():
 
 
 def _load_pair(scale=1.0):
-    from skimage import data, transform
-
     left, right, _ = data.stereo_motorcycle()
     a = left.astype(np.float32) / 255
     b = right.astype(np.float32) / 255
@@ -252,8 +248,6 @@ def main(argv=None):
     # ---- exact NNF at reduced scale
     print(f"\nExact NNF at scale {exact_scale} (exhaustive, torch), PatchMatch at the same scale")
     sa, sb = _load_pair(exact_scale)
-    from experiments.devices import resolve_device
-
     device = resolve_device("auto")
     try:
         exact, wall, _ = _timed(lambda: classic_pm.exact_nnf(sa, sb, patch_size=PATCH, device=device))

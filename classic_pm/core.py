@@ -16,6 +16,7 @@ Conventions (used by every function here)
 import contextlib
 import numbers
 
+import numba
 import numpy as np
 
 from . import _kernels
@@ -136,8 +137,6 @@ def _num_threads(threads):
     For parallel runs only: ``numba.get_num_threads`` launches numba's threading layer, which
     serial runs never need.
     """
-    import numba
-
     previous = numba.get_num_threads()
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     try:

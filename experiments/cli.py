@@ -172,7 +172,7 @@ def cmd_compare(args) -> int:
 def finish(runner, df, wall: float) -> None:
     """summary.csv, figures, REPORT.md, final config.json and the console table."""
     from . import figures, report  # deferred: matplotlib and pandas, needed only at the end
-    from .runner import summary_table
+    from .runner import summary_table  # deferred: as in cmd_compare
 
     out = runner.out
     summary = summary_table(df)

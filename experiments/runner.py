@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import inspect
 import io
 import json
 import math
@@ -495,8 +496,6 @@ def load_artifact(out: Path, pair: str, method: str) -> dict | None:
 def dpm_defaults(settings: RunSettings) -> dict:
     """Constructor settings of the ``dpm`` method: the defaults of DifferentiablePatchMatch,
     with ``iterations`` and ``patch_size`` from the run (for config.json and the report)."""
-    import inspect
-
     import diff_pm  # deferred: heavy import (torch, numba)
 
     sig = inspect.signature(diff_pm.DifferentiablePatchMatch.__init__)

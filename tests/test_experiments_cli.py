@@ -64,6 +64,8 @@ def test_compare_table(tiny_run):
     assert gt["epe"].notna().all() and gt["within_1px"].between(0, 1).all()
     assert df[df["pair"] != "chelsea"]["epe"].isna().all()  # user pairs have no ground truth
     assert set(df["device"]) == {"cpu"} and set(df["threads"]) == {1}
+    # the thread counts in force during each timed run, numba and torch alike
+    assert set(df["torch_threads"]) == {1} and set(df["numba_threads"]) == {1}
     assert set(df["patch_size"]) == {7} and set(df["seed"]) == {0}
     assert (df["height"] <= 48).all() and (df["width"] <= 48).all()
     b16 = df[df["pair"] == "demo-b_gray16"].iloc[0]

@@ -174,3 +174,18 @@ def test_warm_up_keeps_compilation_out_of_the_first_timed_run(tmp_path):
     times = json.loads(res.stdout.strip().splitlines()[-1])
     for name, (first, second) in times.items():
         assert first <= 5 * second + 0.5, (name, first, second)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_methods_on_cuda(small_pair):
+    """DPM and the exact NNF on CUDA: timed per iteration (synchronised), threads recorded."""
+    dpm = methods.run_dpm(methods.default_dpm(iterations=3, patch_size=7), small_pair,
+                          method="dpm", device="cuda", seed=0, threads=1)
+    assert dpm.iterations == [1, 2, 3] and all(t > 0 for t in dpm.times)
+    assert dpm.threads == ThreadCounts(torch=1, numba=1) and dpm.extra["device"] == "cuda"
+    recon = dpm.reconstruct(dpm.nnfs[-1])
+    assert recon.shape == small_pair.a.shape and bool((recon == recon).all())
+    exact = methods.run_exact(small_pair, patch_size=7, device="cuda", threads=1)
+    cpu = methods.run_exact(small_pair, patch_size=7, device="cpu", threads=1)
+    assert (exact.nnfs[0] == cpu.nnfs[0]).mean() > 0.99  # ties may break differently

@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install compare test bench clean
+.PHONY: install compare test bench gpu-check clean
 
 install: $(STAMP)
 
@@ -23,6 +23,16 @@ test: install
 bench: install
 	$(PY) -m benchmarks.classic
 	$(PY) -m benchmarks.diff
+
+# CUDA checks: the gpu-marked tests, then the CUDA benchmark of DPM (prints its figures).
+# Without CUDA it says so in one line and succeeds.
+gpu-check: install
+	@if $(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then \
+		$(PY) -m pytest -q -m gpu && \
+		$(PY) -m benchmarks.diff --device cuda --output reports/bench_diff_cuda.json; \
+	else \
+		echo "gpu-check: torch sees no CUDA device here; nothing to check (run it on a machine with a GPU)"; \
+	fi
 
 clean:
 	rm -rf $(VENV) reports/latest .pytest_cache

@@ -21,16 +21,21 @@ next to it because it is less sensitive to other processes on a shared machine.
 
 import argparse
 import csv
+import json
 import math
 import os
-import platform
 import subprocess
 import sys
+import tempfile
 import time
 
+import numba
 import numpy as np
+from skimage import data, transform
 
 import classic_pm
+from experiments import provenance
+from experiments.devices import resolve_device
 
 PATCH = 7
 ITERATIONS = 5
@@ -41,29 +46,18 @@ TARGET_SPEEDUP = 1.7  # threads=2 over threads=1
 
 
 def _metadata():
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
-                                  cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
-        except Exception:  # noqa: BLE001 - metadata must never crash the benchmark
-            return "unknown"
+    import torch  # deferred: heavy import, only for its thread count
 
-    import numba
-    import skimage
-    import torch
-
-    from experiments.runner import cpu_name
-
-    cpu = cpu_name()
+    git = provenance.git_state(paths=("classic_pm",))
+    versions = provenance.package_versions()
     return {
-        "git_commit": git("rev-parse", "--short", "HEAD") + (" (dirty)" if git("status", "--porcelain",
-                                                                             "--", "classic_pm") else ""),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "numba": numba.__version__,
-        "torch": torch.__version__,
-        "scikit-image": skimage.__version__,
-        "cpu": cpu,
+        "git_commit": git["commit"][:7] + (" (dirty)" if git["dirty"] else ""),
+        "python": versions["python"],
+        "numpy": versions["numpy"],
+        "numba": versions["numba"],
+        "torch": versions["torch"],
+        "scikit-image": versions["scikit-image"],
+        "cpu": provenance.cpu_name(),
         "cpu_count": os.cpu_count(),
         "numba_num_threads": numba.config.NUMBA_NUM_THREADS,
         "numba_threading_layer": _threading_layer(),
@@ -91,9 +85,6 @@ print(json.dumps(out))
 
 def _compile_times():
     """JIT compile times measured in a fresh interpreter whose numba cache dir is empty."""
-    import json
-    import tempfile
-
     with tempfile.TemporaryDirectory() as cache_dir:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache_dir}
         proc = subprocess.run([sys.executable, "-c", _COMPILE_SNIPPET], capture_output=True, text=True,
@@ -114,8 +105,6 @@ def _thread_cpu_seconds():
 
 
 def _threading_layer():
-    import numba
-
     try:
         return numba.threading_layer()
     except ValueError:
@@ -123,8 +112,6 @@ def _threading_layer():
 
 
 def _load_pair(scale=1.0):
-    from skimage import data, transform
-
     left, right, _ = data.stereo_motorcycle()
     a = left.astype(np.float32) / 255
     b = right.astype(np.float32) / 255
@@ -249,29 +236,26 @@ def main(argv=None):
         # "interior" = patch wholly inside A; its match may still touch B's border (edge-replicated).
         # Also show the average over pixels whose match lies wholly inside B as well.
         r = PATCH // 2
-        cost = classic_pm.patch_cost(a, b, nnf, patch_size=PATCH)[r:-r, r:-r]
-        m = nnf[r:-r, r:-r]
-        inside_b = ((m[..., 0] >= r) & (m[..., 0] < b.shape[0] - r)
-                    & (m[..., 1] >= r) & (m[..., 1] < b.shape[1] - r))
-        both = float(cost[inside_b].mean(dtype=np.float64) / (PATCH * PATCH * a.shape[2]))
-        print(f"              {1 - inside_b.mean():.2%} of the interior pixels match a patch crossing "
+        inside_b = ((nnf[..., 0] >= r) & (nnf[..., 0] < b.shape[0] - r)
+                    & (nnf[..., 1] >= r) & (nnf[..., 1] < b.shape[1] - r))
+        both = classic_pm.energy(a, b, nnf, patch_size=PATCH, interior=True, where=inside_b)
+        to_border = float(1 - inside_b[r:-r, r:-r].mean())
+        print(f"              {to_border:.2%} of the interior pixels match a patch crossing "
               f"B's border; over the others the energy is {both:.6f}")
         record(kind="energy_both_interior", threads=threads, iteration=ITERATIONS, energy=both,
-               fraction_matched_to_border=float(1 - inside_b.mean()))
+               fraction_matched_to_border=to_border)
 
     # ---- exact NNF at reduced scale
     print(f"\nExact NNF at scale {exact_scale} (exhaustive, torch), PatchMatch at the same scale")
     sa, sb = _load_pair(exact_scale)
+    device = resolve_device("auto")
     try:
-        exact, wall, _ = _timed(lambda: classic_pm.exact_nnf(sa, sb, patch_size=PATCH))
-        import torch
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        exact, wall, _ = _timed(lambda: classic_pm.exact_nnf(sa, sb, patch_size=PATCH, device=device))
         e_exact = classic_pm.energy(sa, sb, exact, interior=True)
         e_exact_all = classic_pm.energy(sa, sb, exact)
     except Exception as e:  # noqa: BLE001
         print(f"  exact_nnf failed: {e!r}")
         e_exact = e_exact_all = wall = float("nan")
-        device = "n/a"
     pm = classic_pm.patchmatch(sa, sb, iterations=ITERATIONS, seed=args.seed)
     e_pm = classic_pm.energy(sa, sb, pm, interior=True)
     e_pm_all = classic_pm.energy(sa, sb, pm)

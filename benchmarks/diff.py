@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -140,18 +139,14 @@ def _run(spec: dict) -> dict:
 def _metadata(device: str, quick: bool) -> dict:
     import numba
     import torch
-    root = Path(__file__).resolve().parents[1]
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "diff_pm", "benchmarks"], cwd=root,
-                                    capture_output=True, text=True).stdout.strip())
-    except OSError:
-        commit, dirty = "unknown", None
-    from experiments.runner import cpu_name
+
+    from experiments import provenance
+    git = provenance.git_state(paths=("diff_pm", "benchmarks"))
+    versions = provenance.package_versions()
     return {
-        "commit": commit, "dirty": dirty, "python": platform.python_version(), "torch": torch.__version__,
-        "numba": numba.__version__, "numpy": np.__version__, "device": device,
-        "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None, "cpu": cpu_name(),
+        "commit": git["commit"], "dirty": git["dirty"], "python": versions["python"], "torch": versions["torch"],
+        "numba": versions["numba"], "numpy": versions["numpy"], "device": device,
+        "gpu": provenance.gpu_name(device), "cpu": provenance.cpu_name(),
         "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "numba_threads": numba.get_num_threads(),
         "image": "motorcycle (half size)" if quick else "motorcycle 500x741",
         "config": "sample_count=1, window=(100, 100), temperature=1e10, soft, patch 7, 147 channels",

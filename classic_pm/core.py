@@ -16,11 +16,12 @@ Conventions (used by every function here)
 import contextlib
 import numbers
 
+import numba
 import numpy as np
 
 from . import _kernels
 
-__all__ = ["patchmatch", "vote", "exact_nnf", "patch_cost", "energy"]
+__all__ = ["patchmatch", "vote", "patch_cost", "energy"]
 
 
 # --------------------------------------------------------------------------- checks, conversions
@@ -117,11 +118,6 @@ def _lane_mask(p, C):
     return mask
 
 
-# exact_nnf memory caps: one distance block, and B's patches kept across A chunks.
-_EXACT_BLOCK_BYTES = 64 * 2 ** 20
-_EXACT_CACHE_BYTES = 512 * 2 ** 20
-
-
 def _band_starts(height, threads):
     """Row ranges of the bands of the parallel sweep: ``threads`` bands of equal height.
 
@@ -141,8 +137,6 @@ def _num_threads(threads):
     For parallel runs only: ``numba.get_num_threads`` launches numba's threading layer, which
     serial runs never need.
     """
-    import numba
-
     previous = numba.get_num_threads()
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     try:
@@ -162,9 +156,12 @@ def patchmatch(a, b, *, patch_size=7, iterations=5, seed=0, threads=1, callback=
     pixel; pass 2 scans in reverse from the right and lower neighbours; and so on alternately.
     After propagation at each pixel, random search tries one candidate per radius
     w = max(Hb, Wb), w // 2, ..., 1 (two at radii 2 to ``refine_radius``), uniform in
-    the window of radius w around the current best match (intersected with B). The patch distance
-    stops early once a patch row takes it past the current best. Propagated candidates are
-    clamped into B.
+    the window of radius w (intersected with B) centred on the best match found so far for that
+    pixel: the match after propagation, moved to any better candidate that an earlier (larger)
+    radius found. (Barnes et al. centre every window on the match before the search,
+    v0 = f(x); recentring on the running best is a small difference from the paper.) The patch distance stops
+    early once a patch row takes it past the current best. Propagated candidates are clamped
+    into B.
 
     Parameters
     ----------
@@ -188,7 +185,7 @@ def patchmatch(a, b, *, patch_size=7, iterations=5, seed=0, threads=1, callback=
         ``callback(iteration, nnf)`` after each pass, iteration 1-based; ``nnf`` is a copy.
     refine_radius : int, keyword-only
         Random search draws a second candidate at the radii 2 <= w <= refine_radius (default 8).
-        ``refine_radius=0`` is exactly Barnes et al. (one candidate per radius); the default
+        ``refine_radius=0`` keeps Barnes et al.'s one candidate per radius; the default
         costs about 20% more time per iteration for about 1.5% lower energy.
 
     Returns
@@ -258,14 +255,19 @@ def _patch_cost(a, b, nnf, p):
     return out
 
 
-def energy(a, b, nnf, *, patch_size=7, interior=False):
+def energy(a, b, nnf, *, patch_size=7, interior=False, where=None):
     """Mean squared difference per pixel and channel of an NNF: mean(patch_cost) / (p * p * C).
+
+    The one energy formula of the suite (``experiments.metrics.energy`` and the benchmarks call
+    this function).
 
     Parameters
     ----------
     interior : bool, keyword-only
         If True, average only over the pixels of A whose patch lies wholly inside A (their
         matches may still touch B's border, read with edge replication).
+    where : ndarray of bool, shape (Ha, Wa), keyword-only, optional
+        Average only over these pixels of A (combined with ``interior``); NaN if none is left.
 
     Returns
     -------
@@ -273,9 +275,18 @@ def energy(a, b, nnf, *, patch_size=7, interior=False):
     """
     a, b, p = _check_pair(a, b, patch_size)
     cost = _patch_cost(a, b, nnf, p)
+    if where is not None:
+        where = np.asarray(where)
+        if where.dtype != np.bool_ or where.shape != cost.shape:
+            raise ValueError(f"where must be a bool array of shape {cost.shape} (Ha, Wa), "
+                             f"got {where.dtype} {where.shape}")
     if interior:
         r = p // 2
-        cost = cost[r:cost.shape[0] - r, r:cost.shape[1] - r]
+        inner = (slice(r, cost.shape[0] - r), slice(r, cost.shape[1] - r))
+        cost = cost[inner]
+        where = None if where is None else where[inner]
+    if where is not None:
+        cost = cost[where]
     return float(np.mean(cost, dtype=np.float64) / (p * p * a.shape[2]))
 
 
@@ -307,83 +318,3 @@ def vote(b, nnf, *, patch_size=7):
     out = np.empty((nnf.shape[0], nnf.shape[1], b.shape[2]), np.float32)
     _kernels.vote(_padded_rows(b, p), nnf, p, b.shape[2], out)
     return out
-
-
-def exact_nnf(a, b, *, patch_size=7, device=None):
-    """Exact nearest-neighbour field by exhaustive search (the quality limit of PatchMatch).
-
-    SSDs come from ``|a|^2 + |b|^2 - 2 a.b`` with one matrix product per chunk of A's and B's
-    patches, so memory stays bounded (about 64 MB per distance block plus the patch chunks)
-    whatever the image size. Images are centred by B's mean colour first (SSD is unchanged, the
-    rounding error shrinks). Small problems (at most 2e9 multiply-adds) run in float64, larger
-    ones in float32. Ties go to the lowest row-major index in B (earlier B chunks win ties,
-    ``torch.min`` takes the first minimum within a chunk), so the result is deterministic on a
-    given device.
-
-    Parameters
-    ----------
-    a, b, patch_size :
-        As for :func:`patchmatch`.
-    device : str or torch.device, keyword-only
-        None picks CUDA when available, else CPU.
-
-    Returns
-    -------
-    nnf : ndarray, int32, shape (Ha, Wa, 2)
-    """
-    import torch
-    import torch.nn.functional as F
-
-    a, b, p = _check_pair(a, b, patch_size)
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
-    Ha, Wa, C = a.shape
-    Hb, Wb = b.shape[:2]
-    D = p * p * C
-    Na, Nb = Ha * Wa, Hb * Wb
-    dtype = torch.float64 if Na * Nb * D <= 2e9 else torch.float32
-    item = 8 if dtype == torch.float64 else 4
-    r = p // 2
-    mean = b.reshape(-1, C).mean(axis=0, dtype=np.float64)
-
-    def padded(img):
-        x = np.pad(img - mean, ((r, r), (r, r), (0, 0)), mode="edge")
-        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))).to(device, dtype)
-
-    def patches(pad, y0, y1):
-        """Patches centred on rows y0..y1-1, as (n, D) rows in row-major pixel order."""
-        return F.unfold(pad[None, :, y0:y1 + 2 * r], p)[0].T.contiguous()
-
-    pa, pb = padded(a), padded(b)
-    block = _EXACT_BLOCK_BYTES // item  # elements of one distance block
-    # B chunks of about block / 1024 patches, so that A chunks hold about 1024 patches.
-    rows_b = max(1, min(Hb, block // (1024 * Wb)))
-    rows_a = max(1, min(Ha, block // (rows_b * Wb * Wa)))
-    b_starts = list(range(0, Hb, rows_b))
-
-    def b_chunk(y0):
-        pbc = patches(pb, y0, min(Hb, y0 + rows_b))
-        return pbc, (pbc * pbc).sum(1)
-
-    # Keeping all of B's patches costs Nb * D elements; beyond the cap they are rebuilt per A chunk.
-    cached = [b_chunk(y0) for y0 in b_starts] if Nb * D * item <= _EXACT_CACHE_BYTES else None
-
-    out = np.empty((Na,), np.int64)
-    for ya in range(0, Ha, rows_a):
-        pac = patches(pa, ya, min(Ha, ya + rows_a))
-        best_val = torch.full((pac.shape[0],), float("inf"), dtype=dtype, device=device)
-        best_idx = torch.zeros((pac.shape[0],), dtype=torch.int64, device=device)
-        for i, y0 in enumerate(b_starts):
-            pbc, nb = cached[i] if cached is not None else b_chunk(y0)
-            start = y0 * Wb
-            d = torch.addmm(nb[None, :], pac, pbc.T, beta=1.0, alpha=-2.0)
-            val, idx = torch.min(d, dim=1)
-            better = val < best_val
-            best_val = torch.where(better, val, best_val)
-            best_idx = torch.where(better, idx + start, best_idx)
-        out[ya * Wa:ya * Wa + pac.shape[0]] = best_idx.cpu().numpy()
-    nnf = np.empty((Ha, Wa, 2), np.int32)
-    nnf[..., 0] = (out // Wb).reshape(Ha, Wa)
-    nnf[..., 1] = (out % Wb).reshape(Ha, Wa)
-    return nnf

@@ -49,7 +49,7 @@ import cv2
 import numpy as np
 
 from .errors import UserError
-from .pairs import (Pair, PairSource, _inside, _safe, correspondence_from_matrix, folder_pair,
+from .pairs import (Pair, PairSource, _inside, safe_name, correspondence_from_matrix, folder_pair,
                     load_image, name_mismatch_note, resize_pair, scan_folder)
 
 KINDS = ("middlebury", "sintel", "sintel-final", "kitti-flow", "kitti-stereo", "hpatches",
@@ -439,10 +439,10 @@ def _deeppruner(path: Path, log: Callable[[str], None] | None) -> list[PairSourc
     note = name_mismatch_note(path, found)
     if note and log is not None:
         log(note)
-    base_name = _safe(path.resolve().name)
+    base_name = safe_name(path.resolve().name)
     sources = []
     for pa, pb in found:
-        name = f"{base_name}-{_safe(pa.stem)}"
+        name = f"{base_name}-{safe_name(pa.stem)}"
         sources.append(PairSource(name, f"{pa} | {pb}",
                                   lambda m, pa=pa, pb=pb, n=name: _load_deeppruner(pa, pb, n, m)))
     return sources

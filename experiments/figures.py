@@ -12,6 +12,7 @@ Plot functions draw on ``ax`` (a new figure's axes when None) and return it.
 """
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import hsv_to_rgb  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from .methods import METHOD_LABELS  # noqa: E402
 from .pairs import Pair  # noqa: E402
@@ -45,10 +47,6 @@ def _new_ax(ax):
 
 def _save(fig, path: Path, *, photo: bool = False) -> str:
     """Save as PNG; ``photo`` figures are stored with a 256-colour palette (about 3x smaller)."""
-    import io
-
-    from PIL import Image
-
     buf = io.BytesIO()
     fig.savefig(buf, dpi=DPI, bbox_inches="tight", format="png")
     plt.close(fig)
@@ -281,7 +279,7 @@ def nnf_figure(out: Path, pair: Pair) -> str | None:
     return _save(fig, out / f"nnf_{pair.name}.png")
 
 
-def make_all(out: Path, df, pairs: dict[str, Pair], config: dict) -> list[str]:
+def make_all(out: Path, df, pairs: dict[str, Pair]) -> list[str]:
     """Every figure of the run; returns the file names written."""
     made = []
     summary = summary_table(df)

@@ -8,6 +8,10 @@ progress bar) is measured and subtracted, so it never counts. JIT compilation is
 :func:`warm_up`, which the runner calls before any timed run; reconstructions and metrics are
 computed after the timed run.
 
+Threads: every method runs under :func:`experiments.devices.thread_scope` (``threads`` CPU threads
+for numba *and* torch, restored afterwards; the scope is entered before the clock starts) and
+records the counts in force in :attr:`MethodRun.threads`.
+
 Every method returns a :class:`MethodRun`: NNFs as float32 ``(Ha, Wa, 2)`` absolute (y, x)
 positions in B (the classic NNF's int32 values converted exactly), the method's own reconstruction,
 and the matches its NNFs stand for (DPM's positions clamped as its evaluation clamps them).
@@ -20,7 +24,11 @@ from typing import Callable
 
 import numpy as np
 
-from .pairs import Pair
+import classic_pm
+
+from .devices import ThreadCounts, thread_scope
+from .metrics import energy, round_nnf
+from .pairs import Pair, warp_matrix, warp_pair
 
 METHOD_LABELS = {
     "pm": "classic PatchMatch",
@@ -49,6 +57,8 @@ class MethodRun:
     matches : callable
         ``matches(nnf) -> (Ha, Wa, 2) float32``: the points of B the method compared (what the
         metrics score); identity for the classic NNF.
+    threads : ThreadCounts
+        torch and numba threads in force during the timed run.
     extra : dict
         Facts for the record (e.g. the torch device).
     """
@@ -58,8 +68,9 @@ class MethodRun:
     times: list[float]
     nnfs: list[np.ndarray]
     reconstruct: Callable[[np.ndarray], np.ndarray]
-    matches: Callable[[np.ndarray], np.ndarray] = lambda nnf: nnf
+    threads: ThreadCounts
     extra: dict = field(default_factory=dict)
+    matches: Callable[[np.ndarray], np.ndarray] = lambda nnf: nnf
 
 
 class _Stamps:
@@ -90,10 +101,6 @@ class _Stamps:
 
 
 def _classic_vote(b: np.ndarray, patch_size: int) -> Callable[[np.ndarray], np.ndarray]:
-    import classic_pm
-
-    from .metrics import round_nnf
-
     def recon(nnf: np.ndarray) -> np.ndarray:
         return np.asarray(classic_pm.vote(b, round_nnf(nnf, b.shape), patch_size=patch_size),
                           np.float32)
@@ -103,9 +110,10 @@ def _classic_vote(b: np.ndarray, patch_size: int) -> Callable[[np.ndarray], np.n
 
 def run_pm(pair: Pair, *, iterations: int, patch_size: int, seed: int, threads: int,
            progress: Callable[[], None] | None = None) -> MethodRun:
-    """Classic PatchMatch (``classic_pm.patchmatch``), NNF copied after every iteration."""
-    import classic_pm
+    """Classic PatchMatch (``classic_pm.patchmatch``), NNF copied after every iteration.
 
+    ``threads`` is both PatchMatch's band count and the scope's thread count.
+    """
     a = np.ascontiguousarray(pair.a, np.float32)
     b = np.ascontiguousarray(pair.b, np.float32)
     clock = _Stamps()
@@ -120,14 +128,15 @@ def run_pm(pair: Pair, *, iterations: int, patch_size: int, seed: int, threads: 
             progress()
         clock.done(t)
 
-    clock.start()
-    classic_pm.patchmatch(a, b, patch_size=patch_size, iterations=iterations, seed=seed,
-                          threads=threads, callback=callback)
-    return MethodRun("pm", its, clock.times(), nnfs, _classic_vote(b, patch_size))
+    with thread_scope(threads) as used:
+        clock.start()
+        classic_pm.patchmatch(a, b, patch_size=patch_size, iterations=iterations, seed=seed,
+                              threads=threads, callback=callback)
+    return MethodRun("pm", its, clock.times(), nnfs, _classic_vote(b, patch_size), used)
 
 
 def _torch_sync(device: str) -> Callable[[], None]:
-    import torch
+    import torch  # deferred: heavy import (as every torch import of this module)
 
     if str(device).startswith("cuda"):
         return lambda: torch.cuda.synchronize(device)
@@ -136,19 +145,20 @@ def _torch_sync(device: str) -> Callable[[], None]:
 
 def to_torch(image: np.ndarray, device: str):
     """``(H, W, C)`` numpy -> ``(1, C, H, W)`` float32 torch tensor on ``device``."""
-    import torch
+    import torch  # deferred: heavy import
 
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].to(device)
 
 
 def run_dpm(model, pair: Pair, *, method: str, device: str, seed: int, patch_size: int = 7,
-            progress: Callable[[], None] | None = None) -> MethodRun:
+            threads: int | None = None, progress: Callable[[], None] | None = None) -> MethodRun:
     """Differentiable PatchMatch (any configured ``diff_pm.DifferentiablePatchMatch``).
 
     ``patch_size`` is the side of the voting reconstruction, done by the model's own
     ``reconstruct`` (its conventions: the reference's with ``reference_quirks=True``).
+    ``threads``: CPU threads of torch and of DPM's numba scoring kernels (None: as they are).
     """
-    import torch
+    import torch  # deferred: heavy imports (torch, and numba through diff_pm)
 
     a_t, b_t = to_torch(pair.a, device), to_torch(pair.b, device)
     gen = torch.Generator(device=device)
@@ -179,26 +189,29 @@ def run_dpm(model, pair: Pair, *, method: str, device: str, seed: int, patch_siz
         return as_numpy(model.matches(as_torch(nnf), pair.b.shape[:2]))
 
     model = model.to(device).eval()
-    with torch.no_grad():
+    with torch.no_grad(), thread_scope(threads) as used:
         clock.start()
         model(a_t, b_t, generator=gen, callback=callback)
-    return MethodRun(method, its, clock.times(), nnfs, recon, matches, dict(device=str(device)))
+    return MethodRun(method, its, clock.times(), nnfs, recon, used, dict(device=str(device)), matches)
 
 
-def run_exact(pair: Pair, *, patch_size: int, device: str) -> MethodRun:
-    """Exhaustive NNF (``classic_pm.exact_nnf``), one timed call, reported as iteration 0."""
-    import classic_pm
+def run_exact(pair: Pair, *, patch_size: int, device: str,
+              threads: int | None = None) -> MethodRun:
+    """Exhaustive NNF (``classic_pm.exact_nnf``), one timed call, reported as iteration 0.
 
+    ``threads``: CPU threads of torch's matrix products (None: as they are).
+    """
     a = np.ascontiguousarray(pair.a, np.float32)
     b = np.ascontiguousarray(pair.b, np.float32)
     sync = _torch_sync(device)
-    sync()
-    t0 = time.perf_counter()
-    nnf = classic_pm.exact_nnf(a, b, patch_size=patch_size, device=device)
-    sync()
-    dt = time.perf_counter() - t0
+    with thread_scope(threads) as used:
+        sync()
+        t0 = time.perf_counter()
+        nnf = classic_pm.exact_nnf(a, b, patch_size=patch_size, device=device)
+        sync()
+        dt = time.perf_counter() - t0
     return MethodRun("exact", [0], [dt], [np.asarray(nnf, np.float32)],
-                     _classic_vote(b, patch_size))
+                     _classic_vote(b, patch_size), used)
 
 
 def default_dpm(*, iterations: int, patch_size: int, keep_current: bool = False):
@@ -207,7 +220,7 @@ def default_dpm(*, iterations: int, patch_size: int, keep_current: bool = False)
     ``keep_current=True`` (method ``dpm-keep``) also keeps each pixel's current offset as a
     candidate in the next iteration (not in the reference).
     """
-    import diff_pm
+    import diff_pm  # deferred: heavy import (torch, numba)
 
     if keep_current:
         return diff_pm.DifferentiablePatchMatch(iterations=iterations, patch_size=patch_size,
@@ -217,25 +230,26 @@ def default_dpm(*, iterations: int, patch_size: int, keep_current: bool = False)
 
 def warm_up(*, patch_size: int, threads: int, device: str, exact: bool,
             learned=None) -> float:
-    """Compile / warm every code path on a tiny pair so no timed run pays for JIT. Returns s."""
-    from .pairs import warp_pair, warp_matrix
+    """Compile / warm every code path on a tiny pair so no timed run pays for JIT. Returns s.
 
+    Runs under ``thread_scope(threads)``, the threads of the timed runs (numba compiles and
+    starts its thread pool here, not in a timed run).
+    """
     t0 = time.perf_counter()
     rng = np.random.default_rng(0)
     img = rng.random((24, 28, 3)).astype(np.float32)
     tiny = warp_pair(img, warp_matrix((24, 28), rotation=3.0), rng=0, name="warmup")
-    from .metrics import energy
-
-    for _ in range(2):  # the second round catches lazily compiled paths
-        run = run_pm(tiny, iterations=2, patch_size=patch_size, seed=0, threads=threads)
-        run.reconstruct(run.nnfs[-1])
-        energy(tiny.a, tiny.b, run.nnfs[-1], patch_size=patch_size)
-        if exact:
-            run_exact(tiny, patch_size=patch_size, device=device)
-        dpm = run_dpm(default_dpm(iterations=2, patch_size=patch_size), tiny, method="dpm",
-                      device=device, seed=0, patch_size=patch_size)
-        dpm.reconstruct(dpm.nnfs[-1])
-        if learned is not None:
-            run_dpm(learned, tiny, method="dpm-learned", device=device, seed=0,
-                    patch_size=patch_size)
+    with thread_scope(threads):
+        for _ in range(2):  # the second round catches lazily compiled paths
+            run = run_pm(tiny, iterations=2, patch_size=patch_size, seed=0, threads=threads)
+            run.reconstruct(run.nnfs[-1])
+            energy(tiny.a, tiny.b, run.nnfs[-1], patch_size=patch_size)
+            if exact:
+                run_exact(tiny, patch_size=patch_size, device=device, threads=threads)
+            dpm = run_dpm(default_dpm(iterations=2, patch_size=patch_size), tiny, method="dpm",
+                          device=device, seed=0, patch_size=patch_size, threads=threads)
+            dpm.reconstruct(dpm.nnfs[-1])
+            if learned is not None:
+                run_dpm(learned, tiny, method="dpm-learned", device=device, seed=0,
+                        patch_size=patch_size, threads=threads)
     return time.perf_counter() - t0

@@ -12,6 +12,8 @@
   (KITTI Fl for flow, D1 for stereo), and :func:`epe` on the non-occluded / occluded valid
   pixels where the dataset gives an occlusion mask. Thresholds are in pixels of the evaluated
   (possibly ``--max-size`` downscaled) images.
+* :func:`iteration_metrics`: all of the above for one NNF of a pair, the one function behind
+  every per-iteration row (``compare``'s runner and the held-out evaluation of :mod:`learning`).
 """
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ def psnr(a: np.ndarray, recon: np.ndarray, *, data_range: float = 1.0) -> float:
 
 def ssim(a: np.ndarray, recon: np.ndarray, *, data_range: float = 1.0) -> float:
     """Mean structural similarity (scikit-image defaults, 7 x 7 window, ``channel_axis=-1``)."""
-    from skimage.metrics import structural_similarity
+    from skimage.metrics import structural_similarity  # deferred: heavy import
 
     _check_images(a, recon)
     win = min(7, *a.shape[:2])
@@ -76,17 +78,15 @@ def round_nnf(nnf: np.ndarray, shape_b: tuple[int, ...]) -> np.ndarray:
 
 
 def energy(a: np.ndarray, b: np.ndarray, nnf: np.ndarray, *, patch_size: int = 7) -> float:
-    """Mean patch SSD per pixel and channel: ``mean(patch_cost(a, b, round(nnf))) / (p*p*C)``.
+    """Mean patch SSD per pixel and channel at the rounded, clipped matches (any NNF).
 
-    The one energy of the suite (all methods and the exact NNF use it), in [0, 1] units squared.
+    ``classic_pm.energy(a, b, round_nnf(nnf), patch_size=p)``, i.e.
+    ``mean(patch_cost(a, b, round(nnf))) / (p*p*C)``: the one energy of the suite (all methods and
+    the exact NNF use it), in [0, 1] units squared.
     """
-    import classic_pm
+    import classic_pm  # deferred: imports numba (heavy); the metrics of images need none
 
-    c = a.shape[2]
-    cost = classic_pm.patch_cost(np.ascontiguousarray(a, np.float32),
-                                 np.ascontiguousarray(b, np.float32),
-                                 round_nnf(nnf, b.shape), patch_size=patch_size)
-    return float(np.mean(cost, dtype=np.float64) / (patch_size * patch_size * c))
+    return classic_pm.energy(a, b, round_nnf(nnf, b.shape), patch_size=patch_size)
 
 
 def end_point_errors(nnf: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -112,6 +112,34 @@ def within_1px(nnf: np.ndarray, gt: np.ndarray | None, valid: np.ndarray | None)
 def image_metrics(a: np.ndarray, recon: np.ndarray) -> dict[str, float]:
     """``psnr, ssim, l1, mse`` of a reconstruction against A."""
     return dict(psnr=psnr(a, recon), ssim=ssim(a, recon), l1=l1(a, recon), mse=mse(a, recon))
+
+
+def iteration_metrics(pair, nnf: np.ndarray, recon: np.ndarray, *,
+                      patch_size: int) -> dict[str, float]:
+    """Quality of one NNF of a pair: the metric columns of a ``metrics.csv`` row.
+
+    Parameters
+    ----------
+    pair : experiments.pairs.Pair
+        Uses ``a``, ``b``, ``gt``, ``valid`` (and, for :func:`dataset_metrics`, ``info`` and ``masks``).
+    nnf : ndarray, shape (Ha, Wa, 2)
+        Absolute (y, x) positions in B (int or float): the matches the method compared.
+    recon : ndarray, shape (Ha, Wa, 3)
+        The method's own reconstruction of A; clipped into [0, 1] here.
+    patch_size : int, keyword-only
+        Patch side of the energy.
+
+    Returns
+    -------
+    dict
+        ``psnr, ssim, l1, mse`` (reconstruction vs A), ``energy``, ``epe``, ``within_1px`` (NaN
+        without ground truth) and the :data:`DATASET_COLUMNS`.
+    """
+    recon = np.clip(recon, 0.0, 1.0)
+    return dict(**image_metrics(pair.a, recon),
+                energy=energy(pair.a, pair.b, nnf, patch_size=patch_size),
+                epe=epe(nnf, pair.gt, pair.valid), within_1px=within_1px(nnf, pair.gt, pair.valid),
+                **dataset_metrics(pair, nnf))
 
 
 # --------------------------------------------------------------------------- dataset metrics

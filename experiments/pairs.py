@@ -6,8 +6,10 @@ integers, (y, x) order) of the point that pixel (y, x) of A shows. ``valid[y, x]
 no ground truth exists: unknown disparity, or a match that leaves B's frame.
 
 Images are float32 ``(H, W, 3)`` RGB in [0, 1]. User files are converted explicitly by
-:func:`load_image`: 8-bit / 255, 16-bit / 65535, float clipped to [0, 1]; gray is replicated to
-RGB; an alpha channel is dropped (colour kept as stored, not composited).
+:func:`load_image`: 8-bit / 255, 16-bit / 65535, float clipped to [0, 1] (non-finite values
+replaced: NaN and -inf by 0, +inf by 1; :func:`read_image` also counts the pixels concerned and
+folder pairs report them); gray is replicated to RGB; an alpha channel is dropped (colour kept as
+stored, not composited).
 
 Built-in pairs (no download; scikit-image ships the images):
 
@@ -72,6 +74,9 @@ class Pair:
         Pairs read from a standard dataset say which one in ``info["dataset"]``.
     masks : dict of str to ndarray, shape (Ha, Wa), bool
         Named pixel subsets of A given by the dataset, e.g. ``"noc"`` = not occluded in B.
+    nonfinite_pixels : dict
+        ``{"a": n, "b": m}``: pixels of each image file that held NaN or inf values, replaced on
+        loading (see :func:`read_image`); zeros for built-in pairs.
     """
 
     name: str
@@ -82,6 +87,7 @@ class Pair:
     source: str = ""
     info: dict = field(default_factory=dict)
     masks: dict[str, np.ndarray] = field(default_factory=dict)
+    nonfinite_pixels: dict = field(default_factory=lambda: {"a": 0, "b": 0})
 
     @property
     def has_gt(self) -> bool:
@@ -92,9 +98,10 @@ class Pair:
 def to_rgb_float(image: np.ndarray, *, what: str = "image") -> np.ndarray:
     """Convert an RGB-ordered array to float32 ``(H, W, 3)`` in [0, 1] (the one dtype policy).
 
-    uint8 / 255, uint16 / 65535, bool to {0, 1}, float clipped to [0, 1]; ``(H, W)`` and
-    ``(H, W, 1)`` gray replicated to RGB; ``(H, W, 2)`` gray + alpha and ``(H, W, 4)`` RGBA lose
-    their alpha channel.
+    uint8 / 255, uint16 / 65535, bool to {0, 1}, float clipped to [0, 1] with NaN and -inf
+    replaced by 0 and +inf by 1 (silently: count them first with :func:`nonfinite_pixels`);
+    ``(H, W)`` and ``(H, W, 1)`` gray replicated to RGB; ``(H, W, 2)`` gray + alpha and
+    ``(H, W, 4)`` RGBA lose their alpha channel.
     """
     x = np.asarray(image)
     if x.dtype == np.uint8:
@@ -118,12 +125,34 @@ def to_rgb_float(image: np.ndarray, *, what: str = "image") -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
+def nonfinite_pixels(image: np.ndarray) -> int:
+    """Pixels of an image array (as :func:`to_rgb_float` takes it) with a NaN or inf colour value.
+
+    The alpha channel of gray + alpha and RGBA images is not counted (it is dropped anyway).
+    """
+    x = np.asarray(image)
+    if not np.issubdtype(x.dtype, np.floating):
+        return 0
+    if x.ndim == 3 and x.shape[2] in (2, 4):
+        x = x[:, :, :-1]
+    if x.ndim not in (2, 3):
+        return 0  # not an image: to_rgb_float refuses it
+    bad = ~np.isfinite(x)
+    return int((bad if bad.ndim == 2 else bad.any(axis=2)).sum())
+
+
 def load_image(path: str | Path) -> np.ndarray:
-    """Read an image file into float32 ``(H, W, 3)`` RGB in [0, 1].
+    """Read an image file into float32 ``(H, W, 3)`` RGB in [0, 1] (see :func:`read_image`)."""
+    return read_image(path)[0]
+
+
+def read_image(path: str | Path) -> tuple[np.ndarray, int]:
+    """Read an image file: float32 ``(H, W, 3)`` RGB in [0, 1] and the count of replaced pixels.
 
     PNG, JPEG, TIFF (also BMP, WebP); 8- or 16-bit or float; gray, gray+alpha, RGB or RGBA
-    (see :func:`to_rgb_float` for the conversions). Raises :class:`UserError` when the file is
-    not a readable image.
+    (see :func:`to_rgb_float` for the conversions). The count is the number of pixels whose
+    colour held NaN or inf (float files only), replaced by :func:`to_rgb_float`. Raises
+    :class:`UserError` when the file is not a readable image.
     """
     path = Path(path)
     try:
@@ -143,7 +172,7 @@ def load_image(path: str | Path) -> np.ndarray:
         img = img[:, :, ::-1]  # BGR -> RGB
     elif img.ndim == 3 and img.shape[2] == 4:
         img = img[:, :, [2, 1, 0, 3]]  # BGRA -> RGBA
-    return to_rgb_float(img, what=str(path))
+    return to_rgb_float(img, what=str(path)), nonfinite_pixels(img)
 
 
 def save_image(path: str | Path, image: np.ndarray) -> None:
@@ -205,7 +234,8 @@ def resize_pair(pair: Pair, max_size: int | None) -> Pair:
         gt = np.where(valid[:, :, None], gt, np.nan).astype(np.float32)
     masks = {key: _area_mask(m, (nha, nwa)) for key, m in pair.masks.items()}
     info = dict(pair.info, native_a=[ha, wa], native_b=[hb, wb])
-    return Pair(pair.name, a, b, gt, valid, pair.source, info, masks)
+    return Pair(pair.name, a, b, gt, valid, pair.source, info, masks=masks,
+                nonfinite_pixels=dict(pair.nonfinite_pixels))
 
 
 def _area_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -340,7 +370,7 @@ def make_warped_pair(image: np.ndarray, *, rng: np.random.Generator | int | None
 
 # --------------------------------------------------------------------------- built-in pairs
 def _skimage_image(name: str) -> np.ndarray:
-    import skimage.data
+    import skimage.data  # deferred: heavy import, only built-in pairs need it
 
     return getattr(skimage.data, name)()
 
@@ -351,7 +381,7 @@ def builtin_sources() -> dict[str, np.ndarray]:
     The synthetic pairs' source images under their ``skimage.data`` names, and the motorcycle
     pair's two views as ``motorcycle_left`` and ``motorcycle_right``.
     """
-    import skimage.data
+    import skimage.data  # deferred: heavy import
 
     out = {spec["source"]: to_rgb_float(_skimage_image(spec["source"])) for spec in _SYNTHETIC.values()}
     left, right, _ = skimage.data.stereo_motorcycle()
@@ -361,7 +391,7 @@ def builtin_sources() -> dict[str, np.ndarray]:
 
 def motorcycle_pair() -> Pair:
     """The Middlebury stereo pair shipped with scikit-image, native size (500 x 741)."""
-    import skimage.data
+    import skimage.data  # deferred: heavy import
 
     left, right, disp = skimage.data.stereo_motorcycle()
     a, b = to_rgb_float(left), to_rgb_float(right)
@@ -454,15 +484,30 @@ def name_mismatch_note(base: str | Path, pairs: list[tuple[Path, Path]]) -> str 
             "differ, pairing is by sorted order")
 
 
-def _safe(s: str) -> str:
+def safe_name(s: str) -> str:
+    """``s`` with every run of characters outside ``[A-Za-z0-9_.-]`` replaced by ``_``."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("_") or "pair"
 
 
-def folder_pair(path_a: Path, path_b: Path, name: str, max_size: int | None) -> Pair:
-    """Load one user pair (no ground truth) and downscale it."""
-    a, b = load_image(path_a), load_image(path_b)
+def nonfinite_note(path: Path, count: int) -> str:
+    """The one-line note printed when an image file held non-finite values."""
+    return (f"note: {path}: {count} pixel{'s' if count != 1 else ''} with NaN or inf values "
+            "replaced (NaN and -inf by 0, +inf by 1)")
+
+
+def folder_pair(path_a: Path, path_b: Path, name: str, max_size: int | None, *,
+                log: Callable[[str], None] | None = None) -> Pair:
+    """Load one user pair (no ground truth) and downscale it.
+
+    ``log`` receives a one-line note (:func:`nonfinite_note`) for each image file whose
+    non-finite values were replaced; the counts are kept in ``Pair.nonfinite_pixels``.
+    """
+    (a, bad_a), (b, bad_b) = read_image(path_a), read_image(path_b)
+    for path, count in ((path_a, bad_a), (path_b, bad_b)):
+        if count and log is not None:
+            log(nonfinite_note(path, count))
     pair = Pair(name, a, b, None, None, f"{path_a} | {path_b}",
-                dict(file_a=path_a.name, file_b=path_b.name))
+                dict(file_a=path_a.name, file_b=path_b.name), nonfinite_pixels={"a": bad_a, "b": bad_b})
     return resize_pair(pair, max_size)
 
 
@@ -471,7 +516,8 @@ def resolve_data(specs: list[str], *, log: Callable[[str], None] | None = None
     """Turn ``--data`` values (built-in names and/or BASE folders) into loadable pair sources.
 
     Folder pairs are named ``<folder>-<stem of A's file>``. Raises :class:`UserError` for unknown
-    names, bad folders and duplicate names; ``log`` receives a note when paired file names differ.
+    names, bad folders and duplicate names; ``log`` receives a note when paired file names differ
+    and, when a folder pair is loaded, one per image file whose NaN or inf pixels were replaced.
     """
     sources: list[PairSource] = []
     for spec in specs:
@@ -483,15 +529,16 @@ def resolve_data(specs: list[str], *, log: Callable[[str], None] | None = None
         if not p.exists():
             raise UserError(f"--data {spec!r} is neither a built-in pair "
                             f"({', '.join(BUILTIN_PAIRS)}) nor an existing folder")
-        base_name = _safe(p.resolve().name)
+        base_name = safe_name(p.resolve().name)
         found = scan_folder(p)
         note = name_mismatch_note(p, found)
         if note and log is not None:
             log(note)
         for pa, pb in found:
-            name = f"{base_name}-{_safe(pa.stem)}"
+            name = f"{base_name}-{safe_name(pa.stem)}"
             sources.append(PairSource(name, f"{pa} | {pb}",
-                                      lambda m, pa=pa, pb=pb, n=name: folder_pair(pa, pb, n, m)))
+                                      lambda m, pa=pa, pb=pb, n=name: folder_pair(pa, pb, n, m,
+                                                                                  log=log)))
     seen: dict[str, int] = {}
     for s in sources:
         if s.name in seen:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 from .methods import METHOD_LABELS
@@ -62,8 +63,6 @@ def method_means(summary):
 
 def _generic(reason: str) -> str:
     """A skip reason without its pair-specific number (so equal reasons are listed once)."""
-    import re
-
     return re.sub(r" = \d+ > ", " exceeds ", reason)
 
 

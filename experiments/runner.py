@@ -4,8 +4,8 @@ Output folder layout (see README.md (section "Experiments")):
 
 * ``metrics.csv``: one row per (pair, method, iteration), appended as produced (:data:`COLUMNS`).
 * ``summary.csv``: each (pair, method)'s last iteration.
-* ``config.json``: full configuration, package versions, device, threads, seed, git commit,
-  warm-up time, skipped work and why.
+* ``config.json``: full configuration (:class:`RunSettings`), package versions, device, threads,
+  seed, git commit (:mod:`experiments.provenance`), warm-up time, skipped work and why.
 * ``artifacts/<pair>__<method>.npz``: final NNF and a few per-iteration reconstructions, for the
   figures (regenerable; not needed to read the tables).
 * figures and ``REPORT.md`` (:mod:`experiments.figures`, :mod:`experiments.report`).
@@ -18,27 +18,31 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import inspect
 import io
 import json
 import math
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from . import methods, provenance
+from .devices import ThreadCounts, thread_scope
 from .errors import UserError
+from .metrics import DATASET_COLUMNS, iteration_metrics
 from .pairs import Pair, PairSource, check_pair
 
 COLUMNS = [
     "pair", "method", "iteration", "time_s", "cum_time_s",
-    "psnr", "ssim", "l1", "mse", "energy", "epe", "within_1px",
-    "device", "threads", "height", "width", "height_b", "width_b", "patch_size", "seed",
+    "psnr", "ssim", "l1", "mse", "energy", "epe", "within_1px", *DATASET_COLUMNS,
+    "device", "threads", "torch_threads", "numba_threads",
+    "height", "width", "height_b", "width_b", "patch_size", "seed",
 ]
 # Settings that define the numbers; a resumed run must match them exactly.
 RUN_KEYS = ("pairs", "max_size", "pm_iterations", "dpm_iterations", "patch_size", "seed",
@@ -47,6 +51,76 @@ STRIP_COLUMNS = 6  # reconstructions kept per method for iterations_<pair>.png
 METHOD_ORDER = ("pm", "dpm", "dpm-keep", "dpm-learned", "exact")
 OUTPUT_FILES = ("metrics.csv", "summary.csv", "config.json", "REPORT.md", "grid.png",
                 "convergence.png")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The settings of one ``compare`` run, resolved (device known, defaults filled in).
+
+    ``config.json`` stores :meth:`to_dict` under ``config`` and the keys of :data:`RUN_KEYS` (the
+    settings that define the numbers; a resumed run must match them) under ``run``.
+
+    Attributes
+    ----------
+    pairs : tuple of str
+        Pair names in run order.
+    origins : tuple of (str, str)
+        ``(pair name, where it comes from)`` for each pair.
+    max_size : int or None
+        ``--max-size`` (None: native resolution).
+    pm_iterations, dpm_iterations : int
+    patch_size : int
+        Odd patch side of both methods, the reconstructions and the energy.
+    seed : int
+    device : str
+        Resolved torch device (``cpu`` or ``cuda``).
+    threads : int
+        CPU threads of every timed method (numba and torch alike, see :mod:`experiments.devices`).
+    exact_max_pixels : int
+        Exact-NNF size limit (0: never).
+    dpm_keep_current : bool
+        Also run ``dpm-keep``.
+    checkpoint : str or None
+        Absolute path of the learnt DPM checkpoint (method ``dpm-learned``).
+    out : str
+        Output folder.
+    command : str
+        The command line, for the record.
+    """
+
+    pairs: tuple[str, ...]
+    origins: tuple[tuple[str, str], ...]
+    max_size: int | None
+    pm_iterations: int
+    dpm_iterations: int
+    patch_size: int
+    seed: int
+    device: str
+    threads: int
+    exact_max_pixels: int
+    dpm_keep_current: bool = False
+    checkpoint: str | None = None
+    out: str = ""
+    command: str = ""
+
+    def __post_init__(self):
+        if self.threads < 1 or self.patch_size < 1 or self.patch_size % 2 == 0:
+            raise ValueError(f"threads must be >= 1 and patch_size odd, got threads={self.threads}"
+                             f", patch_size={self.patch_size}")
+
+    def to_dict(self) -> dict:
+        """Plain JSON types, in the key order of ``config.json``'s ``config``."""
+        return dict(pairs=list(self.pairs), origins=dict(self.origins), max_size=self.max_size,
+                    pm_iterations=self.pm_iterations, dpm_iterations=self.dpm_iterations,
+                    patch_size=self.patch_size, seed=self.seed, device=self.device,
+                    threads=self.threads, exact_max_pixels=self.exact_max_pixels,
+                    dpm_keep_current=self.dpm_keep_current, checkpoint=self.checkpoint,
+                    out=self.out, command=self.command)
+
+    def run_dict(self) -> dict:
+        """The settings that define the numbers (:data:`RUN_KEYS`), as in ``config.json``."""
+        d = self.to_dict()
+        return {k: d[k] for k in RUN_KEYS}
 
 
 @dataclass
@@ -72,59 +146,6 @@ def strip_iterations(n: int, k: int = STRIP_COLUMNS) -> list[int]:
     return its
 
 
-# --------------------------------------------------------------------------- metadata
-def git_commit() -> dict:
-    root = Path(__file__).resolve().parents[1]
-
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                              timeout=10).stdout.strip()
-
-    try:
-        commit = git("rev-parse", "HEAD") or "unknown"
-        # uncommitted changes to the code (not to reports or docs)
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "classic_pm",
-                         "diff_pm", "experiments", "pyproject.toml"))
-    except (OSError, subprocess.SubprocessError):
-        commit, dirty = "unknown", None
-    return dict(commit=commit, dirty=dirty)
-
-
-def package_versions() -> dict:
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for name in ("numpy", "numba", "torch", "scikit-image", "opencv-python-headless", "pandas",
-                 "matplotlib", "tqdm", "patchmatch-bench"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def device_info(device: str, threads: int) -> dict:
-    import numba
-    import torch
-
-    info = dict(device=device, cpu=cpu_name(), cpu_count=os.cpu_count(), threads=threads,
-                torch_threads=torch.get_num_threads(), numba_threads=numba.get_num_threads(),
-                platform=platform.platform())
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    return info
-
-
 # --------------------------------------------------------------------------- CSV store
 class MetricsStore:
     """``metrics.csv`` with append-as-you-go and repair of interrupted runs."""
@@ -133,7 +154,7 @@ class MetricsStore:
         self.path = path
 
     def read(self):
-        import pandas as pd
+        import pandas as pd  # deferred: heavy import, only needed once a run starts
 
         if not self.path.exists() or self.path.stat().st_size == 0:
             return pd.DataFrame(columns=COLUMNS)
@@ -171,49 +192,55 @@ def _fmt(v):
 
 
 # --------------------------------------------------------------------------- the run
+def load_pairs(sources: list[PairSource], *, max_size: int | None,
+               patch_size: int) -> dict[str, Pair]:
+    """Decode and check every pair up front, so bad input fails before any compute.
+
+    Cheap: no torch or numba import. Raises :class:`UserError` for unreadable or too small images.
+    """
+    pairs: dict[str, Pair] = {}
+    for src in sources:
+        pair = src.load(max_size)
+        check_pair(pair, patch_size)
+        pairs[pair.name] = pair
+    return pairs
+
+
 class Runner:
     """One ``compare`` run (see the module docstring).
 
     Parameters
     ----------
-    config : dict
-        Resolved settings (keys of :data:`RUN_KEYS` plus ``command``, ``out`` ...).
-    sources : list of PairSource
-    out : Path
+    settings : RunSettings
+        The resolved settings; ``settings.out`` is the output folder.
+    pairs : dict of str to Pair
+        The loaded pairs (:func:`load_pairs`), in run order.
     fresh : bool
         Discard earlier results in ``out`` instead of resuming.
+    log : callable
+        Receives one-line progress messages.
+    learned_model : torch.nn.Module, optional
+        A ready-to-run learnt DPM (e.g. from a checkpoint): adds the method ``dpm-learned``. It
+        runs ``learned_model.iterations`` iterations (else ``learned_info["iterations"]``).
+    learned_info : dict, optional
+        Facts about ``learned_model`` for config.json (``learned``) and the report.
     """
 
-    def __init__(self, config: dict, sources: list[PairSource], out: Path, *, fresh: bool,
-                 log=print):
-        self.config = config
-        self.sources = sources
-        self.out = out
+    def __init__(self, settings: RunSettings, pairs: dict[str, Pair], *, fresh: bool = False,
+                 log=print, learned_model=None, learned_info: dict | None = None):
+        self.settings = settings
+        self.pairs = dict(pairs)
+        self.out = Path(settings.out)
         self.fresh = fresh
         self.log = log
-        self.store = MetricsStore(out / "metrics.csv")
-        self.art_dir = out / "artifacts"
-        self.pairs: dict[str, Pair] = {}
+        self.store = MetricsStore(self.out / "metrics.csv")
+        self.art_dir = self.out / "artifacts"
         self.skipped: dict[str, str] = {}
         self.meta: dict = {}
         self.resumed = False
-        self.learned = self.learned_info = None
+        self.learned, self.learned_info = learned_model, learned_info
 
-    # ---- preparation (cheap, before torch/numba are imported) --------------------------
-    def load_checkpoint(self) -> None:
-        """Load ``--checkpoint`` (if any) before anything in ``out`` is touched."""
-        if self.config["checkpoint"]:
-            self.learned, self.learned_info = load_learned(
-                self.config["checkpoint"], self.config["device"],
-                iterations=self.config["dpm_iterations"])
-
-    def load_pairs(self) -> None:
-        """Decode and check every pair up front, so bad input fails before any compute."""
-        for src in self.sources:
-            pair = src.load(self.config["max_size"])
-            check_pair(pair, self.config["patch_size"])
-            self.pairs[pair.name] = pair
-
+    # ---- preparation (cheap, before torch/numba are used) ------------------------------
     def prepare_output(self) -> None:
         """Create ``out`` and decide between a new run and resuming an unfinished one.
 
@@ -240,7 +267,7 @@ class Runner:
                 start_over = True
             else:
                 old = old_meta.get("run", {})
-                new = {k: self.config[k] for k in RUN_KEYS}
+                new = self.settings.run_dict()
                 diff = [k for k in RUN_KEYS if old.get(k) != new[k]]
                 if diff:
                     k = diff[0]
@@ -269,8 +296,8 @@ class Runner:
         now = _dt.datetime.now().isoformat(timespec="seconds")
         meta.setdefault("started", now)
         meta.update(
-            run={k: self.config[k] for k in RUN_KEYS},
-            config=self.config,
+            run=self.settings.run_dict(),
+            config=self.settings.to_dict(),
             status=status,
             updated=now,
             exact_skipped=self.skipped,
@@ -284,11 +311,11 @@ class Runner:
 
     # ---- the work ---------------------------------------------------------------------
     def units_for(self, pair: Pair, learned_iterations: int | None) -> list[Unit]:
-        cfg = self.config
-        units = [Unit(pair.name, "pm", list(range(1, cfg["pm_iterations"] + 1))),
-                 Unit(pair.name, "dpm", list(range(1, cfg["dpm_iterations"] + 1)))]
-        if cfg.get("dpm_keep_current"):
-            units.append(Unit(pair.name, "dpm-keep", list(range(1, cfg["dpm_iterations"] + 1))))
+        s = self.settings
+        units = [Unit(pair.name, "pm", list(range(1, s.pm_iterations + 1))),
+                 Unit(pair.name, "dpm", list(range(1, s.dpm_iterations + 1)))]
+        if s.dpm_keep_current:
+            units.append(Unit(pair.name, "dpm-keep", list(range(1, s.dpm_iterations + 1))))
         if learned_iterations is not None:
             units.append(Unit(pair.name, "dpm-learned", list(range(1, learned_iterations + 1))))
         reason = self.exact_skip_reason(pair)
@@ -301,8 +328,8 @@ class Runner:
 
     def exact_skip_reason(self, pair: Pair) -> str | None:
         """Why the exact NNF is not computed for ``pair`` (None: it is)."""
-        limit = self.config["exact_max_pixels"]
-        where = "CUDA" if self.config["device"].startswith("cuda") else "CPU"
+        limit = self.settings.exact_max_pixels
+        where = "CUDA" if self.settings.device.startswith("cuda") else "CPU"
         na = pair.a.shape[0] * pair.a.shape[1]
         nb = pair.b.shape[0] * pair.b.shape[1]
         size = math.sqrt(na * nb)
@@ -315,27 +342,21 @@ class Runner:
         return None
 
     def run(self) -> "pandas.DataFrame":  # noqa: F821
-        import torch
-        from tqdm.auto import tqdm
-
-        from . import methods
-
-        cfg = self.config
-        device, threads = cfg["device"], cfg["threads"]
-        torch.set_num_threads(threads)
+        s = self.settings
         learned, learned_info = self.learned, self.learned_info
         learned_its = learned_iterations(learned, learned_info) if learned is not None else None
-        self.meta.update(device_info=device_info(device, threads), versions=package_versions(),
-                         git=git_commit(), dpm_config=dpm_defaults(cfg))
+        with thread_scope(s.threads):  # record the thread counts the timed runs will use
+            device_info = provenance.device_info(s.device, s.threads)
+        self.meta.update(device_info=device_info, versions=provenance.package_versions(),
+                         git=provenance.git_state(), dpm_config=dpm_defaults(s))
         self.write_config("running", learned=learned_info)
 
         df = self.store.read()
         if self.store.path.exists():
             self.store.rewrite(df)  # normalise; drops a torn last line of an interrupted write
         self.log("warming up (numba JIT, torch) on a tiny pair ...")
-        warm = methods.warm_up(patch_size=cfg["patch_size"], threads=threads, device=device,
-                               exact=cfg["exact_max_pixels"] > 0,
-                               learned=learned)
+        warm = methods.warm_up(patch_size=s.patch_size, threads=s.threads, device=s.device,
+                               exact=s.exact_max_pixels > 0, learned=learned)
         self.meta["warmup_s"] = round(warm, 3)
         self.log(f"warm-up {warm:.1f} s (excluded from timings)")
 
@@ -374,31 +395,19 @@ class Runner:
             self.write_config("running")
         return self.store.read()
 
-    def measure(self, u: Unit, pair: Pair, run) -> dict:
+    def measure(self, u: Unit, pair: Pair, run: methods.MethodRun) -> dict:
         """Metrics of every iteration of a finished timed run: rows appended as they come.
 
         Keeps the reconstructions of the figure iterations and the final NNF in the unit's
         artifact. Returns the last row.
         """
-        import torch
+        # Metrics are not timed: one thread avoids the stalls of a 2-thread pool on a CPU
+        # shared with other work (seconds per call under heavy load).
+        with thread_scope(1):
+            return self._measure(u, pair, run)
 
-        cfg = self.config
-        p = cfg["patch_size"]
-        # Metrics are not timed: one torch thread avoids the stalls of a 2-thread pool on a
-        # CPU shared with other work (seconds per call under heavy load).
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return self._measure(u, pair, run, p)
-        finally:
-            torch.set_num_threads(threads)
-
-    def _measure(self, u: Unit, pair: Pair, run, p: int) -> dict:
-        from tqdm.auto import tqdm
-
-        from .metrics import energy, epe, image_metrics, within_1px
-
-        cfg = self.config
+    def _measure(self, u: Unit, pair: Pair, run: methods.MethodRun) -> dict:
+        p = self.settings.patch_size
         strip = set(strip_iterations(len(u.iterations))) if u.method != "exact" else {0}
         keep_its, keep_recons = [], []
         cum, row = 0.0, {}
@@ -409,10 +418,8 @@ class Runner:
             recon = np.clip(run.reconstruct(nnf), 0.0, 1.0)
             match = run.matches(nnf)
             row = dict(pair=pair.name, method=u.method, iteration=it, time_s=dt, cum_time_s=cum,
-                       **image_metrics(pair.a, recon),
-                       energy=energy(pair.a, pair.b, match, patch_size=p),
-                       epe=epe(match, pair.gt, pair.valid),
-                       within_1px=within_1px(match, pair.gt, pair.valid), **self.setting_columns(pair))
+                       **iteration_metrics(pair, match, recon, patch_size=p),
+                       **self.setting_columns(pair, run.threads))
             self.store.append(row)
             if it in strip or it == run.iterations[-1]:
                 keep_its.append(it)
@@ -420,23 +427,24 @@ class Runner:
         self.save_artifact(u, run.matches(run.nnfs[-1]), keep_its, keep_recons)
         return row
 
-    def timed_run(self, u: Unit, pair: Pair, step):
-        """Run one (pair, method) unit with per-iteration timing (see :mod:`.methods`)."""
-        from . import methods
+    def timed_run(self, u: Unit, pair: Pair, step) -> methods.MethodRun:
+        """Run one (pair, method) unit with per-iteration timing (see :mod:`.methods`).
 
-        cfg = self.config
+        Every method runs under ``settings.threads`` threads for numba and torch alike.
+        """
+        s = self.settings
         if u.method == "pm":
-            run = methods.run_pm(pair, iterations=cfg["pm_iterations"],
-                                 patch_size=cfg["patch_size"], seed=cfg["seed"],
-                                 threads=cfg["threads"], progress=step)
+            run = methods.run_pm(pair, iterations=s.pm_iterations, patch_size=s.patch_size,
+                                 seed=s.seed, threads=s.threads, progress=step)
         elif u.method in ("dpm", "dpm-keep", "dpm-learned"):
             model = self.learned if u.method == "dpm-learned" else methods.default_dpm(
-                iterations=cfg["dpm_iterations"], patch_size=cfg["patch_size"],
+                iterations=s.dpm_iterations, patch_size=s.patch_size,
                 keep_current=u.method == "dpm-keep")
-            run = methods.run_dpm(model, pair, method=u.method, device=cfg["device"],
-                                  seed=cfg["seed"], patch_size=cfg["patch_size"], progress=step)
+            run = methods.run_dpm(model, pair, method=u.method, device=s.device, seed=s.seed,
+                                  patch_size=s.patch_size, threads=s.threads, progress=step)
         else:
-            run = methods.run_exact(pair, patch_size=cfg["patch_size"], device=cfg["device"])
+            run = methods.run_exact(pair, patch_size=s.patch_size, device=s.device,
+                                    threads=s.threads)
             step()
         if run.iterations != u.iterations:
             raise RuntimeError(f"{u.method} reported iterations {run.iterations}, "
@@ -451,16 +459,21 @@ class Runner:
         msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         self.meta.setdefault("failures", {})[u.key] = msg
         self.log(f"{pair.name:>14s} {u.method:<11s} FAILED ({msg}); NaN rows written")
-        for it in u.iterations:  # timing and metric columns left out: written empty (NaN)
+        for it in u.iterations:  # timing, metric and thread-count columns left empty (NaN)
             self.store.append(dict(pair=pair.name, method=u.method, iteration=it,
-                                   **self.setting_columns(pair)))
+                                   **self.setting_columns(pair, None)))
 
-    def setting_columns(self, pair: Pair) -> dict:
-        """The columns of a metrics row that describe the setting (device, sizes, patch, seed)."""
-        cfg = self.config
-        return dict(device=cfg["device"], threads=cfg["threads"], height=pair.a.shape[0],
-                    width=pair.a.shape[1], height_b=pair.b.shape[0], width_b=pair.b.shape[1],
-                    patch_size=cfg["patch_size"], seed=cfg["seed"])
+    def setting_columns(self, pair: Pair, threads: ThreadCounts | None) -> dict:
+        """The columns of a metrics row that describe the setting (device, threads, sizes ...).
+
+        ``threads``: the counts in force during the timed run (None: no timed run finished).
+        """
+        s = self.settings
+        return dict(device=s.device, threads=s.threads,
+                    torch_threads=None if threads is None else threads.torch,
+                    numba_threads=None if threads is None else threads.numba,
+                    height=pair.a.shape[0], width=pair.a.shape[1], height_b=pair.b.shape[0],
+                    width_b=pair.b.shape[1], patch_size=s.patch_size, seed=s.seed)
 
     # ---- artifacts --------------------------------------------------------------------
     def artifact(self, u: Unit) -> Path:
@@ -481,17 +494,15 @@ def load_artifact(out: Path, pair: str, method: str) -> dict | None:
         return {k: z[k] for k in z.files}
 
 
-def dpm_defaults(cfg: dict) -> dict:
+def dpm_defaults(settings: RunSettings) -> dict:
     """Constructor settings of the ``dpm`` method: the defaults of DifferentiablePatchMatch,
     with ``iterations`` and ``patch_size`` from the run (for config.json and the report)."""
-    import inspect
-
-    import diff_pm
+    import diff_pm  # deferred: heavy import (torch, numba)
 
     sig = inspect.signature(diff_pm.DifferentiablePatchMatch.__init__)
     out = {k: p.default for k, p in sig.parameters.items()
            if p.default is not inspect.Parameter.empty and k != "features"}
-    out.update(iterations=cfg["dpm_iterations"], patch_size=cfg["patch_size"])
+    out.update(iterations=settings.dpm_iterations, patch_size=settings.patch_size)
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in out.items()}
 
 
@@ -503,36 +514,6 @@ def learned_iterations(model, info) -> int:
     if its is None:
         raise UserError("the checkpoint's model does not say how many iterations it runs")
     return int(its)
-
-
-def load_learned(path: str, device: str, *, iterations: int | None = None):
-    """Load a ``dpm-learned`` checkpoint through ``experiments.learned.load_checkpoint``.
-
-    ``iterations`` (``--dpm-iterations``) makes the learnt DPM run as many iterations as ``dpm``,
-    so that the two compare at equal iterations.
-    """
-    try:
-        from . import learned as learned_mod
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.endswith("learned"):
-            raise UserError("--checkpoint needs experiments/learned.py (the training module), "
-                            "which is not installed yet") from None
-        raise
-    if not Path(path).is_file():
-        raise UserError(f"--checkpoint {path} does not exist; train one with "
-                        "`python -m experiments train` or fix the path")
-    try:
-        if iterations is None:
-            model, info = learned_mod.load_checkpoint(path, device=device)
-        else:
-            model, info = learned_mod.load_checkpoint(path, device=device, iterations=iterations)
-    except UserError:
-        raise
-    except Exception as exc:  # a corrupt or foreign file: say so in one line
-        raise UserError(f"--checkpoint {path} could not be loaded ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else 'no message'}); "
-                        "pass a checkpoint written by `python -m experiments train`") from None
-    return model, info
 
 
 def summary_table(df):
@@ -549,7 +530,7 @@ def summary_table(df):
 def _pair_meta(p: Pair) -> dict:
     return dict(source=p.source, a=list(p.a.shape), b=list(p.b.shape), has_gt=p.has_gt,
                 valid_fraction=None if p.valid is None else round(float(p.valid.mean()), 4),
-                info=p.info)
+                nonfinite_pixels=p.nonfinite_pixels, info=p.info)
 
 
 def _json_default(o):

@@ -108,8 +108,8 @@ def test_exact_nnf_chunking_does_not_change_the_result(monkeypatch, cache_bytes)
     a = rng.random((13, 11, 3), dtype=np.float32)
     b = np.concatenate([a[:6], rng.random((9, 11, 3), dtype=np.float32), a[:6]])  # exact twins
     whole = exact_nnf(a, b, patch_size=3, device="cpu")
-    monkeypatch.setattr(classic_pm.core, "_EXACT_BLOCK_BYTES", 8 * 256)  # 1-row B, 2-row A chunks
-    monkeypatch.setattr(classic_pm.core, "_EXACT_CACHE_BYTES", cache_bytes)
+    monkeypatch.setattr(classic_pm.exact, "_EXACT_BLOCK_BYTES", 8 * 256)  # 1-row B, 2-row A chunks
+    monkeypatch.setattr(classic_pm.exact, "_EXACT_CACHE_BYTES", cache_bytes)
     np.testing.assert_array_equal(exact_nnf(a, b, patch_size=3, device="cpu"), whole)
     assert (whole[1:5, 1:10, 0] < 6).all()  # twins in B's first and last rows: the first wins
 
@@ -118,6 +118,27 @@ def test_exact_nnf_ties_go_to_lowest_index():
     b = np.zeros((6, 7, 1), np.float32)  # every patch of B is identical
     a = np.zeros((5, 5, 1), np.float32)
     np.testing.assert_array_equal(exact_nnf(a, b, patch_size=3, device="cpu"), 0)
+
+
+def test_energy_where_selects_pixels():
+    rng = np.random.default_rng(5)
+    a = rng.random((12, 14, 3), dtype=np.float32)
+    b = rng.random((10, 11, 3), dtype=np.float32)
+    nnf = patchmatch(a, b, patch_size=3, iterations=1)
+    cost = patch_cost(a, b, nnf, patch_size=3).astype(np.float64)
+    where = np.zeros((12, 14), bool)
+    where[::2, 1::3] = True
+    assert classic_pm.energy(a, b, nnf, patch_size=3, where=where) == pytest.approx(
+        cost[where].mean() / 27, rel=1e-12)
+    inner = where.copy()
+    inner[[0, -1]] = False
+    inner[:, [0, -1]] = False
+    assert classic_pm.energy(a, b, nnf, patch_size=3, interior=True, where=where) == pytest.approx(
+        cost[inner].mean() / 27, rel=1e-12)
+    assert classic_pm.energy(a, b, nnf, patch_size=3, where=np.ones((12, 14), bool)) == \
+        classic_pm.energy(a, b, nnf, patch_size=3)
+    with pytest.raises(ValueError, match=r"where must be a bool array of shape \(12, 14\)"):
+        classic_pm.energy(a, b, nnf, patch_size=3, where=where[:3])
 
 
 @pytest.mark.parametrize("p", [3, 5])

@@ -53,7 +53,8 @@ def test_psnr_ssim_values():
     assert metrics.l1(a, b) == pytest.approx(0.1, rel=1e-5)
     assert metrics.psnr(a, b) == pytest.approx(20.0, rel=1e-4)
     assert metrics.psnr(a, a) == math.inf
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"image shapes differ: A \(16, 16, 3\) vs "
+                                         r"reconstruction \(8, 16, 3\)"):
         metrics.l1(a, b[:8])
 
 
@@ -105,3 +106,19 @@ def test_strip_iterations():
     assert strip_iterations(5) == [1, 2, 3, 4, 5]
     its = strip_iterations(21)
     assert len(its) == 6 and its[0] == 1 and its[-1] == 21 and its == sorted(set(its))
+
+
+def test_iteration_metrics_are_the_columns_of_a_row(image):
+    """The one per-iteration metric function: every quality column, with recon clipped first."""
+    pair = make_warped_pair(image, rng=1)
+    run = methods.run_pm(pair, iterations=2, patch_size=5, seed=0, threads=1)
+    nnf = run.nnfs[-1]
+    recon = run.reconstruct(nnf) + 0.5  # partly out of range: clipped like every row
+    row = metrics.iteration_metrics(pair, nnf, recon, patch_size=5)
+    assert list(row) == ["psnr", "ssim", "l1", "mse", "energy", "epe", "within_1px", *metrics.DATASET_COLUMNS]
+    assert all(np.isnan(row[c]) for c in metrics.DATASET_COLUMNS)  # a warped pair is from no dataset
+    clipped = np.clip(recon, 0, 1)
+    assert row["psnr"] == metrics.psnr(pair.a, clipped) and row["l1"] == metrics.l1(pair.a, clipped)
+    assert row["energy"] == metrics.energy(pair.a, pair.b, nnf, patch_size=5)
+    assert row["energy"] != metrics.energy(pair.a, pair.b, nnf, patch_size=7)  # patch size passed
+    assert row["epe"] == metrics.epe(nnf, pair.gt, pair.valid)

@@ -7,8 +7,8 @@ import pytest
 
 from experiments.errors import UserError
 from experiments.pairs import (BUILTIN_PAIRS, builtin_pair, check_pair, load_image,
-                               make_warped_pair, name_mismatch_note, resize_pair, scan_folder,
-                               to_rgb_float)
+                               make_warped_pair, name_mismatch_note, nonfinite_pixels, read_image,
+                               resize_pair, resolve_data, scan_folder, to_rgb_float)
 
 
 def _sample(b: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -172,3 +172,23 @@ def test_check_pair_too_small():
     with pytest.raises(UserError, match="smaller than the 7x7 patch"):
         check_pair(p, 7)
     check_pair(p, 5)
+
+
+def test_nonfinite_pixels_are_counted_and_reported(tmp_path, write_image):
+    """A float TIFF with NaN/inf pixels loads (NaN, -inf -> 0; +inf -> 1) with a one-line note."""
+    a = np.full((12, 16, 3), 0.5, np.float32)
+    a[0, 0, 0] = np.nan
+    a[1, 2, :] = np.nan  # one pixel, three values
+    a[3, 4, 1] = np.inf
+    a[5, 6, 2] = -np.inf
+    write_image(tmp_path / "d" / "image_1" / "p.tiff", a)
+    write_image(tmp_path / "d" / "image_2" / "p.tiff", np.full((12, 16, 3), 0.25, np.float32))
+    img, count = read_image(tmp_path / "d" / "image_1" / "p.tiff")
+    assert count == 4 and np.isfinite(img).all()
+    assert img[0, 0, 0] == 0 and img[3, 4, 1] == 1 and img[5, 6, 2] == 0
+    notes = []
+    (source,) = resolve_data([str(tmp_path / "d")], log=notes.append)
+    pair = source.load(8)  # downscaled: the counts are those of the files
+    assert pair.nonfinite_pixels == {"a": 4, "b": 0}
+    assert len(notes) == 1 and "image_1/p.tiff" in notes[0] and "4 pixels" in notes[0]
+    assert nonfinite_pixels(np.dstack([a, np.full(a.shape[:2], np.nan, np.float32)])) == 4

@@ -1,24 +1,28 @@
 """Runner in-process: a failing method becomes NaN rows, the rest of the run goes on."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from experiments import methods
 from experiments.cli import finish
-from experiments.pairs import PairSource, builtin_pair
-from experiments.runner import COLUMNS, Runner
+from experiments.pairs import PairSource, builtin_pair, resolve_data
+from experiments.runner import COLUMNS, RUN_KEYS, RunSettings, Runner, load_pairs
 
 
-def _config(**kw):
-    cfg = dict(pairs=["chelsea"], max_size=32, pm_iterations=2, dpm_iterations=2, patch_size=7,
-               seed=0, device="cpu", threads=1, exact_max_pixels=40000, checkpoint=None,
-               dpm_keep_current=False,
-               out="", command="test")
-    cfg.update(kw)
-    return cfg
+def _runner(out, **kw):
+    """A runner on the built-in chelsea pair at 32 px, settings overridden by ``kw``."""
+    settings = dict(pairs=("chelsea",), origins=(("chelsea", "built-in"),), max_size=32,
+                    pm_iterations=2, dpm_iterations=2, patch_size=7, seed=0, device="cpu",
+                    threads=1, exact_max_pixels=40000, out=str(out), command="test")
+    settings.update(kw)
+    src = PairSource("chelsea", "built-in", lambda m: builtin_pair("chelsea", max_size=m))
+    return Runner(RunSettings(**settings), load_pairs([src], max_size=32, patch_size=7),
+                  log=lambda m: None)
 
 
 def test_failure_becomes_nan_rows(tmp_path, monkeypatch):
@@ -30,15 +34,16 @@ def test_failure_becomes_nan_rows(tmp_path, monkeypatch):
         raise MemoryError("simulated out-of-memory")
 
     monkeypatch.setattr(methods, "run_exact", broken)
-    src = PairSource("chelsea", "built-in", lambda m: builtin_pair("chelsea", max_size=m))
-    runner = Runner(_config(), [src], tmp_path, fresh=False, log=lambda m: None)
-    runner.load_pairs()
+    runner = _runner(tmp_path)
     runner.prepare_output()
     df = runner.run()
     assert list(df.columns) == COLUMNS
     exact = df[df["method"] == "exact"]
     assert len(exact) == 1 and np.isnan(exact["psnr"].iloc[0])
     assert exact[["device", "threads", "height", "width", "patch_size", "seed"]].notna().all(axis=None)
+    assert exact[["torch_threads", "numba_threads"]].isna().all(axis=None)  # no timed run finished
+    pm = df[df["method"] == "pm"]
+    assert (pm["torch_threads"] == 1).all() and (pm["numba_threads"] == 1).all()
     assert df[df["method"] == "pm"]["psnr"].notna().all()
     finish(runner, df, 1.0)
     meta = json.loads((tmp_path / "config.json").read_text())
@@ -49,11 +54,46 @@ def test_failure_becomes_nan_rows(tmp_path, monkeypatch):
 
 def test_dpm_keep_current_method(tmp_path):
     """--dpm-keep-current adds dpm-keep rows with dpm's iteration count."""
-    src = PairSource("chelsea", "built-in", lambda m: builtin_pair("chelsea", max_size=m))
-    runner = Runner(_config(dpm_keep_current=True, exact_max_pixels=0), [src], tmp_path,
-                    fresh=False, log=lambda m: None)
-    runner.load_pairs()
+    runner = _runner(tmp_path, dpm_keep_current=True, exact_max_pixels=0)
     runner.prepare_output()
     df = runner.run()
     assert sorted(df[df["method"] == "dpm-keep"]["iteration"]) == [1, 2]
     assert set(df["method"]) == {"pm", "dpm", "dpm-keep"}
+
+
+def test_run_settings_are_frozen_and_serialise_like_config_json(tmp_path):
+    runner = _runner(tmp_path)
+    settings = runner.settings
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'threads'"):
+        settings.threads = 2
+    d = settings.to_dict()
+    assert list(d) == ["pairs", "origins", "max_size", "pm_iterations", "dpm_iterations",
+                       "patch_size", "seed", "device", "threads", "exact_max_pixels",
+                       "dpm_keep_current", "checkpoint", "out", "command"]
+    assert d["pairs"] == ["chelsea"] and d["origins"] == {"chelsea": "built-in"}
+    assert list(settings.run_dict()) == list(RUN_KEYS)
+    runner.prepare_output()
+    runner.write_config("running")
+    meta = json.loads((tmp_path / "config.json").read_text())
+    assert meta["config"] == d and meta["run"] == settings.run_dict()
+    with pytest.raises(ValueError, match="patch_size odd"):
+        dataclasses.replace(settings, patch_size=4)
+
+
+def test_nonfinite_pixel_counts_in_config_json(tmp_path, write_image):
+    a = np.full((20, 24, 3), 0.5, np.float32)
+    a[2, 3] = np.nan
+    write_image(tmp_path / "d" / "image_1" / "x.tiff", a)
+    write_image(tmp_path / "d" / "image_2" / "x.tiff", np.full((20, 24, 3), 0.4, np.float32))
+    notes = []
+    sources = resolve_data([str(tmp_path / "d")], log=notes.append)
+    pairs = load_pairs(sources, max_size=None, patch_size=7)
+    settings = RunSettings(pairs=("d-x",), origins=(("d-x", "folder"),), max_size=None,
+                           pm_iterations=1, dpm_iterations=1, patch_size=7, seed=0, device="cpu",
+                           threads=1, exact_max_pixels=0, out=str(tmp_path / "out"))
+    runner = Runner(settings, pairs, log=notes.append)
+    runner.prepare_output()
+    runner.write_config("running")
+    meta = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert meta["pairs_info"]["d-x"]["nonfinite_pixels"] == {"a": 1, "b": 0}
+    assert len(notes) == 1 and "x.tiff: 1 pixel with NaN or inf values replaced" in notes[0]

@@ -1,4 +1,4 @@
-"""Learnt DPM features (experiments.learned) and the training command (experiments.train).
+"""Learnt DPM features and the training command (the ``learning`` package).
 
 All tests run on tiny pairs on CPU (a few seconds in total apart from the CLI smoke runs).
 """
@@ -14,15 +14,17 @@ import torch
 
 import diff_pm
 from experiments.errors import UserError
-from experiments.learned import (REFERENCE_TEMPERATURE, LearnedFeatures, build_model, count_parameters,
-                                 load_checkpoint, save_checkpoint)
-from experiments.train import (TRAIN_IMAGES, PairSampler, _load_sample, add_arguments, check_disjoint,
-                               heldout_sources, reconstruction_loss, run, stack_pairs, train_step)
+from learning.checkpoint import load_checkpoint, save_checkpoint
+from learning.cli import add_arguments
+from learning.data import TRAIN_IMAGES, PairSampler, check_disjoint, heldout_sources, load_sample, stack_pairs
+from learning.features import REFERENCE_TEMPERATURE, LearnedFeatures, build_model, count_parameters
+from learning.loss import reconstruction_loss
+from learning.train import run, train_step
 
 
 @pytest.fixture(scope="module")
 def camera():
-    return _load_sample("camera")
+    return load_sample("camera")
 
 
 def tiny_batch(image, n=2, size=24, seed=0):
@@ -167,9 +169,9 @@ def test_checkpoint_rejects_foreign_files(tmp_path):
 def test_training_images_are_disjoint_from_heldout():
     held = heldout_sources()
     assert {"astronaut", "coffee", "chelsea", "rocket", "motorcycle_left", "motorcycle_right"} <= set(held)
-    check_disjoint({n: _load_sample(n) for n in TRAIN_IMAGES}, held)
+    check_disjoint({n: load_sample(n) for n in TRAIN_IMAGES}, held)
     with pytest.raises(UserError, match="chelsea"):  # skimage.data.cat() is chelsea.png
-        check_disjoint({"cat": _load_sample("cat")}, held)
+        check_disjoint({"cat": load_sample("cat")}, held)
 
 
 def test_pair_sampler_seeded_and_consistent(camera):

@@ -1,4 +1,4 @@
-"""Learnt features for Differentiable PatchMatch, and the checkpoint format of ``train``.
+"""Learnt features for Differentiable PatchMatch, and the DPM that scores with them.
 
 The fixed DPM features stack each pixel's 7 x 7 RGB neighbourhood into 147 channels and score a
 particle by ``-mean_c |f_A - f_B|``. :class:`LearnedFeatures` keeps the same 7 x 7 receptive field
@@ -14,37 +14,27 @@ but learns what to compare:
   are multiplied by ``exp(log_temperature)`` and DPM runs with ``temperature = 1``, which gives
   exactly DPM's ``temperature * mean_c(-|f_A - f_B|)`` scores with a learnable temperature.
 
-About 3k parameters by default; runs on CPU. :func:`save_checkpoint` / :func:`load_checkpoint`
-store and rebuild a ready-to-run :class:`diff_pm.DifferentiablePatchMatch` using these features
-(``python -m experiments compare --checkpoint PATH`` adds it as method ``dpm-learned``).
-
-Checkpoint format (``torch.save`` of plain types and tensors, loadable with ``weights_only=True``)::
-
-    format        "patchmatch-bench/dpm-learned"
-    format_version 1
-    state_dict    LearnedFeatures parameters
-    config        everything needed to rebuild the model (features, DPM, evaluation) and the
-                  training options (seed, steps, crop, iterations, lr, training images ...)
-    seed, step    training seed and number of optimisation steps done
-    versions      python, torch, numpy, patchmatch-bench, git commit
-    metrics       optional held-out results recorded at save time
+About 3k parameters by default; runs on CPU. :func:`build_model` wraps them in a ready-to-run
+:class:`diff_pm.DifferentiablePatchMatch`; :mod:`learning.checkpoint` stores and rebuilds it.
 """
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["LearnedFeatures", "build_model", "save_checkpoint", "load_checkpoint", "count_parameters",
-           "REFERENCE_TEMPERATURE", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION"]
+import diff_pm
 
-CHECKPOINT_FORMAT = "patchmatch-bench/dpm-learned"
-CHECKPOINT_VERSION = 1
+__all__ = ["LearnedFeatures", "build_model", "count_parameters", "feature_config",
+           "REFERENCE_TEMPERATURE", "PATCH_SIZE"]
+
 #: DPM's reference temperature (practically an argmax); the fixed-feature ``dpm`` runs with it.
 REFERENCE_TEMPERATURE = 1e10
+#: Patch side of the learnt DPM: the features' receptive field, DPM's patch and the voting
+#: reconstruction of training and held-out evaluation (7, as DPM's reference).
+PATCH_SIZE = 7
 
 
 class LearnedFeatures(nn.Module):
@@ -74,7 +64,7 @@ class LearnedFeatures(nn.Module):
     Border: the projection reads replicate-padded images (no dark frame at the border).
     """
 
-    def __init__(self, *, in_channels: int = 3, channels: int = 16, hidden: int = 16, patch_size: int = 7,
+    def __init__(self, *, in_channels: int = 3, channels: int = 16, hidden: int = 16, patch_size: int = PATCH_SIZE,
                  temperature: float = 50.0, learn_temperature: bool = True,
                  generator: torch.Generator | None = None):
         super().__init__()
@@ -141,98 +131,14 @@ def feature_config(features: LearnedFeatures) -> dict:
 
 
 def build_model(features: nn.Module, *, iterations: int, evaluation: str = "soft",
-                temperature: float = 1.0, sample_count: int = 1, window=(100, 100), patch_size: int = 7,
-                keep_current: bool = False):
+                temperature: float = 1.0, sample_count: int = 1, window=(100, 100),
+                patch_size: int = PATCH_SIZE, keep_current: bool = False):
     """A :class:`diff_pm.DifferentiablePatchMatch` that scores with ``features``.
 
     ``temperature`` multiplies the features' own (learnt) temperature: 1 (default) runs at the learnt
     temperature, :data:`REFERENCE_TEMPERATURE` runs practically hard like the fixed-feature ``dpm``.
     Everything else defaults to DPM's reference configuration.
     """
-    import diff_pm
-
     return diff_pm.DifferentiablePatchMatch(iterations=iterations, temperature=temperature, evaluation=evaluation,
                                             sample_count=sample_count, window=tuple(window), patch_size=patch_size,
                                             features=features, keep_current=keep_current)
-
-
-def versions() -> dict:
-    """Package versions and git commit recorded in checkpoints (same helpers as ``compare``)."""
-    from .runner import git_commit, package_versions
-
-    return dict(package_versions(), git=git_commit())
-
-
-def save_checkpoint(path, model, config: dict, *, seed: int, step: int, metrics: dict | None = None) -> Path:
-    """Write a checkpoint of a learnt-feature DPM (or of the bare :class:`LearnedFeatures`).
-
-    Parameters
-    ----------
-    path : str or Path
-        File to write (parent folders are created; written atomically via a temporary file).
-    model : DifferentiablePatchMatch or LearnedFeatures
-        The model whose ``features`` are saved.
-    config : dict
-        Plain-typed configuration (JSON-like): must contain ``model`` (the DPM evaluation
-        configuration, see :func:`load_checkpoint`) and may hold any training options.
-    seed, step : int
-        Training seed and optimisation steps done.
-    metrics : dict, optional
-        Held-out results to keep with the weights.
-    """
-    features = model.features if hasattr(model, "features") else model
-    if not isinstance(features, LearnedFeatures):
-        raise ValueError(f"model must use LearnedFeatures, got {type(features).__name__}")
-    if "model" not in config:
-        raise ValueError("config must contain 'model' (iterations, evaluation, temperature, ...)")
-    payload = dict(format=CHECKPOINT_FORMAT, format_version=CHECKPOINT_VERSION,
-                   state_dict={k: v.detach().to("cpu", torch.float32).clone()
-                               for k, v in features.state_dict().items()},
-                   features=feature_config(features), config=config, seed=int(seed), step=int(step),
-                   versions=versions(), metrics=metrics or {})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-    return path
-
-
-def load_checkpoint(path, *, device="cpu", iterations: int | None = None, temperature: float | None = None,
-                    evaluation: str | None = None):
-    """Rebuild the learnt DPM of a checkpoint, ready to run (eval mode, on ``device``).
-
-    The model is configured by the checkpoint's ``config["model"]``: by default the DPM reference
-    configuration (21 iterations, window 100, one sample) with the learnt features, evaluated at
-    ``temperature`` x the learnt temperature (``1e10``: practically hard, like the fixed ``dpm``).
-    The keyword arguments override those three settings.
-
-    Returns
-    -------
-    model : diff_pm.DifferentiablePatchMatch
-    info : dict
-        ``iterations``, ``config``, ``seed``, ``step``, ``versions``, ``metrics``, ``parameters``,
-        ``learned_temperature``, ``path``.
-    """
-    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a dpm-learned checkpoint (written by `python -m experiments train`)")
-    if payload.get("format_version", 0) > CHECKPOINT_VERSION:
-        raise ValueError(f"{path} has checkpoint format {payload['format_version']}, newer than this code "
-                         f"understands ({CHECKPOINT_VERSION})")
-    fconf = payload["features"]
-    features = LearnedFeatures(**fconf)
-    features.load_state_dict(payload["state_dict"])
-    mconf = dict(payload["config"]["model"])
-    if iterations is not None:
-        mconf["iterations"] = int(iterations)
-    if temperature is not None:
-        mconf["temperature"] = float(temperature)
-    if evaluation is not None:
-        mconf["evaluation"] = evaluation
-    model = build_model(features, **mconf).to(device).eval()
-    info = dict(path=str(path), iterations=model.iterations, model=mconf, config=payload["config"],
-                seed=payload["seed"], step=payload["step"], versions=payload["versions"],
-                metrics=payload.get("metrics", {}), parameters=count_parameters(features),
-                learned_temperature=features.temperature)
-    return model, info

@@ -1,0 +1,57 @@
+"""``training.png``: training and held-out curves of a ``train`` run against the baselines."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+__all__ = ["plot_training"]
+
+
+def plot_training(rows: list[dict], baselines: dict, path: Path, *, title: str = "") -> Path:
+    """``training.png``: train/held-out loss, held-out PSNR, EPE and within-1px against step."""
+    train = [r for r in rows if r["kind"] == "train"]
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    ax = axes[0, 0]
+    if train:
+        steps = np.array([r["step"] for r in train])
+        loss = np.array([r["recon"] for r in train], float)
+        ax.plot(steps, loss, color="0.75", lw=0.6, label="train (per step)")
+        k = max(1, min(25, len(loss) // 10))
+        smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
+        ax.plot(steps[k - 1:], smooth, color="C0", lw=1.5, label=f"train ({k}-step mean)")
+    styles = {"soft": ("C1", "dpm-learned, learnt T (as trained)"),
+              "reference": ("C2", "dpm-learned, T = 1e10 (hard)")}
+    for mode, (col, lab) in styles.items():
+        ev = [r for r in rows if r["kind"] == "heldout" and r["mode"] == mode]
+        if not ev:
+            continue
+        s = [r["step"] for r in ev]
+        ax.plot(s, [r["recon"] for r in ev], "o-", color=col, ms=3, label="held-out, " + lab)
+        for axx, key in ((axes[0, 1], "psnr"), (axes[1, 0], "epe"), (axes[1, 1], "within_1px")):
+            axx.plot(s, [r[key] for r in ev], "o-", color=col, ms=3, label=lab)
+    base_style = {"dpm": ("C3", "--", "dpm (fixed features, T = 1e10)"), "pm": ("k", ":", "pm (classic)")}
+    for name, vals in baselines.items():
+        col, ls, lab = base_style.get(name, ("C4", "-.", name))
+        if "recon" in vals:
+            axes[0, 0].axhline(vals["recon"], color=col, ls=ls, lw=1, label=f"held-out, {lab}")
+        for axx, key in ((axes[0, 1], "psnr"), (axes[1, 0], "epe"), (axes[1, 1], "within_1px")):
+            if key in vals and np.isfinite(vals[key]):
+                axx.axhline(vals[key], color=col, ls=ls, lw=1, label=lab)
+    axes[0, 0].set(title="reconstruction loss (mean L1 on valid pixels)", xlabel="step", ylabel="L1")
+    axes[0, 1].set(title="held-out PSNR (mean over pairs)", xlabel="step", ylabel="dB")
+    axes[1, 0].set(title="held-out end-point error", xlabel="step", ylabel="pixels")
+    axes[1, 1].set(title="held-out matches within 1 px", xlabel="step", ylabel="fraction")
+    for axx in axes.flat:
+        axx.grid(alpha=0.3)
+        axx.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

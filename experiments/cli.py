@@ -18,8 +18,8 @@ import learning.cli
 from .devices import DEVICE_CHOICES, available_cores, resolve_device
 from .errors import UserError
 from .options import int_at_least, odd_patch
-from .pairs import (BUILTIN_PAIRS, check_pair, folder_pair, name_mismatch_note, resolve_data,
-                    safe_name, save_image, scan_folder)
+from .datasets import KINDS, resolve_data
+from .pairs import BUILTIN_PAIRS, check_pair, folder_pair, name_mismatch_note, safe_name, save_image, scan_folder
 
 DEFAULT_OUT = "reports/latest"
 # The exact NNF runs only when sqrt(pixels of A x pixels of B) <= this many pixels. CPU: up to
@@ -66,8 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the exact NNF (exact, when affordable) and optionally a "
                                    "learnt DPM (dpm-learned) per iteration on every pair.")
     c.add_argument("--data", nargs="+", default=list(BUILTIN_PAIRS), metavar="NAME_OR_DIR",
-                   help="built-in pair names (" + ", ".join(BUILTIN_PAIRS) + ") and/or folders "
-                        "BASE with BASE/image_1/* and BASE/image_2/* (default: all built-ins)")
+                   help="built-in pair names (" + ", ".join(BUILTIN_PAIRS) + "), datasets as "
+                        "KIND:PATH (KIND in " + ", ".join(KINDS) + ") and/or folders whose layout "
+                        "is detected (default: all built-ins; see docs/datasets.md)")
+    c.add_argument("--limit", type=int_at_least(1, "--limit"), default=None, metavar="N",
+                   help="keep the first N pairs (sorted by name) of each dataset or folder")
+    c.add_argument("--select", default=None, metavar="GLOB",
+                   help="keep the pairs of each dataset or folder whose name matches GLOB "
+                        "(e.g. 'sintel-clean/alley_*'; applied before --limit)")
     c.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT}/)")
     c.add_argument("--pm-iterations", type=int_at_least(1, "--pm-iterations"), default=5,
                    metavar="N", help="classic PatchMatch iterations (default 5)")
@@ -130,7 +136,7 @@ def cmd_compare(args) -> int:
 
     log = lambda m: print(m, flush=True)  # noqa: E731
     # validates names and folder layouts, decodes nothing
-    sources = resolve_data(args.data, log=log)
+    sources = resolve_data(args.data, limit=args.limit, select=args.select, log=log)
     if args.checkpoint and not Path(args.checkpoint).is_file():
         raise UserError(f"--checkpoint {args.checkpoint} does not exist; train one with "
                         "`python -m experiments train` or fix the path")

@@ -49,8 +49,9 @@ import cv2
 import numpy as np
 
 from .errors import UserError
-from .pairs import (Pair, PairSource, _inside, safe_name, correspondence_from_matrix, folder_pair,
-                    load_image, name_mismatch_note, resize_pair, scan_folder)
+from .pairs import (BUILTIN_PAIRS, Pair, PairSource, _inside, builtin_pair, correspondence_from_matrix,
+                    folder_pair, name_mismatch_note, read_pair_images, resize_pair, safe_name,
+                    scan_folder)
 
 KINDS = ("middlebury", "sintel", "sintel-final", "kitti-flow", "kitti-stereo", "hpatches",
          "deeppruner")
@@ -235,7 +236,7 @@ def _middlebury_scenes(path: Path) -> list[Path]:
                     "SCENE/disp0.pfm (2014, 2021) or SCENE/disp0GT.pfm (MiddEval3)")
 
 
-def _middlebury(path: Path) -> list[PairSource]:
+def _middlebury(path: Path, log=None) -> list[PairSource]:
     sources = []
     for scene in _middlebury_scenes(path):
         gt_path = next((scene / n for n in _MIDDLEBURY_GT if (scene / n).is_file()), None)
@@ -244,13 +245,13 @@ def _middlebury(path: Path) -> list[PairSource]:
                             "(2014, 2021) or disp0GT.pfm (MiddEval3 training)")
         name = f"middlebury/{scene.name}"
         sources.append(PairSource(
-            name, str(scene), lambda m, s=scene, g=gt_path, n=name: _load_middlebury(s, g, n, m)))
+            name, str(scene), lambda m, s=scene, g=gt_path, n=name: _load_middlebury(s, g, n, m, log=log)))
     return sources
 
 
-def _load_middlebury(scene: Path, gt_path: Path, name: str, max_size: int | None) -> Pair:
+def _load_middlebury(scene: Path, gt_path: Path, name: str, max_size: int | None, log=None) -> Pair:
     pa, pb = scene / "im0.png", scene / "im1.png"
-    a, b = load_image(pa), load_image(pb)
+    a, b, bad = read_pair_images(pa, pb, log=log)
     disp = read_pfm(gt_path)
     _check_shape(disp, a.shape[:2], gt_path, pa)
     known = np.isfinite(disp)
@@ -266,7 +267,7 @@ def _load_middlebury(scene: Path, gt_path: Path, name: str, max_size: int | None
     info = dict(dataset="middlebury", gt="disparity: x_B = x_A - d, y_B = y_A",
                 file_a=str(pa), file_b=str(pb), file_gt=str(gt_path))
     source = f"Middlebury stereo {scene.name} (A = im0 left, B = im1 right)"
-    return resize_pair(Pair(name, a, b, gt, valid, source, info, masks), max_size)
+    return resize_pair(Pair(name, a, b, gt, valid, source, info, masks=masks, nonfinite_pixels=bad), max_size)
 
 
 # --------------------------------------------------------------------------- MPI-Sintel
@@ -276,7 +277,7 @@ def _training(path: Path, marker: str) -> Path:
     return t if t.is_dir() and not (path / marker).is_dir() else path
 
 
-def _sintel(path: Path, render_pass: str) -> list[PairSource]:
+def _sintel(path: Path, render_pass: str, log=None) -> list[PairSource]:
     root = _training(path, render_pass)
     images, flows, occ = root / render_pass, root / "flow", root / "occlusions"
     if not images.is_dir():
@@ -306,7 +307,7 @@ def _sintel(path: Path, render_pass: str) -> list[PairSource]:
             sources.append(PairSource(
                 name, f"{pa} | {pb}",
                 lambda m, pa=pa, pb=pb, f=flo, o=occ_path, n=name, r=render_pass:
-                _load_sintel(pa, pb, f, o, n, r, m)))
+                _load_sintel(pa, pb, f, o, n, r, m, log=log)))
     if not sources:
         raise UserError(f"no frame pairs in {images}: expected SCENE/frame_0001.png, "
                         "SCENE/frame_0002.png ...")
@@ -314,8 +315,8 @@ def _sintel(path: Path, render_pass: str) -> list[PairSource]:
 
 
 def _load_sintel(pa: Path, pb: Path, flo: Path, occ_path: Path | None, name: str,
-                 render_pass: str, max_size: int | None) -> Pair:
-    a, b = load_image(pa), load_image(pb)
+                 render_pass: str, max_size: int | None, log=None) -> Pair:
+    a, b, bad = read_pair_images(pa, pb, log=log)
     flow = read_flo(flo)
     _check_shape(flow, a.shape[:2], flo, pa)
     u, v = flow[:, :, 0], flow[:, :, 1]
@@ -331,11 +332,11 @@ def _load_sintel(pa: Path, pb: Path, flo: Path, occ_path: Path | None, name: str
                 gt="flow (u, v): x_B = x_A + u, y_B = y_A + v",
                 file_a=str(pa), file_b=str(pb), file_gt=str(flo))
     source = f"MPI-Sintel {render_pass} pass {pa.parent.name} {pa.stem} -> {pb.stem}"
-    return resize_pair(Pair(name, a, b, gt, valid, source, info, masks), max_size)
+    return resize_pair(Pair(name, a, b, gt, valid, source, info, masks=masks, nonfinite_pixels=bad), max_size)
 
 
 # --------------------------------------------------------------------------- KITTI 2015
-def _kitti(path: Path, task: str) -> list[PairSource]:
+def _kitti(path: Path, task: str, log=None) -> list[PairSource]:
     root = _training(path, "image_2")
     left = root / "image_2"
     if task == "flow":
@@ -364,15 +365,15 @@ def _kitti(path: Path, task: str) -> list[PairSource]:
         name = f"{kind}/{m.group(1)}"
         sources.append(PairSource(name, f"{pa} | {pb}",
                                   lambda mx, pa=pa, pb=pb, g=gt_path, o=noc_path, n=name, t=task:
-                                  _load_kitti(pa, pb, g, o, n, t, mx)))
+                                  _load_kitti(pa, pb, g, o, n, t, mx, log=log)))
     if not sources:
         raise UserError(f"no pairs in {left}: expected NNNNNN_10.png images")
     return sources
 
 
 def _load_kitti(pa: Path, pb: Path, gt_path: Path, noc_path: Path | None, name: str, task: str,
-                max_size: int | None) -> Pair:
-    a, b = load_image(pa), load_image(pb)
+                max_size: int | None, log=None) -> Pair:
+    a, b, bad = read_pair_images(pa, pb, log=log)
     masks = {}
     if task == "flow":
         flow, known = read_kitti_flow(gt_path)
@@ -395,7 +396,7 @@ def _load_kitti(pa: Path, pb: Path, gt_path: Path, noc_path: Path | None, name: 
     info = dict(dataset=f"kitti-{task}", gt=desc, file_a=str(pa), file_b=str(pb),
                 file_gt=str(gt_path))
     source = f"{source} {pa.name} -> {pb.parent.name}/{pb.name}"
-    return resize_pair(Pair(name, a, b, gt, valid, source, info, masks), max_size)
+    return resize_pair(Pair(name, a, b, gt, valid, source, info, masks=masks, nonfinite_pixels=bad), max_size)
 
 
 # --------------------------------------------------------------------------- HPatches
@@ -403,7 +404,7 @@ def _is_hpatches_sequence(d: Path) -> bool:
     return (d / "1.ppm").is_file()
 
 
-def _hpatches(path: Path) -> list[PairSource]:
+def _hpatches(path: Path, log=None) -> list[PairSource]:
     seqs = [path] if _is_hpatches_sequence(path) else [
         d for d in _subdirs(path) if _is_hpatches_sequence(d)]
     sources = []
@@ -416,21 +417,22 @@ def _hpatches(path: Path) -> list[PairSource]:
                 raise UserError(f"missing ground truth {h_path} for {seq / f'{k}.ppm'}")
             name = f"hpatches/{seq.name}/1-{k}"
             sources.append(PairSource(name, f"{seq / '1.ppm'} | {seq / f'{k}.ppm'}",
-                                      lambda m, s=seq, k=k, n=name: _load_hpatches(s, k, n, m)))
+                                      lambda m, s=seq, k=k, n=name: _load_hpatches(s, k, n, m, log=log)))
     if not sources:
         raise UserError(f"no HPatches sequences in {path}: expected SEQ/1.ppm, SEQ/2.ppm ... "
                         "and SEQ/H_1_2 ...")
     return sources
 
 
-def _load_hpatches(seq: Path, k: int, name: str, max_size: int | None) -> Pair:
+def _load_hpatches(seq: Path, k: int, name: str, max_size: int | None, log=None) -> Pair:
     pa, pb, h_path = seq / "1.ppm", seq / f"{k}.ppm", seq / f"H_1_{k}"
-    a, b = load_image(pa), load_image(pb)
+    a, b, bad = read_pair_images(pa, pb, log=log)
     matrix = read_homography(h_path)
     gt, valid = correspondence_from_matrix(matrix, a.shape[:2], b.shape[:2])
     info = dict(dataset="hpatches", gt="homography H_1_k of (x, y, 1)",
                 homography=matrix.tolist(), file_a=str(pa), file_b=str(pb), file_gt=str(h_path))
-    return resize_pair(Pair(name, a, b, gt, valid, f"HPatches {seq.name} 1 -> {k}", info), max_size)
+    return resize_pair(Pair(name, a, b, gt, valid, f"HPatches {seq.name} 1 -> {k}", info,
+                            nonfinite_pixels=bad), max_size)
 
 
 # --------------------------------------------------------------------------- DeepPruner
@@ -444,12 +446,12 @@ def _deeppruner(path: Path, log: Callable[[str], None] | None) -> list[PairSourc
     for pa, pb in found:
         name = f"{base_name}-{safe_name(pa.stem)}"
         sources.append(PairSource(name, f"{pa} | {pb}",
-                                  lambda m, pa=pa, pb=pb, n=name: _load_deeppruner(pa, pb, n, m)))
+                                  lambda m, pa=pa, pb=pb, n=name: _load_deeppruner(pa, pb, n, m, log=log)))
     return sources
 
 
-def _load_deeppruner(pa: Path, pb: Path, name: str, max_size: int | None) -> Pair:
-    pair = folder_pair(pa, pb, name, max_size)
+def _load_deeppruner(pa: Path, pb: Path, name: str, max_size: int | None, log=None) -> Pair:
+    pair = folder_pair(pa, pb, name, max_size, log=log)
     pair.info["dataset"] = "deeppruner"
     return pair
 
@@ -541,7 +543,8 @@ def resolve_dataset(spec: str, *, limit: int | None = None, select: str | None =
     select : str, optional
         ``fnmatch`` pattern on the pair name (e.g. ``"sintel-clean/alley_*"``), applied first.
     log : callable, optional
-        Receives one-line notes (DeepPruner folders whose paired file names differ).
+        Receives one-line notes: DeepPruner folders whose paired file names differ, and (when a
+        pair is loaded) image files whose NaN or inf pixels were replaced.
 
     Only the layout is scanned and the ground-truth files' existence checked; nothing is decoded
     until ``PairSource.load(max_size)``. Raises :class:`UserError` (one line) for an unknown or
@@ -551,13 +554,13 @@ def resolve_dataset(spec: str, *, limit: int | None = None, select: str | None =
         raise UserError(f"--limit {limit}: give a positive number of pairs")
     kind, path = parse_spec(spec)
     if kind == "middlebury":
-        sources = _middlebury(path)
+        sources = _middlebury(path, log=log)
     elif kind in ("sintel", "sintel-final"):
-        sources = _sintel(path, "clean" if kind == "sintel" else "final")
+        sources = _sintel(path, "clean" if kind == "sintel" else "final", log=log)
     elif kind in ("kitti-flow", "kitti-stereo"):
-        sources = _kitti(path, kind.removeprefix("kitti-"))
+        sources = _kitti(path, kind.removeprefix("kitti-"), log=log)
     elif kind == "hpatches":
-        sources = _hpatches(path)
+        sources = _hpatches(path, log=log)
     else:
         sources = _deeppruner(path, log)
     sources.sort(key=lambda s: s.name)
@@ -568,3 +571,30 @@ def resolve_dataset(spec: str, *, limit: int | None = None, select: str | None =
                             f"{spec} (names look like {sources[0].name})")
         sources = picked
     return sources[:limit] if limit is not None else sources
+
+
+def resolve_data(specs: list[str], *, limit: int | None = None, select: str | None = None,
+                 log: Callable[[str], None] | None = None) -> list[PairSource]:
+    """Turn ``--data`` values into loadable pair sources, in the order given.
+
+    Each value is a built-in pair name (:data:`experiments.pairs.BUILTIN_PAIRS`), ``KIND:PATH`` or a
+    folder whose layout is detected (:func:`resolve_dataset`; ``limit`` and ``select`` apply to each
+    dataset or folder, built-in names are always kept). Raises :class:`UserError` for unknown
+    names, bad folders and pair names that occur twice.
+    """
+    sources: list[PairSource] = []
+    for spec in specs:
+        if spec in BUILTIN_PAIRS and not Path(spec).is_dir():
+            sources.append(PairSource(spec, f"built-in {spec}", lambda m, n=spec: builtin_pair(n, max_size=m)))
+        elif ":" not in spec and not Path(spec).exists():
+            raise UserError(f"--data {spec!r} is neither a built-in pair ({', '.join(BUILTIN_PAIRS)}), "
+                            f"nor KIND:PATH (KIND in {', '.join(KINDS)}), nor an existing folder")
+        else:
+            sources.extend(resolve_dataset(spec, limit=limit, select=select, log=log))
+    seen: set[str] = set()
+    for s in sources:
+        if s.name in seen:
+            raise UserError(f"pair name {s.name!r} occurs twice in --data; list each pair or "
+                            "folder once (folders with the same name need different names)")
+        seen.add(s.name)
+    return sources

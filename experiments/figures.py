@@ -27,7 +27,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from .methods import METHOD_LABELS  # noqa: E402
-from .pairs import Pair  # noqa: E402
+from .pairs import Pair, file_stem  # noqa: E402
 from .runner import METHOD_ORDER, load_artifact, summary_table  # noqa: E402
 
 DPI = 100
@@ -209,7 +209,7 @@ def iterations_figure(out: Path, df, pair: Pair) -> str | None:
                        fontsize=7.5)
     fig.suptitle(f"{pair.name}: reconstruction of A after each iteration", fontsize=10)
     fig.tight_layout()
-    return _save(fig, out / f"iterations_{pair.name}.png", photo=True)
+    return _save(fig, out / f"iterations_{file_stem(pair.name)}.png", photo=True)
 
 
 def convergence_figure(out: Path, df) -> str | None:
@@ -276,7 +276,7 @@ def nnf_figure(out: Path, pair: Pair) -> str | None:
     plot_colour_wheel(max_mag, ax=axes[0, -1])
     fig.suptitle(f"{pair.name}: NNF as displacement (match in B - pixel of A)", fontsize=10)
     fig.tight_layout()
-    return _save(fig, out / f"nnf_{pair.name}.png")
+    return _save(fig, out / f"nnf_{file_stem(pair.name)}.png")
 
 
 def make_all(out: Path, df, pairs: dict[str, Pair]) -> list[str]:

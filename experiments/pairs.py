@@ -489,6 +489,12 @@ def safe_name(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("_") or "pair"
 
 
+def file_stem(name: str) -> str:
+    """A pair name as part of a file name: the ``/`` of dataset pair names become ``--``
+    (``sintel-clean/alley_1/0001`` -> ``sintel-clean--alley_1--0001``)."""
+    return name.replace("/", "--")
+
+
 def nonfinite_note(path: Path, count: int) -> str:
     """The one-line note printed when an image file held non-finite values."""
     return (f"note: {path}: {count} pixel{'s' if count != 1 else ''} with NaN or inf values "
@@ -502,50 +508,20 @@ def folder_pair(path_a: Path, path_b: Path, name: str, max_size: int | None, *,
     ``log`` receives a one-line note (:func:`nonfinite_note`) for each image file whose
     non-finite values were replaced; the counts are kept in ``Pair.nonfinite_pixels``.
     """
+    a, b, bad = read_pair_images(path_a, path_b, log=log)
+    pair = Pair(name, a, b, None, None, f"{path_a} | {path_b}",
+                dict(file_a=path_a.name, file_b=path_b.name), nonfinite_pixels=bad)
+    return resize_pair(pair, max_size)
+
+
+def read_pair_images(path_a: Path, path_b: Path, *, log: Callable[[str], None] | None = None):
+    """Both images of a pair (:func:`read_image`) and ``{"a": n, "b": m}``, the pixels of each that
+    held NaN or inf; ``log`` gets a one-line note (:func:`nonfinite_note`) per such file."""
     (a, bad_a), (b, bad_b) = read_image(path_a), read_image(path_b)
     for path, count in ((path_a, bad_a), (path_b, bad_b)):
         if count and log is not None:
             log(nonfinite_note(path, count))
-    pair = Pair(name, a, b, None, None, f"{path_a} | {path_b}",
-                dict(file_a=path_a.name, file_b=path_b.name), nonfinite_pixels={"a": bad_a, "b": bad_b})
-    return resize_pair(pair, max_size)
-
-
-def resolve_data(specs: list[str], *, log: Callable[[str], None] | None = None
-                 ) -> list[PairSource]:
-    """Turn ``--data`` values (built-in names and/or BASE folders) into loadable pair sources.
-
-    Folder pairs are named ``<folder>-<stem of A's file>``. Raises :class:`UserError` for unknown
-    names, bad folders and duplicate names; ``log`` receives a note when paired file names differ
-    and, when a folder pair is loaded, one per image file whose NaN or inf pixels were replaced.
-    """
-    sources: list[PairSource] = []
-    for spec in specs:
-        if spec in BUILTIN_PAIRS and not Path(spec).is_dir():
-            sources.append(PairSource(spec, f"built-in {spec}",
-                                      lambda m, n=spec: builtin_pair(n, max_size=m)))
-            continue
-        p = Path(spec)
-        if not p.exists():
-            raise UserError(f"--data {spec!r} is neither a built-in pair "
-                            f"({', '.join(BUILTIN_PAIRS)}) nor an existing folder")
-        base_name = safe_name(p.resolve().name)
-        found = scan_folder(p)
-        note = name_mismatch_note(p, found)
-        if note and log is not None:
-            log(note)
-        for pa, pb in found:
-            name = f"{base_name}-{safe_name(pa.stem)}"
-            sources.append(PairSource(name, f"{pa} | {pb}",
-                                      lambda m, pa=pa, pb=pb, n=name: folder_pair(pa, pb, n, m,
-                                                                                  log=log)))
-    seen: dict[str, int] = {}
-    for s in sources:
-        if s.name in seen:
-            raise UserError(f"pair name {s.name!r} occurs twice in --data; list each pair or "
-                            "folder once (folders with the same name need different names)")
-        seen[s.name] = 1
-    return sources
+    return a, b, {"a": bad_a, "b": bad_b}
 
 
 def check_pair(pair: Pair, patch_size: int) -> None:

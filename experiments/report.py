@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from .methods import METHOD_LABELS
+from .pairs import file_stem
 from .runner import METHOD_ORDER
 
 SUMMARY_COLS = [("pair", "pair"), ("method", "method"), ("iteration", "it"),
@@ -240,10 +241,11 @@ def write_report(out: Path, df, summary, pairs: dict, meta: dict) -> Path:
                                   f"iteration{'s' if len(g) > 1 else ''} "
                                   f"({_cell('cum_time_s', last['cum_time_s'])} s)")
         L.append("; ".join(per_method) + ".\n")
-        if f"iterations_{name}.png" in figs:
-            L.append(f"![iterations {name}](iterations_{name}.png)\n")
-        if f"nnf_{name}.png" in figs:
-            L.append(f"![nnf {name}](nnf_{name}.png)\n")
+        stem = file_stem(name)
+        if f"iterations_{stem}.png" in figs:
+            L.append(f"![iterations {name}](iterations_{stem}.png)\n")
+        if f"nnf_{stem}.png" in figs:
+            L.append(f"![nnf {name}](nnf_{stem}.png)\n")
     L.append("## Files\n")
     L.append("- `metrics.csv`: one row per (pair, method, iteration); columns documented in "
              "README.md (section Experiments).\n- `summary.csv`: the last iteration of each (pair, method)."

@@ -36,7 +36,7 @@ from . import methods, provenance
 from .devices import ThreadCounts, thread_scope
 from .errors import UserError
 from .metrics import DATASET_COLUMNS, iteration_metrics
-from .pairs import Pair, PairSource, check_pair
+from .pairs import Pair, PairSource, check_pair, file_stem
 
 COLUMNS = [
     "pair", "method", "iteration", "time_s", "cum_time_s",
@@ -131,7 +131,7 @@ class Unit:
 
     @property
     def key(self) -> str:
-        return f"{self.pair}__{self.method}"
+        return f"{file_stem(self.pair)}__{self.method}"
 
 
 def strip_iterations(n: int, k: int = STRIP_COLUMNS) -> list[int]:
@@ -487,7 +487,7 @@ class Runner:
 
 
 def load_artifact(out: Path, pair: str, method: str) -> dict | None:
-    p = out / "artifacts" / f"{pair}__{method}.npz"
+    p = out / "artifacts" / f"{file_stem(pair)}__{method}.npz"
     if not p.exists():
         return None
     with np.load(p) as z:

@@ -17,9 +17,9 @@ import pytest
 
 from experiments import metrics
 from experiments.datasets import (KINDS, detect_layout, read_flo, read_kitti_flow, read_pfm,
-                                  resolve_dataset)
+                                  resolve_data, resolve_dataset)
 from experiments.errors import UserError
-from experiments.pairs import Pair, resize_pair, resolve_data
+from experiments.pairs import Pair, resize_pair
 
 
 def _rgb(seed: int, h: int, w: int) -> np.ndarray:
@@ -342,7 +342,9 @@ def test_hpatches_gt_other_size(data):
 def test_deeppruner_keeps_names(data):
     base = data["deeppruner"]
     srcs = resolve_dataset(f"deeppruner:{base}")
-    assert [s.name for s in srcs] == [s.name for s in resolve_data([str(base)])]
+    # named <folder>-<stem of A's file>, as before datasets existed; a bare folder is detected
+    assert [s.name for s in srcs] == [f"{base.name}-{p.stem}" for p in sorted((base / "image_1").iterdir())]
+    assert [s.name for s in resolve_data([str(base)])] == [s.name for s in srcs]
     pair = srcs[0].load(None)
     assert pair.gt is None and pair.info["dataset"] == "deeppruner"
 

@@ -10,7 +10,8 @@ import pytest
 
 from experiments import methods
 from experiments.cli import finish
-from experiments.pairs import PairSource, builtin_pair, resolve_data
+from experiments.datasets import resolve_data
+from experiments.pairs import PairSource, builtin_pair
 from experiments.runner import COLUMNS, RUN_KEYS, RunSettings, Runner, load_pairs
 
 

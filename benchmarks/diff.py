@@ -1,26 +1,32 @@
-"""Benchmark: memory-saving vs materialising Differentiable PatchMatch on the Middlebury motorcycle pair.
+"""Benchmark: Differentiable PatchMatch's one fast path against the materialising path, on the motorcycle pair.
 
-Run ``.venv/bin/python -m benchmarks.diff [--device auto|cpu|cuda] [--iterations N] [--quick]``.
+Run ``.venv/bin/python -m benchmarks.diff [--device auto|cpu|cuda] [--threads N] [--quick]``.
 
-Reference configuration (sample_count=1, window 100 x 100, temperature 1e10, soft evaluation,
-7 x 7 RGB features), A = left, B = right (scikit-image ``stereo_motorcycle``, 500 x 741). Each
-measurement runs in its own subprocess, so peak memory is that path's own:
+The Middlebury motorcycle pair (scikit-image ``stereo_motorcycle``, 500 x 741, A = left, B = right),
+21-iteration configurations, timed over ``--iterations`` iterations. Every measurement runs in its
+own subprocess so that its peak memory is its own, under ``--threads`` threads for torch and numba
+(default 2):
 
-* CPU: peak resident set (``VmHWM`` after resetting it via ``/proc/self/clear_refs``; ``ru_maxrss``
-  where that is unavailable) minus the resident set just before the timed run (inputs loaded,
-  kernels compiled by a warm-up on a small crop).
-* CUDA: ``torch.cuda.max_memory_allocated`` minus the allocation before the run; timings synchronise.
+* ``default``: ``DifferentiablePatchMatch()``; ``reference``: ``reference_quirks=True`` (the original
+  end to end); ``learned``: the committed checkpoint's learnt features (``data/dpm_learned.pt``,
+  scored through ``tiled_scores``); ``materialize``: the default with ``materialize=True`` (the
+  reference's own evaluation: ``K x 147 x H x W`` features per step), the baseline of the ratios.
+* forward (no gradients), and forward + backward of one iteration at the reference temperature
+  (1e10: the softmax is one-hot, its gradient almost zero) and at a training temperature (10).
 
-Seconds per iteration are medians over the timed iterations (callback timestamps, forward alone;
-forward + backward is the whole run divided by its iteration count). Agreement is the fraction of
-pixels whose positions from the two paths differ by at most 1e-3 px after the same iterations with
-the same random draws. Records are printed as a table and written as JSON with metadata.
+Peak memory: CPU, peak resident set (``VmHWM`` after resetting it via ``/proc/self/clear_refs``;
+``ru_maxrss`` where that is unavailable) minus the resident set just before the timed run (inputs
+loaded, kernels compiled by a warm-up on a crop); CUDA, ``torch.cuda.max_memory_allocated`` minus the
+allocation before the run. Seconds per iteration: the median of the per-iteration callback stamps
+(forward), or the whole run's time (forward + backward of one iteration). Agreement: the fraction of
+pixels whose positions from the fast and the materialising paths differ by at most 1e-3 px after the
+same iterations with the same random draws. Speeds are ratios within this run; the table and the
+JSON (``--output``) carry the run's metadata.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -29,6 +35,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+CHECKPOINT = REPO / "data" / "dpm_learned.pt"
+TRAINING_TEMPERATURE = 10.0
 
 
 def _pair(quick: bool):
@@ -59,106 +69,164 @@ def _reset_peak() -> bool:
         return False
 
 
+def _model(spec: dict, iterations: int, device):
+    """The configuration ``spec["config"]`` at ``spec["temperature"]`` (None: its own)."""
+    import diff_pm
+
+    kw = dict(iterations=iterations)
+    if spec["temperature"] is not None:
+        kw["temperature"] = spec["temperature"]
+    if spec["config"] == "learned":
+        from learning.checkpoint import load_checkpoint  # deferred: only this configuration needs it
+        model, _ = load_checkpoint(CHECKPOINT, device=str(device), **kw)
+        return model
+    extra = {"default": {}, "reference": dict(reference_quirks=True), "materialize": dict(materialize=True)}
+    return diff_pm.DifferentiablePatchMatch(**kw, **extra[spec["config"]]).to(device)
+
+
 def _worker(spec: dict) -> dict:
     """One measurement in this (fresh) process; returns a flat record."""
     import resource
 
     import torch
 
-    import diff_pm
+    from experiments.devices import thread_scope
 
     device = torch.device(spec["device"])
     left, right = _pair(spec["quick"])
     a = torch.from_numpy(left).permute(2, 0, 1)[None].to(device)
     b = torch.from_numpy(right).permute(2, 0, 1)[None].to(device)
-    kw = dict(iterations=spec["iterations"], materialize=spec["materialize"])
-    model = diff_pm.DifferentiablePatchMatch(**kw).to(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    # warm-up: compile kernels / initialise libraries on a small crop
-    with torch.no_grad():
-        diff_pm.DifferentiablePatchMatch(iterations=1, materialize=spec["materialize"])(a[..., :32, :32], b[..., :32, :32])
     backward = spec["mode"] == "forward+backward"
-    if backward:
-        a.requires_grad_(True)
-        b.requires_grad_(True)
-    if device.type == "cuda":
-        sync()
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-    else:
-        exact = _reset_peak()
-        base = _rss_kb("VmRSS") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    stamps = []
-
-    def callback(iteration, positions):
-        sync()
-        stamps.append(time.perf_counter())
-
-    generator = torch.Generator(device=device).manual_seed(spec["seed"])
-    sync()
-    start = time.perf_counter()
-    cpu0 = time.process_time()
-    with torch.set_grad_enabled(backward):
-        positions = model(a, b, generator=generator, callback=callback)
+    with thread_scope(spec["threads"]) as used:
+        # warm-up: compile kernels / initialise libraries on a crop, both passes when timed
+        crop_a, crop_b = (a[..., :40, :40].clone().requires_grad_(backward), b[..., :40, :40].clone())
+        with torch.set_grad_enabled(backward):
+            out = _model(spec, 1, device)(crop_a, crop_b)
+            if backward:
+                out.sum().backward()
+        model = _model(spec, spec["iterations"], device)
         if backward:
-            positions.sum().backward()
-    sync()
-    total = time.perf_counter() - start
-    cpu = time.process_time() - cpu0
+            a.requires_grad_(True)
+            b.requires_grad_(True)
+        if device.type == "cuda":
+            sync()
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+        else:
+            exact = _reset_peak()
+            base = _rss_kb("VmRSS") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        stamps = []
+
+        def callback(iteration, positions):
+            sync()
+            stamps.append(time.perf_counter())
+
+        generator = torch.Generator(device=device).manual_seed(spec["seed"])
+        sync()
+        start = time.perf_counter()
+        cpu0 = time.process_time()
+        with torch.set_grad_enabled(backward):
+            positions = model(a, b, generator=generator, callback=callback)
+            if backward:
+                positions.sum().backward()
+        sync()
+        total = time.perf_counter() - start
+        cpu = time.process_time() - cpu0
     if device.type == "cuda":
         peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20
     else:
         peak_kb = _rss_kb("VmHWM") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         peak = (peak_kb - base) / 1024
     steps = np.diff([start] + stamps)
-    np.save(spec["positions_file"], positions.detach().cpu().numpy())
-    return {
-        "path": "materialize" if spec["materialize"] else "memory-saving",
-        "mode": spec["mode"],
-        "iterations": spec["iterations"],
-        "seconds_per_iteration": float(statistics.median(steps)) if not backward else total / spec["iterations"],
-        "seconds_per_iteration_spread": float(np.ptp(steps)) if not backward else float("nan"),
-        "cpu_seconds_per_iteration": cpu / spec["iterations"],
-        "peak_memory_mib": float(peak),
-    }
+    if spec.get("positions_file"):
+        np.save(spec["positions_file"], positions.detach().cpu().numpy())
+    return dict(label=spec["label"], config=spec["config"], mode=spec["mode"], temperature=spec["temperature"],
+                iterations=spec["iterations"],
+                seconds_per_iteration=float(statistics.median(steps)) if not backward else total / spec["iterations"],
+                seconds_per_iteration_min=float(np.min(steps)) if not backward else float("nan"),
+                seconds_per_iteration_max=float(np.max(steps)) if not backward else float("nan"),
+                cpu_seconds_per_iteration=cpu / spec["iterations"], peak_memory_mib=float(peak),
+                torch_threads=used.torch, numba_threads=used.numba)
 
 
 def _run(spec: dict) -> dict:
-    """Run one measurement in a subprocess; a failure becomes a NaN record."""
+    """Run one measurement in a subprocess; a failure becomes a NaN record with the reason."""
     proc = subprocess.run([sys.executable, "-m", "benchmarks.diff", "--worker", json.dumps(spec)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, cwd=REPO)
     if proc.returncode != 0 or not proc.stdout.strip():
         sys.stderr.write(proc.stderr[-2000:])
-        return {"path": "materialize" if spec["materialize"] else "memory-saving", "mode": spec["mode"],
-                "iterations": spec["iterations"], "seconds_per_iteration": float("nan"),
-                "seconds_per_iteration_spread": float("nan"), "cpu_seconds_per_iteration": float("nan"),
-                "peak_memory_mib": float("nan"), "error": proc.stderr.strip().splitlines()[-1:] or ["no output"]}
+        nan = float("nan")
+        return dict(label=spec["label"], config=spec["config"], mode=spec["mode"], temperature=spec["temperature"],
+                    iterations=spec["iterations"], seconds_per_iteration=nan, seconds_per_iteration_min=nan,
+                    seconds_per_iteration_max=nan, cpu_seconds_per_iteration=nan, peak_memory_mib=nan,
+                    error=(proc.stderr.strip().splitlines() or ["no output"])[-1])
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _metadata(device: str, quick: bool) -> dict:
-    import numba
-    import torch
-
+def _metadata(device: str, quick: bool, threads: int) -> dict:
     from experiments import provenance
     git = provenance.git_state(paths=("diff_pm", "benchmarks"))
     versions = provenance.package_versions()
     return {
         "commit": git["commit"], "dirty": git["dirty"], "python": versions["python"], "torch": versions["torch"],
         "numba": versions["numba"], "numpy": versions["numpy"], "device": device,
-        "gpu": provenance.gpu_name(device), "cpu": provenance.cpu_name(),
-        "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "numba_threads": numba.get_num_threads(),
+        "gpu": provenance.gpu_name(device), "cpu": provenance.cpu_name(), "threads": threads,
         "image": "motorcycle (half size)" if quick else "motorcycle 500x741",
-        "config": "sample_count=1, window=(100, 100), temperature=1e10, soft, patch 7, 147 channels",
+        "configurations": "21-iteration DPM; default = sample_count 1, window 100 x 100, temperature 1e10, soft, "
+                          "7 x 7 RGB features",
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def plan(iterations: int, materialize_iterations: int, *, learned: bool) -> list[dict]:
+    """The measurements, in order (``label`` names each)."""
+    fwd = dict(mode="forward", temperature=None)
+    out = [dict(label="default", config="default", iterations=iterations, **fwd),
+           dict(label="reference", config="reference", iterations=iterations, **fwd)]
+    if learned:
+        out.append(dict(label="learned", config="learned", iterations=iterations, **fwd))
+    out += [dict(label="materialize", config="materialize", iterations=materialize_iterations, agree=True, **fwd),
+            dict(label="default, as materialize", config="default", iterations=materialize_iterations, agree=True,
+                 **fwd)]
+    for t in (None, TRAINING_TEMPERATURE):
+        name = "T=1e10" if t is None else f"T={t:g}"
+        out.append(dict(label=f"default fwd+bwd {name}", config="default", mode="forward+backward", temperature=t,
+                        iterations=1))
+    out.append(dict(label=f"materialize fwd+bwd T={TRAINING_TEMPERATURE:g}", config="materialize",
+                    mode="forward+backward", temperature=TRAINING_TEMPERATURE, iterations=1))
+    return out
+
+
+def summarise(records: list[dict]) -> dict:
+    by = {r["label"]: r for r in records}
+
+    def ratio(slow, fast, key):
+        if slow in by and fast in by and by[fast][key] > 0:
+            return by[slow][key] / by[fast][key]
+        return float("nan")
+
+    bwd = f"fwd+bwd T={TRAINING_TEMPERATURE:g}"
+    return {
+        "forward speedup (materialize / default)": ratio("materialize", "default", "seconds_per_iteration"),
+        "forward memory ratio (materialize / default)": ratio("materialize", "default", "peak_memory_mib"),
+        "reference / default time per iteration": ratio("reference", "default", "seconds_per_iteration"),
+        "learned / default time per iteration": ratio("learned", "default", "seconds_per_iteration"),
+        f"{bwd} speedup (materialize / default)": ratio(f"materialize {bwd}", f"default {bwd}",
+                                                          "seconds_per_iteration"),
+        f"{bwd} memory ratio (materialize / default)": ratio(f"materialize {bwd}", f"default {bwd}",
+                                                               "peak_memory_mib"),
+        "backward cost at T=10 / at T=1e10": ratio(f"default {bwd}", "default fwd+bwd T=1e10",
+                                                   "seconds_per_iteration"),
     }
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.diff", description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--threads", type=int, default=2, help="torch and numba threads (default 2)")
     parser.add_argument("--iterations", type=int, default=None,
-                        help="timed iterations of the memory-saving path (default 5; 2 with --quick)")
+                        help="timed iterations of the fast paths (default 5; 2 with --quick)")
     parser.add_argument("--materialize-iterations", type=int, default=2,
                         help="timed iterations of the materialising path (slow, several GB)")
     parser.add_argument("--quick", action="store_true", help="half-size pair, fewer iterations")
@@ -169,58 +237,49 @@ def main(argv=None) -> int:
         print(json.dumps(_worker(json.loads(args.worker))))
         return 0
     import torch
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda but CUDA is not available")
+
+    from experiments.devices import resolve_device
+    from experiments.errors import UserError
+    try:
+        device = resolve_device(args.device)
+    except UserError as exc:
+        parser.error(str(exc))
     fast_iters = args.iterations or (2 if args.quick else 5)
-    mat_iters = min(args.materialize_iterations, fast_iters) if not args.quick else 1
+    mat_iters = 1 if args.quick else min(args.materialize_iterations, fast_iters)
+    meta = _metadata(device, args.quick, args.threads)
+    print("metadata: " + ", ".join(f"{k} {v}" for k, v in meta.items()), flush=True)
     records = []
     with tempfile.TemporaryDirectory() as tmp:
         files = {}
-        plan = [(False, "forward", fast_iters), (False, "forward", mat_iters), (True, "forward", mat_iters),
-                (False, "forward+backward", 1), (True, "forward+backward", 1)]
-        for materialize, mode, iters in plan:
-            name = f"{int(materialize)}_{mode}_{iters}.npy"
-            spec = dict(device=device, quick=args.quick, materialize=materialize, mode=mode, iterations=iters,
-                        seed=0, positions_file=str(Path(tmp) / name))
+        for spec in plan(fast_iters, mat_iters, learned=CHECKPOINT.is_file()):
+            spec = dict(spec, device=device, quick=args.quick, seed=0, threads=args.threads)
+            if spec.pop("agree", False):
+                spec["positions_file"] = str(Path(tmp) / f"{len(files)}.npy")
+                files[spec["config"]] = spec["positions_file"]
             rec = _run(spec)
-            files[(materialize, mode, iters)] = spec["positions_file"]
-            print(f"  {rec['path']:>13} {mode:>16} {iters:2d} it: {rec['seconds_per_iteration']:8.3f} s/it "
-                  f"{rec['peak_memory_mib']:9.1f} MiB", flush=True)
             records.append(rec)
+            print(f"  {rec['label']:>28}: {rec['seconds_per_iteration']:8.3f} s/it  "
+                  f"{rec['peak_memory_mib']:9.1f} MiB" + (f"  ERROR {rec['error']}" if "error" in rec else ""),
+                  flush=True)
         agreement = float("nan")
         try:
-            fast = np.load(files[(False, "forward", mat_iters)])
-            slow = np.load(files[(True, "forward", mat_iters)])
+            fast, slow = np.load(files["default"]), np.load(files["materialize"])
             agreement = float((np.abs(fast - slow).max(axis=1) <= 1e-3).mean())
-        except OSError:
+        except (KeyError, OSError):
             pass
-    # keep the long run's record for the memory-saving forward, the matched run only for agreement
-    by_key = {}
-    for rec in records:
-        key = (rec["path"], rec["mode"])
-        if key not in by_key or rec["iterations"] > by_key[key]["iterations"]:
-            by_key[key] = rec
-    summary = {}
-    for mode in ("forward", "forward+backward"):
-        fast, slow = by_key.get(("memory-saving", mode)), by_key.get(("materialize", mode))
-        if fast and slow:
-            summary[mode] = {
-                "speedup": slow["seconds_per_iteration"] / fast["seconds_per_iteration"],
-                "memory_ratio": slow["peak_memory_mib"] / max(fast["peak_memory_mib"], 1e-9),
-            }
-    result = {"metadata": _metadata(device, args.quick), "records": records, "ratios": summary,
-              "agreement_fraction": agreement, "agreement_iterations": mat_iters}
+    summary = summarise(records)
+    result = {"metadata": meta, "records": records, "ratios": summary, "agreement_fraction": agreement,
+              "agreement_iterations": mat_iters}
     print()
-    print(f"{'path':>13} {'mode':>16} {'iters':>5} {'s/iter':>9} {'cpu s/iter':>10} {'peak MiB':>9}")
+    print(f"{'measurement':>28} {'iters':>5} {'s/iter':>9} {'min':>7} {'max':>7} {'cpu s/iter':>10} {'peak MiB':>9}")
     for rec in records:
-        print(f"{rec['path']:>13} {rec['mode']:>16} {rec['iterations']:5d} {rec['seconds_per_iteration']:9.3f} "
+        print(f"{rec['label']:>28} {rec['iterations']:5d} {rec['seconds_per_iteration']:9.3f} "
+              f"{rec['seconds_per_iteration_min']:7.3f} {rec['seconds_per_iteration_max']:7.3f} "
               f"{rec['cpu_seconds_per_iteration']:10.3f} {rec['peak_memory_mib']:9.1f}")
-    for mode, s in summary.items():
-        print(f"{mode}: materialize / memory-saving = {s['speedup']:.1f}x time, {s['memory_ratio']:.1f}x peak memory")
-    print(f"agreement (same draws, {mat_iters} iterations): {agreement:.4f}")
+    print()
+    for k, v in summary.items():
+        print(f"{k}: {v:.2f}x")
+    print(f"agreement of default and materialize (same draws, {mat_iters} iterations): {agreement:.4f}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2))
     print(f"written {args.output}")

@@ -16,7 +16,8 @@ ALLOWED = {
     "diff_pm": {"diff_pm"},
     "experiments": {"experiments", "classic_pm", "diff_pm"},
     "learning": {"learning", "experiments", "classic_pm", "diff_pm"},
-    "benchmarks": {"benchmarks", "experiments", "classic_pm", "diff_pm"},
+    # benchmarks are command-line tools on top of everything: they time the learnt features too
+    "benchmarks": {"benchmarks", "learning", "experiments", "classic_pm", "diff_pm"},
 }
 # Only the command-line entry point may import learning (to route `train`, load checkpoints).
 ENTRY_POINTS = {"experiments.cli", "experiments.__main__"}

@@ -1,4 +1,5 @@
-"""``python -m experiments {compare,reconstruct,train}`` (see README.md (section "Experiments"))."""
+"""``python -m experiments {compare,reconstruct,train,sweep}`` (see README.md (section "Experiments"))."""
 from .cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not when a worker process of `sweep` imports this module
+    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""Command line: ``python -m experiments {compare,reconstruct,train} ...``.
+"""Command line: ``python -m experiments {compare,reconstruct,train,sweep} ...``.
 
 Bad input never ends in a traceback: it prints one line ``error: <what is wrong and how to fix
 it>`` on stderr and exits with status 2 (130 on Ctrl-C, after saying how to resume).
@@ -56,7 +56,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m experiments",
                      description="Classic vs differentiable PatchMatch: runs, reports, training.")
-    sub = parser.add_subparsers(dest="command", metavar="{compare,reconstruct,train}",
+    sub = parser.add_subparsers(dest="command", metavar="{compare,reconstruct,train,sweep}",
                                 parser_class=_Parser)
     sub.required = True
 
@@ -108,6 +108,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train DPM features end to end (learning.train)")
     learning.cli.add_arguments(t)
+
+    w = sub.add_parser("sweep", help="a study: a grid of (pair, method setting, size, seed) "
+                                     "units on Dask; resumable; REPORT.md",
+                       description="Run the units of a study spec (TOML) on Dask: an embedded "
+                                   "LocalCluster by default, or an existing cluster by address. "
+                                   "Rerunning the same command resumes.")
+    w.add_argument("spec", metavar="SPEC.toml",
+                   help="study spec (see experiments/specs/dpm_vs_pm.toml and README.md)")
+    w.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder (default reports/sweep-<spec name>/)")
+    where = w.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int_at_least(1, "--workers"), default=None, metavar="N",
+                       help="worker processes of the embedded LocalCluster, one thread each "
+                            f"(default: one per `threads` cores of the spec; {available_cores()} "
+                            "cores here)")
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="run on an existing Dask cluster (tcp://HOST:PORT of `dask "
+                            "scheduler`), or 'synchronous' for Dask's synchronous scheduler in "
+                            "this process")
+    w.add_argument("--timing", choices=("shared", "exclusive"), default=None,
+                   help="exclusive: timed sections one at a time per host (a distributed.Lock "
+                        "per host); default: the spec's `timing` (shared)")
+    w.add_argument("--repeats", type=int_at_least(1, "--repeats"), default=None, metavar="N",
+                   help="timed runs per unit (default: the spec's `repeats`)")
+    w.add_argument("--fresh", action="store_true",
+                   help="delete earlier results in --out instead of resuming")
     return parser
 
 
@@ -193,6 +219,52 @@ def finish(runner, df, wall: float) -> None:
           f"{len(made)} figures  [{wall:.0f} s]")
 
 
+def load_sweep_checkpoint(data: bytes, *, device: str, options: dict):
+    """A ``dpm`` setting of a sweep with a ``checkpoint``: the learnt DPM, ready to run.
+
+    Runs on the Dask workers (``experiments.sweep`` may not import :mod:`learning`, so the CLI
+    hands this function in). ``data`` is the checkpoint file's content; ``options`` are the
+    setting's DPM parameters, which replace the checkpoint's own (iterations, window ...).
+    """
+    import tempfile  # deferred: only checkpoint settings need these
+
+    import diff_pm
+    from learning.checkpoint import load_checkpoint
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "checkpoint.pt"
+        path.write_bytes(data)
+        model, info = load_checkpoint(path, device=device)
+    config = dict(info["model"], **options)
+    return diff_pm.DifferentiablePatchMatch(features=model.features, **config).to(device).eval()
+
+
+def cmd_sweep(args) -> int:
+    from .sweep import load_spec, run_sweep  # deferred: imports dask, pandas
+
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    spec = load_spec(args.spec).with_overrides(timing=args.timing, repeats=args.repeats)
+    out = Path(args.out or f"reports/sweep-{Path(args.spec).stem}")
+    try:
+        res = run_sweep(spec, out=out, workers=args.workers, scheduler=args.scheduler,
+                        fresh=args.fresh, log=log, checkpoint_loader=load_sweep_checkpoint,
+                        command="python -m experiments " + " ".join(sys.argv[1:]))
+    except KeyboardInterrupt:
+        print(f"interrupted: finished units are in {out / 'units'}; rerun the same command to "
+              "resume", file=sys.stderr)
+        return 130
+    rate = "" if res.units_per_minute != res.units_per_minute else \
+        f" ({res.units_per_minute:.1f} units/min)"
+    print(f"\n{res.units} units: {res.already_done} done before, {res.done} done now{rate}, "
+          f"{res.failed} failed, {res.skipped} skipped; wrote {out / 'results.csv'} "
+          f"({len(res.results)} rows), {res.report or 'no report'}  [{res.wall_s:.0f} s]")
+    if res.failed:
+        print(f"{res.failed} units failed (reasons in {out / 'failures.csv'}); rerun the same "
+              "command to try them again", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_reconstruct(args) -> int:
     from . import methods  # deferred: imports numba; bad folders fail before it
 
@@ -229,7 +301,8 @@ def cmd_reconstruct(args) -> int:
     return 0
 
 
-COMMANDS = {"compare": cmd_compare, "reconstruct": cmd_reconstruct, "train": learning.cli.main}
+COMMANDS = {"compare": cmd_compare, "reconstruct": cmd_reconstruct, "train": learning.cli.main,
+            "sweep": cmd_sweep}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -109,11 +109,14 @@ def _classic_vote(b: np.ndarray, patch_size: int) -> Callable[[np.ndarray], np.n
 
 
 def run_pm(pair: Pair, *, iterations: int, patch_size: int, seed: int, threads: int,
-           progress: Callable[[], None] | None = None) -> MethodRun:
+           progress: Callable[[], None] | None = None,
+           refine_radius: int | None = None) -> MethodRun:
     """Classic PatchMatch (``classic_pm.patchmatch``), NNF copied after every iteration.
 
     ``threads`` is both PatchMatch's band count and the scope's thread count.
+    ``refine_radius``: ``classic_pm.patchmatch``'s option (None: its default).
     """
+    options = {} if refine_radius is None else dict(refine_radius=refine_radius)
     a = np.ascontiguousarray(pair.a, np.float32)
     b = np.ascontiguousarray(pair.b, np.float32)
     clock = _Stamps()
@@ -131,7 +134,7 @@ def run_pm(pair: Pair, *, iterations: int, patch_size: int, seed: int, threads: 
     with thread_scope(threads) as used:
         clock.start()
         classic_pm.patchmatch(a, b, patch_size=patch_size, iterations=iterations, seed=seed,
-                              threads=threads, callback=callback)
+                              threads=threads, callback=callback, **options)
     return MethodRun("pm", its, clock.times(), nnfs, _classic_vote(b, patch_size), used)
 
 

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 CODE_PATHS = ("classic_pm", "diff_pm", "experiments", "learning", "pyproject.toml")
 #: Distributions whose versions every results file records.
 PACKAGES = ("numpy", "numba", "torch", "scikit-image", "opencv-python-headless", "pandas",
-            "matplotlib", "tqdm", "patchmatch-bench")
+            "matplotlib", "tqdm", "dask", "distributed", "pyarrow", "patchmatch-bench")
 
 
 def git_state(paths: tuple[str, ...] | list[str] = CODE_PATHS) -> dict:

@@ -1,0 +1,303 @@
+"""What a worker does with one unit: warm up, time the method ``repeats`` times, measure.
+
+:func:`run_unit` is the task that :mod:`experiments.sweep.engine` sends to Dask. It runs
+anywhere (a ``LocalCluster`` worker process, a ``dask worker`` on another host, or in the client
+under Dask's synchronous scheduler) and returns plain data; it never writes results.
+
+Timing follows ``compare``'s contract (:mod:`experiments.methods`): JIT compilation is paid by a
+warm-up before any timed run (:func:`experiments.methods.warm_up` once per process and
+configuration, then one untimed run of the unit's own setting on a tiny pair, since some DPM
+options compile their own kernels); each timed run is wrapped in
+:func:`experiments.devices.thread_scope`; reconstructions and metrics are computed after all timed
+runs and never timed.
+
+Contention: every unit registers itself on its host (:class:`HostRegistry`, a folder of small
+files under the host's temporary folder shared by every worker process there, and by other
+sweeps), so that a unit can count the other units that ran on its host during its timed section,
+exactly: those that were running at any moment of it (``concurrent_units``) and those that were
+in their own timed section (``concurrent_timed``). With ``timing = "exclusive"`` the timed
+sections of one host take a ``distributed.Lock`` named after the host, so ``concurrent_timed``
+is 0; warm-ups, metrics and reconstructions still overlap.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import socket
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .. import methods
+from ..devices import available_cores, resolve_device, thread_scope
+from ..metrics import iteration_metrics
+from ..pairs import Pair, warp_matrix, warp_pair
+from .spec import Unit, param_values
+
+#: Finished entries of the host registry older than this are deleted (seconds).
+REGISTRY_KEEP_S = 3600.0
+#: Name of the per-host timing lock of ``timing = "exclusive"`` (the host name is appended).
+LOCK_PREFIX = "patchmatch-bench-timing-"
+
+_WARM: dict[tuple, float] = {}  # warm-ups done in this process -> seconds they took
+_MODELS: dict[tuple, object] = {}  # checkpoint models built in this process
+
+
+# --------------------------------------------------------------------------- host registry
+class HostRegistry:
+    """Units running on this host, one JSON file each: pid, start, timed section, end.
+
+    The folder is ``$PATCHMATCH_SWEEP_REGISTRY`` or ``<tmp>/patchmatch-bench-units-<uid>``: the
+    same for every process of a user on a host. Entries of dead processes count until their
+    file's last change; finished entries are pruned after :data:`REGISTRY_KEEP_S`.
+    """
+
+    def __init__(self, root: str | Path | None = None):
+        default = Path(tempfile.gettempdir()) / f"patchmatch-bench-units-{os.getuid()}"
+        self.root = Path(root or os.environ.get("PATCHMATCH_SWEEP_REGISTRY") or default)
+
+    @contextlib.contextmanager
+    def running(self, key: str) -> Iterator["_Entry"]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        entry = _Entry(self.root / f"{os.getpid()}-{key}-{uuid.uuid4().hex[:8]}.json", key)
+        entry.write()
+        try:
+            yield entry
+        finally:
+            entry.data["end"] = time.time()
+            entry.write()
+            self.prune()
+
+    def others(self, entry: "_Entry") -> list[dict]:
+        out = []
+        for path in self.root.glob("*.json"):
+            if path == entry.path:
+                continue
+            try:
+                data = json.loads(path.read_text())
+                mtime = path.stat().st_mtime
+            except (OSError, ValueError):
+                continue  # written or removed just now
+            if data.get("end") is None and not _alive(data.get("pid")):
+                data["end"] = mtime  # its process died
+            out.append(data)
+        return out
+
+    def overlap(self, entry: "_Entry") -> tuple[int, int]:
+        """(other units running, other units in a timed section) during ``entry``'s timed section."""
+        t0, t1 = entry.data["timed_start"], entry.data["timed_end"]
+        now = time.time()
+        running = timed = 0
+        for d in self.others(entry):
+            if d["start"] <= t1 and (d.get("end") or now) >= t0:
+                running += 1
+                ts = d.get("timed_start")
+                te = d.get("timed_end") or d.get("end") or now
+                if ts is not None and ts <= t1 and te >= t0:
+                    timed += 1
+        return running, timed
+
+    def prune(self) -> None:
+        limit = time.time() - REGISTRY_KEEP_S
+        for path in self.root.glob("*.json"):
+            try:
+                if path.stat().st_mtime < limit:
+                    path.unlink()
+            except OSError:
+                pass
+
+
+class _Entry:
+    def __init__(self, path: Path, key: str):
+        self.path = path
+        self.data = dict(pid=os.getpid(), key=key, start=time.time(), timed_start=None,
+                         timed_end=None, end=None)
+
+    def write(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data))
+        os.replace(tmp, self.path)
+
+    def mark(self, what: str) -> None:
+        self.data[what] = time.time()
+        self.write()
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, TypeError, ValueError):
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- where we run
+def worker_name() -> str:
+    """The Dask worker's address, or ``"synchronous"`` outside a distributed worker."""
+    try:
+        from distributed import get_worker  # deferred: only a distributed worker needs it
+
+        return str(get_worker().address)
+    except (ImportError, ValueError):
+        return "synchronous"
+
+
+@contextlib.contextmanager
+def exclusive_timing(mode: str, host: str) -> Iterator[bool]:
+    """Hold the host's ``distributed.Lock`` when ``mode == "exclusive"`` on a Dask worker.
+
+    Yields whether a lock is held. Under the synchronous scheduler units run one at a time in
+    the client, so there is nothing to exclude (within this sweep).
+    """
+    if mode != "exclusive" or worker_name() == "synchronous":
+        yield False
+        return
+    from distributed import Lock  # deferred: as above
+
+    with Lock(LOCK_PREFIX + host):
+        yield True
+
+
+# --------------------------------------------------------------------------- methods
+def _tiny_pair() -> Pair:
+    rng = np.random.default_rng(0)
+    img = rng.random((24, 28, 3)).astype(np.float32)
+    return warp_pair(img, warp_matrix((24, 28), rotation=3.0), rng=0, name="warmup")
+
+
+def build_dpm(unit: Unit, device: str, checkpoint: bytes | None, loader: Callable | None):
+    """The unit's ``diff_pm.DifferentiablePatchMatch`` (from its checkpoint when it has one)."""
+    options = unit.options
+    if unit.checkpoint_sha256 is None:
+        import diff_pm  # deferred: heavy import (torch, numba)
+
+        return diff_pm.DifferentiablePatchMatch(**options).to(device).eval()
+    cache = (unit.checkpoint_sha256, json.dumps(options, sort_keys=True, default=list), device)
+    if cache not in _MODELS:
+        if checkpoint is None or loader is None:
+            raise RuntimeError("a checkpoint setting needs the checkpoint's bytes and a loader")
+        _MODELS[cache] = loader(checkpoint, device=device, options=options)
+    return _MODELS[cache]
+
+
+def method_runner(unit: Unit, device: str, *, checkpoint: bytes | None = None,
+                  loader: Callable | None = None) -> Callable[[Pair], methods.MethodRun]:
+    """``run(pair) -> MethodRun``: one timed run of the unit's method setting."""
+    p = unit.params
+    patch = unit.patch_size
+    seed = 0 if unit.seed is None else unit.seed
+    if unit.method == "pm":
+        return lambda pair: methods.run_pm(
+            pair, iterations=int(p.get("iterations", 5)), patch_size=patch, seed=seed,
+            threads=unit.threads, refine_radius=p.get("refine_radius"))
+    if unit.method == "dpm":
+        model = build_dpm(unit, device, checkpoint, loader)
+        return lambda pair: methods.run_dpm(model, pair, method="dpm", device=device, seed=seed,
+                                            patch_size=patch, threads=unit.threads)
+    if unit.method == "exact":
+        return lambda pair: methods.run_exact(pair, patch_size=patch, device=device,
+                                              threads=unit.threads)
+    raise ValueError(f"unknown method {unit.method!r}")
+
+
+def warm(unit: Unit, device: str, run: Callable[[Pair], methods.MethodRun]) -> float:
+    """Warm-ups this unit needs in this process (none when done before). Returns seconds."""
+    spent = 0.0
+    base = ("base", unit.patch_size, unit.threads, device)
+    if base not in _WARM:
+        _WARM[base] = methods.warm_up(patch_size=unit.patch_size, threads=unit.threads,
+                                      device=device, exact=unit.method == "exact")
+        spent += _WARM[base]
+    own = ("setting", unit.setting_key, unit.threads, device)
+    if own not in _WARM:
+        t0 = time.perf_counter()
+        tiny = _tiny_pair()
+        with thread_scope(unit.threads):
+            done = run(tiny)
+            done.reconstruct(done.nnfs[-1])
+            done.matches(done.nnfs[-1])
+        _WARM[own] = time.perf_counter() - t0
+        spent += _WARM[own]
+    return spent
+
+
+# --------------------------------------------------------------------------- the task
+def run_unit(unit: Unit, pair: Pair, *, checkpoint: bytes | None = None,
+             loader: Callable | None = None, registry: str | None = None) -> dict:
+    """Run one unit; return its rows (``status="done"``) or its one-line reason (``"failed"``).
+
+    Never raises for a failure of the unit itself (bad option, out of memory ...): the client
+    records it and a later run of the sweep tries it again. A lost worker process is Dask's
+    business: the scheduler runs the task again elsewhere.
+
+    Returns
+    -------
+    dict
+        ``key``, ``status``, ``host``, ``worker``, and ``rows`` (list of dicts, one per
+        iteration) or ``error`` (one line).
+    """
+    host, worker = socket.gethostname(), worker_name()
+    t_start = time.perf_counter()
+    try:
+        rows = _run(unit, pair, host=host, worker=worker, checkpoint=checkpoint, loader=loader,
+                    registry=HostRegistry(registry))
+    except Exception as exc:  # noqa: BLE001 - a failed unit is a result, not a crash
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        return dict(key=unit.key, status="failed", error=f"{type(exc).__name__}: {text}".strip(),
+                    host=host, worker=worker, wall_s=time.perf_counter() - t_start)
+    return dict(key=unit.key, status="done", rows=rows, host=host, worker=worker,
+                wall_s=time.perf_counter() - t_start)
+
+
+def _run(unit: Unit, pair: Pair, *, host: str, worker: str, checkpoint, loader,
+         registry: HostRegistry) -> list[dict]:
+    device = resolve_device(unit.device)
+    with registry.running(unit.key) as entry:
+        run = method_runner(unit, device, checkpoint=checkpoint, loader=loader)
+        warm_s = warm(unit, device, run)
+        with exclusive_timing(unit.timing, host) as locked:
+            entry.mark("timed_start")
+            runs = [run(pair) for _ in range(unit.repeats)]
+            entry.mark("timed_end")
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        concurrent, concurrent_timed = registry.overlap(entry)
+        first = runs[0]
+        for r in runs[1:]:
+            if r.iterations != first.iterations:
+                raise RuntimeError(f"repeats reported different iterations: {first.iterations} "
+                                   f"and {r.iterations}")
+        agree = all(np.array_equal(r.nnfs[-1], first.nnfs[-1], equal_nan=True) for r in runs)
+        times = np.array([r.times for r in runs], np.float64)  # (repeats, iterations)
+        cums = np.cumsum(times, axis=1)
+        median = np.median(times, axis=0)
+        context = dict(
+            unit=unit.key, setting_key=unit.setting_key, origin=unit.origin,
+            max_size=unit.max_size, repeats=unit.repeats, timing=unit.timing,
+            timing_locked=bool(locked), host=host, worker=worker, host_cores=available_cores(),
+            concurrent_units=concurrent, concurrent_timed=concurrent_timed, load_avg_1m=load,
+            warmup_s=warm_s, repeats_agree=bool(agree),
+            finished=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            **param_values(unit))
+        rows = []
+        with thread_scope(1):  # metrics are not timed; one thread avoids stalls on a busy CPU
+            for j, (it, nnf) in enumerate(zip(first.iterations, first.nnfs)):
+                recon = np.clip(first.reconstruct(nnf), 0.0, 1.0)
+                rows.append(dict(
+                    pair=pair.name, method=unit.method, iteration=int(it),
+                    time_s=float(median[j]), cum_time_s=float(np.sum(median[: j + 1])),
+                    **iteration_metrics(pair, first.matches(nnf), recon,
+                                        patch_size=unit.patch_size),
+                    device=device, threads=unit.threads, torch_threads=first.threads.torch,
+                    numba_threads=first.threads.numba, height=pair.a.shape[0],
+                    width=pair.a.shape[1], height_b=pair.b.shape[0], width_b=pair.b.shape[1],
+                    patch_size=unit.patch_size, seed=unit.seed,
+                    time_min_s=float(times[:, j].min()), time_max_s=float(times[:, j].max()),
+                    cum_time_min_s=float(cums[:, j].min()), cum_time_max_s=float(cums[:, j].max()),
+                    **context))
+    return rows

@@ -399,7 +399,7 @@ def _method_grids(method: str, table: dict, where: str, *, base: Path) -> dict[s
         grids[key] = _grid(f"{where}.{key}", p, value, base=base, quirks=quirks)
     if method == "exact" and len(grids.get("max_pixels", [0])) > 1:
         raise UserError(f"{where}.max_pixels: give one value (it is a limit, not a grid)")
-    return dict(sorted(grids.items()))
+    return grids
 
 
 # --------------------------------------------------------------------------- defaults
@@ -469,7 +469,10 @@ def resolve_settings(spec: Spec, *, checkpoint_loader=None) -> None:
         if s.method == "exact":
             resolved.pop("max_pixels", None)
         out.append(Setting(s.method, s.given, tuple(sorted(resolved.items()))))
-    spec.settings = list(dict.fromkeys(out))
+    unique: dict[tuple, Setting] = {}
+    for s in out:  # settings that differ only in the order of their keys are one
+        unique.setdefault((s.method, s.resolved), s)
+    spec.settings = list(unique.values())
 
 
 def _check_dpm(s: Setting, where: str) -> None:

@@ -404,3 +404,62 @@ def test_existing_cluster_by_address(tmp_path, dask_cluster):
     assert set(df["worker"]) <= workers
     meta = json.loads((out / "sweep.json").read_text())
     assert meta["status"] == "complete" and set(meta["cluster"]["workers"]) == workers
+
+
+def test_host_registry_counts_units_beside_a_timed_section(tmp_path):
+    """Exact overlap counts: running at some moment of the timed section / in a timed section."""
+    reg = worker_mod.HostRegistry(tmp_path)
+    with reg.running("early") as early:
+        pass  # ended before anything below was timed
+    assert early.path.with_suffix(".done.json").exists() and not early.path.exists()
+    time.sleep(0.01)
+    with reg.running("other") as other:
+        with reg.running("me") as me:
+            me.mark("timed_start")
+            me.mark("timed_end")
+            assert reg.overlap(me) == (1, 0)  # "other" runs, but not in a timed section
+            other.mark("timed_start")
+            me.mark("timed_start")
+            me.mark("timed_end")
+            assert reg.overlap(me) == (1, 1)
+        other.mark("timed_end")
+    with reg.running("later") as later:  # "other" and "me" ended before this one was timed
+        later.mark("timed_start")
+        later.mark("timed_end")
+        assert reg.overlap(later) == (0, 0)
+        # an entry left by a dead process counts until its file's last change
+        dead = tmp_path / "999999999-ghost-0.json"
+        dead.write_text(json.dumps(dict(pid=999999999, key="ghost", start=time.time() - 5,
+                                        timed_start=time.time() - 4, timed_end=None, end=None)))
+        assert reg.overlap(later) == (1, 1)
+
+
+def test_checkpoint_setting_runs_the_learnt_model(tmp_path, monkeypatch):
+    """``methods.dpm.checkpoint``: loaded by the CLI's loader, with the spec's options on top."""
+    from experiments.cli import load_sweep_checkpoint
+
+    ckpt = REPO / "data" / "dpm_learned.pt"
+    spec = load_spec(_write(tmp_path, f"""
+max_size = 32
+repeats = 1
+device = "cpu"
+[data]
+sources = ["chelsea"]
+[methods.dpm]
+iterations = 2
+checkpoint = "{ckpt}"
+window = [20, 100]
+"""))
+    monkeypatch.setenv("PATCHMATCH_SWEEP_REGISTRY", str(tmp_path / "registry"))
+    with pytest.raises(UserError, match=r"methods\.dpm\.checkpoint: this entry point cannot load"):
+        plan(spec)
+    out = tmp_path / "out"
+    res = run_sweep(spec, out=out, scheduler="synchronous", log=lambda m: None, report=False,
+                    checkpoint_loader=load_sweep_checkpoint)
+    assert (res.done, res.failed) == (2, 0)
+    df = _assert_complete(out, 2)
+    assert set(df["iteration"]) == {1, 2} and set(df["window_h"]) == {20.0, 100.0}
+    assert df["checkpoint"].str.endswith("dpm_learned.pt").all()
+    assert df.groupby("unit")["psnr"].last().nunique() == 2  # the window reached the model
+    model = load_sweep_checkpoint(ckpt.read_bytes(), device="cpu", options={"window": (20, 20)})
+    assert model.window == (20.0, 20.0) and type(model.features).__name__ == "LearnedFeatures"

@@ -54,8 +54,11 @@ class HostRegistry:
     """Units running on this host, one JSON file each: pid, start, timed section, end.
 
     The folder is ``$PATCHMATCH_SWEEP_REGISTRY`` or ``<tmp>/patchmatch-bench-units-<uid>``: the
-    same for every process of a user on a host. Entries of dead processes count until their
-    file's last change; finished entries are pruned after :data:`REGISTRY_KEEP_S`.
+    same for every process of a user on a host. A running unit's file is ``<pid>-<key>-<id>.json``;
+    when the unit ends it becomes ``....done.json`` (written at its end, so a unit that ended
+    before a timed section began is recognised by the file's age without reading it). Entries of
+    dead processes count until their file's last change; finished entries are pruned after
+    :data:`REGISTRY_KEEP_S`.
     """
 
     def __init__(self, root: str | Path | None = None):
@@ -71,30 +74,30 @@ class HostRegistry:
             yield entry
         finally:
             entry.data["end"] = time.time()
-            entry.write()
+            done = entry.path.with_suffix(".done.json")
+            entry.write(done)
+            entry.path.unlink(missing_ok=True)
             self.prune()
 
-    def others(self, entry: "_Entry") -> list[dict]:
-        out = []
+    def others(self, entry: "_Entry", since: float) -> list[dict]:
+        """Entries of other units that were running at or after ``since`` (seconds, epoch)."""
+        out = {}
         for path in self.root.glob("*.json"):
             if path == entry.path:
                 continue
-            try:
-                data = json.loads(path.read_text())
-                mtime = path.stat().st_mtime
-            except (OSError, ValueError):
-                continue  # written or removed just now
-            if data.get("end") is None and not _alive(data.get("pid")):
-                data["end"] = mtime  # its process died
-            out.append(data)
-        return out
+            found = _read_entry(path, since)
+            if found is None and not path.name.endswith(".done.json"):
+                found = _read_entry(path.with_suffix(".done.json"), since)  # it just ended
+            if found is not None:
+                out[(found.get("pid"), found.get("key"), found.get("start"))] = found
+        return list(out.values())
 
     def overlap(self, entry: "_Entry") -> tuple[int, int]:
         """(other units running, other units in a timed section) during ``entry``'s timed section."""
         t0, t1 = entry.data["timed_start"], entry.data["timed_end"]
         now = time.time()
         running = timed = 0
-        for d in self.others(entry):
+        for d in self.others(entry, t0):
             if d["start"] <= t1 and (d.get("end") or now) >= t0:
                 running += 1
                 ts = d.get("timed_start")
@@ -104,11 +107,17 @@ class HostRegistry:
         return running, timed
 
     def prune(self) -> None:
+        """Delete old entries of finished units and of dead processes (never a running one)."""
         limit = time.time() - REGISTRY_KEEP_S
         for path in self.root.glob("*.json"):
             try:
-                if path.stat().st_mtime < limit:
-                    path.unlink()
+                if path.stat().st_mtime >= limit:
+                    continue
+                if not path.name.endswith(".done.json"):
+                    pid = path.name.split("-", 1)[0]
+                    if _alive(pid):
+                        continue
+                path.unlink()
             except OSError:
                 pass
 
@@ -119,14 +128,29 @@ class _Entry:
         self.data = dict(pid=os.getpid(), key=key, start=time.time(), timed_start=None,
                          timed_end=None, end=None)
 
-    def write(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
+    def write(self, path: Path | None = None) -> None:
+        path = path or self.path
+        tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.data))
-        os.replace(tmp, self.path)
+        os.replace(tmp, path)
 
     def mark(self, what: str) -> None:
         self.data[what] = time.time()
         self.write()
+
+
+def _read_entry(path: Path, since: float) -> dict | None:
+    """A registry entry, or None when it ended before ``since`` or is gone."""
+    try:
+        mtime = path.stat().st_mtime
+        if path.name.endswith(".done.json") and mtime < since:
+            return None
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if data.get("end") is None and not _alive(data.get("pid")):
+        data["end"] = mtime  # its process died
+    return data
 
 
 def _alive(pid) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
+import logging
 import math
 import os
 import socket
@@ -161,14 +162,12 @@ def open_executor(*, scheduler: str | None, workers: int | None, threads: int, l
         ex = _Synchronous()
         yield ex
         return
-    import logging
-
     from distributed import Client, LocalCluster  # deferred: heavy import
 
     if scheduler:
         try:
             client = Client(scheduler, timeout="20s")
-        except (OSError, TimeoutError) as exc:
+        except Exception as exc:  # noqa: BLE001 - unreachable, refused, not an address: one line
             raise UserError(f"--scheduler {scheduler}: cannot reach a Dask scheduler there "
                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                             "); start one with `dask scheduler` and workers with `dask worker "
@@ -215,8 +214,6 @@ def plan(spec: Spec, *, checkpoint_loader=None, log=print) -> Plan:
     Raises :class:`UserError` (one line) before any work.
     """
     resolve_settings(spec, checkpoint_loader=checkpoint_loader)
-    if spec.device == "cuda":
-        resolve_device("cuda")  # fails here when this machine has no CUDA (local cluster)
     sources = resolve_sources(spec, log=log)
     units = expand(spec, sources)
     return Plan(spec, sources, units, setting_labels(spec.settings),
@@ -248,9 +245,13 @@ def run_sweep(spec: Spec, *, out: str | Path, workers: int | None = None,
     """
     t_begin = time.perf_counter()
     p = plan(spec, checkpoint_loader=checkpoint_loader, log=log)
+    remote = scheduler not in (None, SYNCHRONOUS)
+    if spec.device == "cuda" and not remote:
+        resolve_device("cuda")  # the units run on this machine: it must have CUDA
     store = UnitStore(out)
-    store.prepare(fresh=fresh)
-    done_before = store.done_keys()
+    if store.out.exists() and not store.out.is_dir():
+        raise UserError(f"--out {store.out} is a file; choose a folder")
+    done_before = set() if fresh or not store.units.is_dir() else store.done_keys()
     todo = [u for u in p.units if u.key not in done_before]
     already = len(p.units) - len(todo)
     stray = len(done_before - {u.key for u in p.units})
@@ -259,19 +260,25 @@ def run_sweep(spec: Spec, *, out: str | Path, workers: int | None = None,
         f"{len(todo)} to run" + (f"; {stray} unit files in {store.units} belong to no unit of "
                                  "this spec (kept, not in the results)" if stray else ""))
     meta = _meta(spec, p, out, command, fresh)
-    _write_json(Path(out) / "sweep.json", dict(meta, status="running"))
-    (Path(out) / "spec.toml").write_text(spec.text)
-
     counts = dict(done=0, failed=0, skipped=0)
     skipped: dict[str, str] = {}
     t_work = time.perf_counter()
-    if todo:
-        with open_executor(scheduler=scheduler, workers=workers, threads=spec.threads,
-                           log=log) as ex:
+    # the cluster first: an unreachable scheduler fails before --out is touched
+    with (open_executor(scheduler=scheduler, workers=workers, threads=spec.threads, log=log)
+          if todo else contextlib.nullcontext()) as ex:
+        store.prepare(fresh=fresh)
+        (store.out / "spec.toml").write_text(spec.text)
+        if ex is not None:
             meta["cluster"] = ex.info()
+            _write_json(store.out / "sweep.json", dict(meta, status="running"))
             t_work = time.perf_counter()
-            _execute(ex, p, todo, store, counts, skipped, log=log,
-                     checkpoint_loader=checkpoint_loader)
+            try:
+                _execute(ex, p, todo, store, counts, skipped, log=log,
+                         checkpoint_loader=checkpoint_loader)
+            except KeyboardInterrupt:
+                _write_json(store.out / "sweep.json", dict(meta, status="interrupted",
+                                                           counts=counts))
+                raise
     work_s = time.perf_counter() - t_work
     ran = counts["done"] + counts["failed"]
     upm = ran / work_s * 60 if todo and work_s > 0 else math.nan

@@ -33,18 +33,25 @@ METRICS = ("l1", "mse", "psnr", "epe", "within_1px")
 
 
 def quirk_configs() -> dict[str, dict]:
-    """``default``, ``+quirk`` (default plus one), ``reference``, ``-quirk`` (reference minus one)."""
+    """Every behaviour of the reference one at a time: the default with one quirk (``+name``), the
+    reference without one (``-name``); and the reference's noise and search range, which the default
+    keeps, replaced by the alternatives on both sides (both replaced: the suite's earlier default).
+    """
     from diff_pm import QUIRKS
 
-    configs = {"default": dict(quirks=())}
+    configs = {"default": {}, "noise=independent": dict(noise="independent"),
+               "search_range=inside": dict(search_range="inside"),
+               "independent+inside (earlier default)": dict(noise="independent", search_range="inside")}
     configs.update({f"+{q}": dict(quirks=(q,)) for q in QUIRKS})
     configs["reference"] = dict(reference_quirks=True)
+    configs["reference, noise=independent"] = dict(reference_quirks=True, noise="independent")
+    configs["reference, search_range=inside"] = dict(reference_quirks=True, search_range="inside")
     configs.update({f"-{q}": dict(quirks=tuple(x for x in QUIRKS if x != q)) for q in QUIRKS})
     return configs
 
 
 def reference_configs() -> dict[str, dict]:
-    return {"default": dict(quirks=()), "reference": dict(reference_quirks=True)}
+    return {"default": {}, "default +half_pixel": dict(quirks=("half_pixel",)), "reference": dict(reference_quirks=True)}
 
 
 def measure(pair, seed: int, config: dict) -> dict:

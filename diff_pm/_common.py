@@ -7,9 +7,9 @@ Correspondence convention (written down once, used everywhere)
   DeepPruner: pixel ``(y, x)`` of A designates the point ``(y - dy, x - dx)``, which :class:`Frame`
   maps into B's pixels (identity by default).
 * The public output is *positions*: ``(N, 2, Ha, Wa)`` absolute ``(y, x)`` pixel coordinates in B
-  (channel 0 = y, channel 1 = x) of the designated points, before the evaluation's clamping
-  (:meth:`Frame.clamp` gives the points the evaluation compares). Pixel ``j`` has its centre at
-  coordinate ``j``.
+  (channel 0 = y, channel 1 = x) of the designated points, before the evaluation clamps them to
+  the image (:meth:`Frame.evaluated` gives the points the evaluation compares). Pixel ``j`` has its
+  centre at coordinate ``j``.
 * Sampling at a continuous position is bilinear with zero padding outside the map, done by
   ``torch.nn.functional.grid_sample(..., align_corners=True, padding_mode="zeros")``. The only
   place that converts pixel coordinates to grid_sample's normalised ``[-1, 1]`` coordinates is
@@ -29,10 +29,10 @@ import torch
 __all__ = ["QUIRKS", "FRAME_QUIRKS", "check_image", "check_offsets", "check_patch_size", "check_int",
            "check_choice", "check_quirks", "pixel_to_grid", "pixel_grid", "Frame"]
 
-#: The DeepPruner reference's behaviours that the defaults do not copy, one name each
-#: (``docs/diff_pm.md`` measures each one's effect). ``reference_quirks=True`` means all of them.
-QUIRKS = ("shared_noise", "full_range", "zero_border", "y_clamp_width", "a_frame", "half_pixel")
-#: The quirks that change where an offset points in B (they also apply to the reconstruction).
+#: The DeepPruner reference's behaviours that the defaults fix, one name each (``docs/diff_pm.md``
+#: measures each one's effect). ``reference_quirks=True`` means all of them.
+QUIRKS = ("zero_border", "y_clamp_width", "a_frame", "half_pixel")
+#: The quirks that change where an offset points in B (they apply to the reconstruction too).
 FRAME_QUIRKS = ("y_clamp_width", "a_frame", "half_pixel")
 
 
@@ -157,7 +157,7 @@ class Frame:
 
     Pixel ``(y, x)`` with offset ``(dx, dy)``: ``q = (ybase - dy, x - dx)``; raw point
     ``q * s + shift``; evaluated point ``clamp(q, 0, L) * s + shift`` with ``L`` the clamp limits
-    (A's with ``a_frame``, else B's) and ``s`` the scales (1 without ``a_frame``).
+    (A's size - 1 with ``a_frame``, else B's) and ``s`` the scales (1 without ``a_frame``).
     """
 
     y_clamp_width: bool = False
@@ -167,7 +167,11 @@ class Frame:
     @classmethod
     def from_quirks(cls, quirks: Iterable[str]) -> "Frame":
         q = frozenset(quirks)
-        return cls(y_clamp_width="y_clamp_width" in q, a_frame="a_frame" in q, half_pixel="half_pixel" in q)
+        return cls(**{name: name in q for name in FRAME_QUIRKS})
+
+    @property
+    def quirks(self) -> tuple[str, ...]:
+        return tuple(name for name in FRAME_QUIRKS if getattr(self, name))
 
     @property
     def shift(self) -> float:
@@ -180,7 +184,7 @@ class Frame:
         return size_b[0] / size_a[0], size_b[1] / size_a[1]
 
     def limits(self, size_a, size_b) -> tuple[int, int]:
-        """``(Ly, Lx)``: the designated point ``q`` is clamped to ``[0, Ly] x [0, Lx]``."""
+        """``(Ly, Lx)``: the designated point ``q`` is clamped to ``[0, Ly] x [0, Lx]`` (A's with ``a_frame``)."""
         h, w = size_a if self.a_frame else size_b
         return h - 1, w - 1
 
@@ -195,19 +199,17 @@ class Frame:
             y = y.clamp(max=size_a[1] - 1)
         return x, y
 
-    def points(self, offset_x, offset_y, size_a, size_b, *, clamp: bool = True):
-        """Points ``(bx, by)`` in B's pixels that offsets designate (``clamp=True``: as evaluated).
+    def points(self, offset_x, offset_y, size_a, size_b, *, evaluated: bool = True):
+        """Points ``(bx, by)`` in B's pixels that offsets designate (``evaluated=True``: clamped, as the
+        evaluation compares them; ``False``: the raw points, the model's positions).
 
         Shape: offsets ``(N, K, Ha, Wa)`` -> two ``(N, K, Ha, Wa)`` tensors.
         """
         x, y = self.base(size_a, like=offset_x)
         qx, qy = x - offset_x, y - offset_y
-        if clamp:
+        if evaluated:
             ly, lx = self.limits(size_a, size_b)
             qx, qy = qx.clamp(0, lx), qy.clamp(0, ly)
-        return self._scale(qx, qy, size_a, size_b)
-
-    def _scale(self, qx, qy, size_a, size_b):
         sy, sx = self.scales(size_a, size_b)
         if sx != 1.0:
             qx = qx * sx
@@ -217,7 +219,7 @@ class Frame:
             qx, qy = qx - 0.5, qy - 0.5
         return qx, qy
 
-    def clamp(self, px, py, size_a, size_b):
+    def evaluated(self, px, py, size_a, size_b):
         """Raw points (B pixels) -> the points the evaluation compares (clamped as :meth:`points`)."""
         sy, sx = self.scales(size_a, size_b)
         ly, lx = self.limits(size_a, size_b)
@@ -225,7 +227,7 @@ class Frame:
         return (px - s).clamp(0, lx * sx) + s, (py - s).clamp(0, ly * sy) + s
 
     def offsets(self, px, py, size_a, size_b):
-        """Inverse of ``points(..., clamp=False)``: raw points in B -> offsets ``(dx, dy)``."""
+        """Inverse of ``points(..., evaluated=False)``: raw points in B -> offsets ``(dx, dy)``."""
         sy, sx = self.scales(size_a, size_b)
         x, y = self.base(size_a, like=px)
         s = self.shift

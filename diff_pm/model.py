@@ -12,7 +12,10 @@ from .features import NeighbourhoodFeatures
 from .reconstruction import reconstruct
 from .sampling import ParticleSampler
 
-__all__ = ["DifferentiablePatchMatch"]
+__all__ = ["DifferentiablePatchMatch", "NOISES", "SEARCH_RANGES"]
+
+NOISES = ("shared", "independent")
+SEARCH_RANGES = ("full", "inside")
 
 
 class DifferentiablePatchMatch(nn.Module):
@@ -22,7 +25,7 @@ class DifferentiablePatchMatch(nn.Module):
     propagation and evaluation, vertical propagation and evaluation; then the range becomes
     ``offset +/- window / 2``. Every step is differentiable (soft mode).
 
-    Parameters (keyword-only; defaults are the reference configuration with its bugs fixed)
+    Parameters (keyword-only; defaults are the reference configuration with its quirks fixed)
     ----------
     sample_count : int
         ``k``; ``(k+1)^2`` particles per pixel and iteration.
@@ -37,15 +40,22 @@ class DifferentiablePatchMatch(nn.Module):
         voting in :meth:`reconstruct`.
     evaluation : {"soft", "hard"}
         Softmax-weighted offset, or the argmax candidate.
+    noise : {"shared", "independent"}
+        ``"shared"`` (the reference, as it was run): one uniform draw per interval serves the x and the
+        y sample, so the diagonal particles of the window around the current offset fall near it now
+        and then (a weak memory of the current offset); ``"independent"``: separate draws.
+    search_range : {"full", "inside"}
+        The offset range: ``"full"`` (DESIGN, the reference): ``[-W, W] x [-H, H]`` (W, H: the larger of
+        A's and B's sizes; A's with the ``a_frame`` quirk), the window ``offset +/- window / 2`` clamped
+        to it; ``"inside"``: the offsets whose point lies in B, windows truncated there.
     quirks : collection of str
-        Behaviours of the DeepPruner reference to reproduce, by name (see :data:`diff_pm.QUIRKS` and
-        ``docs/diff_pm.md``): ``"shared_noise"`` (one uniform draw for the x and y samples),
-        ``"full_range"`` (offset range ``[-Wa, Wa] x [-Ha, Ha]``), ``"zero_border"`` (missing
-        neighbours propagate offset 0), ``"y_clamp_width"`` (base y clamped with the width),
-        ``"a_frame"`` (points clamped to A's extents and scaled by B's size / A's size),
-        ``"half_pixel"`` (points shifted by -0.5 px, zero padding beyond B).
+        The reference's quirks to reproduce, by name (:data:`diff_pm.QUIRKS`, ``docs/diff_pm.md``):
+        ``"zero_border"`` (missing neighbours propagate offset 0), ``"y_clamp_width"`` (base y clamped
+        with the width), ``"a_frame"`` (points clamped to A's extents and scaled by B's size / A's
+        size), ``"half_pixel"`` (points shifted by -0.5 px, reading zeros past B's border).
     reference_quirks : bool
-        Shorthand for all quirks: reproduces the reference end to end (``quirks`` is then ignored).
+        Shorthand for all quirks (``quirks`` is then ignored): with the default ``noise`` and
+        ``search_range`` it reproduces the reference end to end.
     materialize : bool
         Evaluate exactly as the reference: build the features of B and ``grid_sample`` them per
         particle (``K x F x H x W`` memory). Default: the fused (default features) or tiled path.
@@ -61,22 +71,23 @@ class DifferentiablePatchMatch(nn.Module):
           designate (:meth:`matches` gives the points the evaluation compared; :meth:`reconstruct`
           rebuilds A from them)
 
-    Conventions (defaults): B is searched at its own size. A pixel's offset range is the set of
-    offsets whose match lies in B (``x - dx in [0, Wb - 1]``, ``y - dy in [0, Hb - 1]``), initially all
-    of B, then ``offset +/- window / 2`` intersected with it; evaluated points are clamped to B.
-    Propagation's border rule: a missing neighbour is replaced by the pixel's own particles. See
+    Conventions (defaults): B is searched at its own size; an offset's point is evaluated clamped to
+    B. Propagation's border rule: a missing neighbour is replaced by the pixel's own particles. See
     ``docs/diff_pm.md``.
     """
 
     def __init__(self, *, sample_count: int = 1, iterations: int = 21, temperature: float = 1e10,
                  window: tuple[int, int] = (100, 100), patch_size: int = 7, evaluation: str = "soft",
-                 quirks=(), reference_quirks: bool = False, materialize: bool = False,
+                 noise: str = "shared", search_range: str = "full", quirks=(), reference_quirks: bool = False,
+                 materialize: bool = False,
                  features: nn.Module | None = None, keep_current: bool = False):
         super().__init__()
         self.iterations = check_int(iterations, "iterations")
         sample_count = check_int(sample_count, "sample_count")
         self.patch_size = check_patch_size(patch_size)
         check_choice(evaluation, "evaluation", MODES)
+        self.noise = check_choice(noise, "noise", NOISES)
+        self.search_range = check_choice(search_range, "search_range", SEARCH_RANGES)
         try:
             window = tuple(window)
             ok = len(window) == 2 and all(float(w) > 0 for w in window)
@@ -94,7 +105,7 @@ class DifferentiablePatchMatch(nn.Module):
         self.features = features if features is not None else NeighbourhoodFeatures(patch_size=self.patch_size)
         self._fused = type(self.features) is NeighbourhoodFeatures and not self.materialize
         scoring = "patch" if self._fused else ("materialize" if self.materialize else "tiled")
-        self.sampler = ParticleSampler(sample_count=sample_count, shared_noise="shared_noise" in self.quirks)
+        self.sampler = ParticleSampler(sample_count=sample_count, shared_noise=self.noise == "shared")
         step = dict(border="zeros" if "zero_border" in self.quirks else "replicate", temperature=temperature,
                     mode=evaluation, scoring=scoring, patch_size=getattr(self.features, "patch_size", self.patch_size),
                     quirks=self.frame_quirks)
@@ -103,8 +114,8 @@ class DifferentiablePatchMatch(nn.Module):
 
     @property
     def reference_quirks(self) -> bool:
-        """True when every quirk of the reference is on (it is then reproduced end to end)."""
-        return self.quirks == frozenset(QUIRKS)
+        """True when this model is the reference end to end (every quirk, shared noise, full range)."""
+        return self.quirks == frozenset(QUIRKS) and self.noise == "shared" and self.search_range == "full"
 
     @property
     def frame_quirks(self) -> tuple[str, ...]:
@@ -114,12 +125,14 @@ class DifferentiablePatchMatch(nn.Module):
     def _bounds(self, size_a, size_b, like):
         """Per-pixel offset bounds ``(min_x, max_x, min_y, max_y)``, each broadcastable to (N, 1, Ha, Wa).
 
-        Default: the offsets whose point is not clamped, ``x - dx in [0, Lx]``, ``ybase - dy in [0, Ly]``
-        (``L`` = B's size - 1; A's with ``a_frame``). ``full_range``: the reference's ``[-Wa, Wa] x [-Ha, Ha]``.
+        ``"full"``: ``[-W, W] x [-H, H]``, the larger of A's and B's sizes (A's with ``a_frame``: the
+        reference's range). ``"inside"``: the offsets whose point lies in the image, ``x - dx in [0, Lx]``,
+        ``ybase - dy in [0, Ly]`` (``L`` = B's size - 1; A's with ``a_frame``).
         """
-        (ha, wa) = size_a
-        if "full_range" in self.quirks:
-            return -wa, wa, -ha, ha
+        (ha, wa), (hb, wb) = size_a, size_b
+        if self.search_range == "full":
+            h, w = (ha, wa) if self.frame.a_frame else (max(ha, hb), max(wa, wb))
+            return -w, w, -h, h
         ly, lx = self.frame.limits(size_a, size_b)
         x, y = self.frame.base(size_a, like=like)
         return x - lx, x, y - ly, y
@@ -184,20 +197,18 @@ class DifferentiablePatchMatch(nn.Module):
 
     def _positions(self, dx, dy, size_a, size_b) -> torch.Tensor:
         """Offsets ``(N, 1, Ha, Wa)`` -> positions ``(N, 2, Ha, Wa)``: ``(y, x)`` points in B, not clamped."""
-        bx, by = self.frame.points(dx, dy, size_a, size_b, clamp=False)
+        bx, by = self.frame.points(dx, dy, size_a, size_b, evaluated=False)
         return torch.cat((by, bx), dim=1)
 
     def matches(self, positions: torch.Tensor, size_b: tuple[int, int]) -> torch.Tensor:
-        """The points of B the evaluation compared: ``positions`` clamped as this model clamps them.
-
-        Identity for positions inside B's evaluated range (always the case in the default
-        configuration, up to the one-pixel reach of propagation at B's border).
+        """The points of B the evaluation compared: ``positions`` clamped as this model clamps them
+        (to B; to A's extents mapped into B with the ``a_frame`` quirk: the reference's matches).
 
         Shape: positions ``(N, 2, Ha, Wa)`` -> ``(N, 2, Ha, Wa)``; ``size_b = (Hb, Wb)``.
         """
         check_image(positions, "positions", channels=2)
         size_a = tuple(positions.shape[-2:])
-        bx, by = self.frame.clamp(positions[:, 1:2], positions[:, 0:1], size_a, tuple(size_b))
+        bx, by = self.frame.evaluated(positions[:, 1:2], positions[:, 0:1], size_a, tuple(size_b))
         return torch.cat((by, bx), dim=1)
 
     def reconstruct(self, b: torch.Tensor, positions: torch.Tensor, *, patch_size: int | None = None) -> torch.Tensor:
@@ -214,5 +225,6 @@ class DifferentiablePatchMatch(nn.Module):
 
     def extra_repr(self) -> str:
         quirks = "all (reference)" if self.reference_quirks else (", ".join(sorted(self.quirks)) or "none")
-        return (f"iterations={self.iterations}, window={self.window}, keep_current={self.keep_current}, "
+        return (f"iterations={self.iterations}, window={self.window}, noise={self.noise!r}, "
+                f"search_range={self.search_range!r}, keep_current={self.keep_current}, "
                 f"materialize={self.materialize}, quirks={quirks}")

@@ -29,8 +29,8 @@ def sample_particles(lo_x, hi_x, lo_y, hi_y, *, sample_count: int = 1, generator
         batch item, item ``i`` draws its own x then y noise from ``generator[i]``, so its particles do
         not depend on the rest of the batch.
     shared_noise : bool
-        Reuse the x noise for y, as the DeepPruner reference does (quirk ``shared_noise``): only one
-        ``(N, k+1, H, W)`` draw per call.
+        Reuse the x noise for y, as the DeepPruner reference does (``noise="shared"``, the model's
+        default): only one ``(N, k+1, H, W)`` draw per call.
 
     Returns
     -------

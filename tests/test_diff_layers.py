@@ -284,12 +284,12 @@ def test_frame_offsets_invert_points_and_clamp_gives_evaluated_points(quirks):
     g = _gen("cpu", 3)
     dx = (torch.rand(1, 1, 9, 7, dtype=torch.float64, generator=g) - 0.5) * 30
     dy = (torch.rand(1, 1, 9, 7, dtype=torch.float64, generator=g) - 0.5) * 30
-    raw = frame.points(dx, dy, (9, 7), (12, 10), clamp=False)
+    raw = frame.points(dx, dy, (9, 7), (12, 10), evaluated=False)
     back = frame.offsets(*raw, (9, 7), (12, 10))
     torch.testing.assert_close(back[0], dx)
     torch.testing.assert_close(back[1], dy)
     evaluated = frame.points(dx, dy, (9, 7), (12, 10))
-    for c, e in zip(frame.clamp(*raw, (9, 7), (12, 10)), evaluated):
+    for c, e in zip(frame.evaluated(*raw, (9, 7), (12, 10)), evaluated):
         torch.testing.assert_close(c, e)
 
 

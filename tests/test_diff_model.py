@@ -120,19 +120,42 @@ def test_callback_and_switches(device):
 
 def test_quirks_switch_one_by_one():
     """Each quirk is its own switch; reference_quirks=True is all of them (checked against the
-    original's traces in test_diff_reference.py)."""
+    original's traces in test_diff_reference.py); noise and search range are options of their own."""
     import diff_pm
 
     full = DifferentiablePatchMatch(reference_quirks=True)
     assert full.quirks == frozenset(diff_pm.QUIRKS) and full.reference_quirks
     assert full.sampler.shared_noise and full.horizontal.border == "zeros"
     assert full.frame == diff_pm.Frame(y_clamp_width=True, a_frame=True, half_pixel=True)
-    one = DifferentiablePatchMatch(quirks=("shared_noise",))
-    assert one.sampler.shared_noise and one.horizontal.border == "replicate" and one.frame == diff_pm.Frame()
-    assert not one.reference_quirks
+    default = DifferentiablePatchMatch()
+    assert default.sampler.shared_noise and default.search_range == "full" and not default.quirks
+    assert default.frame == diff_pm.Frame() and default.horizontal.border == "replicate"
+    assert not DifferentiablePatchMatch(reference_quirks=True, noise="independent").reference_quirks
+    assert not DifferentiablePatchMatch(noise="independent").sampler.shared_noise
     assert DifferentiablePatchMatch(quirks=["zero_border"]).vertical.border == "zeros"
-    with pytest.raises(ValueError, match="unknown quirk 'shared'"):
-        DifferentiablePatchMatch(quirks=("shared",))
+    with pytest.raises(ValueError, match="unknown quirk 'shared_noise'"):
+        DifferentiablePatchMatch(quirks=("shared_noise",))
+    with pytest.raises(ValueError, match="search_range must be one of 'full', 'inside'"):
+        DifferentiablePatchMatch(search_range="all")
+
+
+@pytest.mark.parametrize("search_range", ["full", "inside"])
+def test_search_range_bounds_the_particles(search_range):
+    """Iteration 1 samples the whole range: [-W, W] x [-H, H], or the offsets whose point is in B."""
+    a, b = _textured(12, 20), _textured(14, 16)
+    model = DifferentiablePatchMatch(iterations=1, search_range=search_range)
+    seen = []
+    model.sampler.register_forward_hook(lambda m, i, out: seen.append(out))
+    model(a, b, generator=_gen("cpu"))
+    px, py = seen[0]
+    if search_range == "full":   # the larger of A's and B's sizes: W = 20, H = 14
+        assert px.min() >= -20 and px.max() <= 20 and py.min() >= -14 and py.max() <= 14
+        assert px.min() < -10 and px.max() > 10
+    else:                        # x - dx in [0, Wb - 1], y - dy in [0, Hb - 1]
+        x = torch.arange(20.0).view(1, 1, 1, 20)
+        y = torch.arange(12.0).view(1, 1, 12, 1)
+        assert ((x - px) >= 0).all() and ((x - px) <= 15).all()
+        assert ((y - py) >= 0).all() and ((y - py) <= 13).all()
 
 
 def test_model_reconstruct_is_diff_pm_reconstruct_by_default():
@@ -141,7 +164,8 @@ def test_model_reconstruct_is_diff_pm_reconstruct_by_default():
     model = DifferentiablePatchMatch(iterations=3, patch_size=5)
     pos = model(a, b, generator=_gen("cpu"))
     assert torch.equal(model.reconstruct(b, pos), reconstruct(b, pos, patch_size=5))
-    assert torch.equal(model.matches(pos, b.shape[-2:]), pos.clamp(min=0).minimum(torch.tensor([19.0, 23.0]).view(1, 2, 1, 1)))
+    hi = torch.tensor([19.0, 23.0]).view(1, 2, 1, 1)
+    assert torch.equal(model.matches(pos, b.shape[-2:]), pos.clamp(min=0).minimum(hi))  # clamped to B
 
 
 def test_gradients_reach_features_and_images(device):

@@ -463,3 +463,19 @@ window = [20, 100]
     assert df.groupby("unit")["psnr"].last().nunique() == 2  # the window reached the model
     model = load_sweep_checkpoint(ckpt.read_bytes(), device="cpu", options={"window": (20, 20)})
     assert model.window == (20.0, 20.0) and type(model.features).__name__ == "LearnedFeatures"
+
+
+def test_dpm_options_reach_the_model(tmp_path):
+    """noise, search_range, quirks ... are handed to DifferentiablePatchMatch as given."""
+    raw = _with(data={"sources": ["chelsea"]},
+                methods={"dpm": {"noise": ["shared", "independent"], "search_range": "inside",
+                                 "quirks": [[], ["zero_border", "a_frame"]], "window": [[10, 30]],
+                                 "evaluation": "hard", "temperature": 5}})
+    units = plan(parse_spec_dict(raw, base=tmp_path)).units
+    assert len(units) == 4
+    for u in units:
+        model = worker_mod.build_dpm(u, "cpu", None, None)
+        given = dict(u.given)
+        assert model.noise == given["noise"] and model.search_range == "inside"
+        assert model.quirks == frozenset(given["quirks"]) and model.window == (10.0, 30.0)
+        assert u.params["keep_current"] is False  # a default, filled in for the key and columns

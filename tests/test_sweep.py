@@ -359,7 +359,7 @@ def test_lost_worker_mid_sweep(tmp_path):
 @pytest.fixture
 def dask_cluster(tmp_path):
     """A real ``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1."""
-    procs = []
+    procs, worker_pids = [], []
     env = _env(tmp_path)
     sched_file = tmp_path / "scheduler.json"
 
@@ -382,16 +382,26 @@ def dask_cluster(tmp_path):
         with Client(address, timeout="60s") as client:
             client.wait_for_workers(2, timeout=120)
             workers = set(client.scheduler_info()["workers"])
+            worker_pids.extend(client.run(os.getpid).values())
         yield address, workers
     finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in reversed(procs):
+        # the `dask worker` nannies go at once (their worker processes follow their parent),
+        # the scheduler is asked to stop
+        for p in procs[1:]:
+            p.kill()
+        procs[0].terminate()
+        for p in procs:
             try:
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        try:
+            _wait_for(lambda: all(_gone(pid) for pid in worker_pids), 30, "the worker processes")
+        finally:
+            for pid in worker_pids:  # never leave one behind
+                if not _gone(pid):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def test_existing_cluster_by_address(tmp_path, dask_cluster):

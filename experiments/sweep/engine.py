@@ -38,6 +38,10 @@ from .store import UnitStore
 from .worker import run_unit
 
 SYNCHRONOUS = "synchronous"
+#: Keyword arguments of every embedded ``LocalCluster``: no dashboard, the scheduler's HTTP
+#: server on a free port (two clusters on one host do not compete for 8787), quiet logs.
+LOCAL_CLUSTER_OPTIONS = dict(dashboard_address=None, silence_logs=logging.ERROR,
+                             scheduler_kwargs=dict(dashboard_address="127.0.0.1:0"))
 
 
 @dataclass
@@ -98,10 +102,10 @@ class _Synchronous:
 class _Distributed:
     """Units as ``distributed`` futures on a cluster (local or remote)."""
 
-    def __init__(self, client, cluster=None, name: str = ""):
+    def __init__(self, client, cluster=None, name: str = "", own: bool = True):
         from distributed import as_completed  # deferred: heavy import
 
-        self.client, self.cluster, self.name = client, cluster, name
+        self.client, self.cluster, self.name, self.own = client, cluster, name, own
         self.done = as_completed()
         self.units: dict = {}
 
@@ -142,6 +146,8 @@ class _Distributed:
                           worker=None)
 
     def close(self) -> None:
+        if not self.own:
+            return
         with contextlib.suppress(Exception):
             self.client.close()
         if self.cluster is not None:
@@ -155,8 +161,15 @@ def default_workers(threads: int) -> int:
 
 
 @contextlib.contextmanager
-def open_executor(*, scheduler: str | None, workers: int | None, threads: int, log):
-    """The executor of a sweep (see the module docstring); closed on exit."""
+def open_executor(*, scheduler: str | None, workers: int | None, threads: int, log,
+                  client=None):
+    """The executor of a sweep (see the module docstring); closed on exit.
+
+    ``client``: an existing ``distributed.Client`` to use (left open).
+    """
+    if client is not None:
+        yield _Distributed(client, name=str(client.scheduler.address), own=False)
+        return
     if scheduler == SYNCHRONOUS:
         log("Dask synchronous scheduler: units run one at a time in this process")
         ex = _Synchronous()
@@ -184,7 +197,7 @@ def open_executor(*, scheduler: str | None, workers: int | None, threads: int, l
     else:
         n = workers or default_workers(threads)
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR)
+                               **LOCAL_CLUSTER_OPTIONS)
         client = Client(cluster)
         ex = _Distributed(client, cluster, name=f"LocalCluster({n})")
         pids = client.run(os.getpid)
@@ -222,9 +235,9 @@ def plan(spec: Spec, *, checkpoint_loader=None, log=print) -> Plan:
 
 # --------------------------------------------------------------------------- the run
 def run_sweep(spec: Spec, *, out: str | Path, workers: int | None = None,
-              scheduler: str | None = None, fresh: bool = False, log: Callable = print,
-              checkpoint_loader: Callable | None = None, command: str = "",
-              report: bool = True) -> SweepOutcome:
+              scheduler: str | None = None, client=None, fresh: bool = False,
+              log: Callable = print, checkpoint_loader: Callable | None = None,
+              command: str = "", report: bool = True) -> SweepOutcome:
     """Run (or resume) a study and write its outputs (see :mod:`experiments.sweep`).
 
     Parameters
@@ -237,6 +250,8 @@ def run_sweep(spec: Spec, *, out: str | Path, workers: int | None = None,
         Worker processes of the local cluster (default: one per ``spec.threads`` cores).
     scheduler : str, optional
         ``tcp://HOST:PORT`` of an existing Dask scheduler, or ``"synchronous"``.
+    client : distributed.Client, optional
+        Run on this client's cluster (instead of ``workers`` / ``scheduler``); left open.
     checkpoint_loader : callable, optional
         ``loader(data: bytes, *, device, options) -> DifferentiablePatchMatch`` for DPM settings
         with a ``checkpoint``; sent to the workers (so it must be importable there).
@@ -245,7 +260,7 @@ def run_sweep(spec: Spec, *, out: str | Path, workers: int | None = None,
     """
     t_begin = time.perf_counter()
     p = plan(spec, checkpoint_loader=checkpoint_loader, log=log)
-    remote = scheduler not in (None, SYNCHRONOUS)
+    remote = client is not None or scheduler not in (None, SYNCHRONOUS)
     if spec.device == "cuda" and not remote:
         resolve_device("cuda")  # the units run on this machine: it must have CUDA
     store = UnitStore(out)
@@ -264,7 +279,8 @@ def run_sweep(spec: Spec, *, out: str | Path, workers: int | None = None,
     skipped: dict[str, str] = {}
     t_work = time.perf_counter()
     # the cluster first: an unreachable scheduler fails before --out is touched
-    with (open_executor(scheduler=scheduler, workers=workers, threads=spec.threads, log=log)
+    with (open_executor(scheduler=scheduler, workers=workers, threads=spec.threads, log=log,
+                        client=client)
           if todo else contextlib.nullcontext()) as ex:
         store.prepare(fresh=fresh)
         (store.out / "spec.toml").write_text(spec.text)

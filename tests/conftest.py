@@ -77,7 +77,7 @@ def cli():
 
 
 # Small but complete compare run shared by the CLI tests (about 20 s on 2 cores).
-TINY_ARGS = ("--max-size", "48", "--pm-iterations", "2", "--dpm-iterations", "3",
+TINY_ARGS = ("--max-size", "48", "--pm-iterations", "2", "--dpm-iterations", "3", "--dpm-reference",
              "--threads", "1")
 
 

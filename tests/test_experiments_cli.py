@@ -24,7 +24,7 @@ def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 PAIRS = ["chelsea", "demo-a_shift", "demo-b_gray16", "demo-c_same"]
-ITERS = {"pm": [1, 2], "dpm": [1, 2, 3], "exact": [0]}
+ITERS = {"pm": [1, 2], "dpm": [1, 2, 3], "dpm-reference": [1, 2, 3], "exact": [0]}
 
 
 def _keys(df):

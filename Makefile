@@ -23,6 +23,7 @@ test: install
 bench: install
 	$(PY) -m benchmarks.classic
 	$(PY) -m benchmarks.diff
+	$(PY) -m benchmarks.dpm_quality
 
 # CUDA checks: the gpu-marked tests, then the CUDA benchmark of DPM (prints its figures).
 # Without CUDA it says so in one line and succeeds.

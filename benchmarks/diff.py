@@ -287,8 +287,6 @@ def main(argv=None) -> int:
     if args.worker:
         print(json.dumps(_worker(json.loads(args.worker))))
         return 0
-    import torch
-
     from experiments.devices import resolve_device
     from experiments.errors import UserError
     try:

@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 # The main job: both methods, per iteration, on the built-in pairs (short run).
 compare: install
-	$(PY) -m experiments compare --max-size 200 --checkpoint data/dpm_learned.pt --out reports/latest
+	$(PY) -m experiments compare --max-size 200 --dpm-reference --checkpoint data/dpm_learned.pt --out reports/latest
 
 test: install
 	$(PY) -m pytest -q
@@ -23,6 +23,7 @@ test: install
 bench: install
 	$(PY) -m benchmarks.classic
 	$(PY) -m benchmarks.diff
+	$(PY) -m benchmarks.dpm_quality
 	$(PY) -m benchmarks.sweep
 
 # CUDA checks: the gpu-marked tests, then the CUDA benchmark of DPM (prints its figures).

@@ -164,6 +164,57 @@ def _run(spec: dict) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def score_implementations(device: str, threads: int, repeats: int = 3) -> list[dict]:
+    """Seconds per call of every implementation of the score formula on the same candidates.
+
+    A 160 x 240 crop of the pair, 4 particles per pixel propagated horizontally (12 candidates per
+    pixel), the default features; the composition ``propagate -> points -> scores`` for all but the
+    fused propagation kernel. Each implementation's result is checked against the materialising one.
+    """
+    import torch
+
+    import diff_pm
+    from diff_pm import evaluation
+
+    from experiments.devices import thread_scope
+
+    left, right = _pair(False)
+    t = lambda x: torch.from_numpy(np.ascontiguousarray(x[100:260, 200:440])).permute(2, 0, 1)[None].to(device)  # noqa: E731
+    a, b = t(left), t(right)
+    g = torch.Generator(device=device).manual_seed(0)
+    sx = (torch.rand(1, 4, 160, 240, generator=g, device=device) - 0.5) * 100
+    sy = (torch.rand(1, 4, 160, 240, generator=g, device=device) - 0.5) * 20
+    size = (160, 240)
+    cx, cy = diff_pm.propagate(sx, sy, direction="horizontal")
+    bx, by = diff_pm.particle_positions(cx, cy, size, size)
+    fa, fb = diff_pm.neighbourhood_features(a), diff_pm.neighbourhood_features(b)
+    impls = {
+        "materialized_scores (the reference's computation)": lambda: diff_pm.materialized_scores(fa, fb, bx, by),
+        "tiled_scores (any features)": lambda: diff_pm.tiled_scores(fa, fb, bx, by),
+        "patch_scores, torch backend (CUDA's path)": lambda: diff_pm.patch_scores(a, b, bx, by, backend="torch"),
+    }
+    if evaluation._cpu_kernels.available(a):
+        impls["patch_scores, compiled (CPU, any candidates)"] = lambda: diff_pm.patch_scores(a, b, bx, by,
+                                                                                           backend="compiled")
+        impls["propagated_scores, compiled (CPU, shares work)"] = lambda: diff_pm.propagated_scores(
+            a, b, sx, sy, direction="horizontal")
+    out = []
+    with torch.no_grad(), thread_scope(threads):
+        ref = impls[next(iter(impls))]()
+        for name, fn in impls.items():
+            fn()  # warm-up (JIT)
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                res = fn()
+                if device.startswith("cuda"):
+                    torch.cuda.synchronize()
+                times.append(time.perf_counter() - t0)
+            out.append(dict(implementation=name, seconds=float(np.median(times)),
+                            max_abs_diff=float((res - ref).abs().max())))
+    return out
+
+
 def _metadata(device: str, quick: bool, threads: int) -> dict:
     from experiments import provenance
     git = provenance.git_state(paths=("diff_pm", "benchmarks"))
@@ -236,8 +287,6 @@ def main(argv=None) -> int:
     if args.worker:
         print(json.dumps(_worker(json.loads(args.worker))))
         return 0
-    import torch
-
     from experiments.devices import resolve_device
     from experiments.errors import UserError
     try:
@@ -268,8 +317,9 @@ def main(argv=None) -> int:
         except (KeyError, OSError):
             pass
     summary = summarise(records)
+    scores = score_implementations(device, args.threads)
     result = {"metadata": meta, "records": records, "ratios": summary, "agreement_fraction": agreement,
-              "agreement_iterations": mat_iters}
+              "agreement_iterations": mat_iters, "score_implementations": scores}
     print()
     print(f"{'measurement':>28} {'iters':>5} {'s/iter':>9} {'min':>7} {'max':>7} {'cpu s/iter':>10} {'peak MiB':>9}")
     for rec in records:
@@ -280,6 +330,10 @@ def main(argv=None) -> int:
     for k, v in summary.items():
         print(f"{k}: {v:.2f}x")
     print(f"agreement of default and materialize (same draws, {mat_iters} iterations): {agreement:.4f}")
+    print("\nthe score formula, one call on 160 x 240 pixels x 12 candidates:")
+    for rec in scores:
+        print(f"  {rec['implementation']:>50}: {rec['seconds']:8.4f} s  (max |diff| to materialized "
+              f"{rec['max_abs_diff']:.1e})")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2))
     print(f"written {args.output}")

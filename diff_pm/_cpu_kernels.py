@@ -169,18 +169,19 @@ if numba is not None:
                         gy[n, k, y, x] = sy
 
 
-def _channels_last(t: torch.Tensor, pad: int) -> np.ndarray:
-    """(N, C, H, W) tensor -> zero-padded channels-last numpy array (N, H+2pad, (W+2pad)*C)."""
-    t = F.pad(t.detach(), (pad,) * 4)
+def _channels_last(t: torch.Tensor, pad: int, extra: int = 0) -> np.ndarray:
+    """(N, C, H, W) tensor -> zero-padded channels-last numpy array (N, H+2pad, (W+2pad+extra)*C)."""
+    t = F.pad(t.detach(), (pad, pad + extra, pad, pad))
     n, c, h, w = t.shape
     return np.ascontiguousarray(t.permute(0, 2, 3, 1).reshape(n, h, w * c).numpy())
 
 
-def _prepare(a, b, bx, by, patch_size, b_pad=None):
-    """A padded by ``r``, B by ``b_pad`` (default ``r + 1``), both channels-last; ``bx, by`` as numpy."""
+def _prepare(a, b, bx, by, patch_size, b_pad=None, extra=0):
+    """A padded by ``r``, B by ``b_pad`` (default ``r + 1``), both channels-last with ``extra`` more
+    columns on the right; ``bx, by`` as numpy."""
     r = patch_size // 2
-    a_cl = _channels_last(a, r)
-    b_cl = _channels_last(b, r + 1 if b_pad is None else b_pad)
+    a_cl = _channels_last(a, r, extra)
+    b_cl = _channels_last(b, r + 1 if b_pad is None else b_pad, extra)
     bxn = np.ascontiguousarray(bx.detach().numpy())
     byn = np.ascontiguousarray(by.detach().numpy())
     return a_cl, b_cl, bxn, byn
@@ -224,6 +225,9 @@ def patch_scores_backward(a, b, bx, by, patch_size: int, grad_out: torch.Tensor)
 # over three overlapping ranges of p. Elsewhere (image borders, clamped or scaled points) each
 # target is evaluated directly. Same definition as ``patch_scores(frame.points(propagate(...)))``.
 
+#: columns of zeros added on the right of A and B: the strip loop reads up to 7 elements past its end
+STRIP_EXTRA = 8
+
 if numba is not None:
 
     @njit(cache=True, inline="always")
@@ -250,19 +254,21 @@ if numba is not None:
         return _direct(a_cl, b_cl, n, ty, tx, y0, x0, wt, p, c, pad)
 
     @njit(cache=True, parallel=True, fastmath=True)
-    def _propagated_forward(a_cl, b_cl, src_x, src_y, p, hb, wb, pad, horizontal, zero_border,
+    def _propagated_forward(a_cl, b_cl, src_x, src_y, p, c, hb, wb, pad, horizontal, zero_border,
                             lx, ly, sx, sy, shift, ymax, out):
-        # a_cl padded by r, b_cl padded by pad >= r + 2; src_x, src_y: (N, K, Ha, Wa); out: (N, 3K, Ha, Wa)
+        # a_cl padded by r, b_cl padded by pad >= r + 2, both with STRIP_EXTRA more columns on the
+        # right; src_x, src_y: (N, K, Ha, Wa); out: (N, 3K, Ha, Wa)
         # frame: points clamp(q, 0, (ly, lx)) * (sy, sx) + shift with q = (min(y, ymax) - dy, x - dx)
         n_img, n_part, ha, wa = src_x.shape
-        c = a_cl.shape[2] // (wa + p - 1)
         r = p // 2
         scale = 1.0 / (c * p * p)
         length = wa if horizontal else ha
+        # the strip loop runs over whole SIMD vectors (a multiple of 8 elements); its tail is ignored
+        n_strip = ((p + 2) * c + 7) // 8 * 8
         for row in prange(n_img * ha):
             n = row // ha
             y = row - n * ha
-            strip = np.zeros((p + 2) * c, dtype=np.float64)
+            strip = np.zeros(n_strip, dtype=np.float64)
             costs = np.zeros(p + 2, dtype=np.float64)
             wt = np.empty(4, dtype=out.dtype)
             rnd = np.empty(1, dtype=out.dtype)
@@ -293,7 +299,7 @@ if numba is not None:
                         w11 = wt[3]
                         if horizontal:
                             # columns u = 0 .. p+1 <-> B columns x0 - r - 1 + u, A columns x - r - 1 + u
-                            for e in range((p + 2) * c):
+                            for e in range(n_strip):
                                 strip[e] = 0.0
                             bbase = (x0 - r - 1 + pad) * c
                             abase = (x - 1) * c
@@ -304,7 +310,7 @@ if numba is not None:
                                 b10 = b_cl[n, rb + 1, bbase:]
                                 b11 = b_cl[n, rb + 1, bbase + c:]
                                 ar = a_cl[n, y + i, abase:]
-                                for e in range((p + 2) * c):
+                                for e in range(n_strip):
                                     strip[e] += abs(ar[e] - (w00 * b00[e] + w01 * b01[e] + w10 * b10[e] + w11 * b11[e]))
                             for u in range(p + 2):
                                 t = strip[u * c]
@@ -368,12 +374,12 @@ def propagated_scores(a, b, src_x, src_y, patch_size: int, horizontal: bool, *, 
     the frame (:class:`diff_pm._common.Frame`); ``zero_border`` the border rule.
     """
     pad = patch_size // 2 + 2
-    a_cl, b_cl, sxn, syn = _prepare(a, b, src_x, src_y, patch_size, pad)
+    a_cl, b_cl, sxn, syn = _prepare(a, b, src_x, src_y, patch_size, pad, STRIP_EXTRA)
     n, k, ha, wa = sxn.shape
     out = np.empty((n, 3 * k, ha, wa), dtype=sxn.dtype)
     hb, wb = b.shape[-2:]
     ly, lx = (hb - 1, wb - 1) if limits is None else limits
     ymax = float(min(ymax, 2.0 ** 31))
-    _propagated_forward(a_cl, b_cl, sxn, syn, patch_size, hb, wb, pad, bool(horizontal), bool(zero_border),
+    _propagated_forward(a_cl, b_cl, sxn, syn, patch_size, a.shape[1], hb, wb, pad, bool(horizontal), bool(zero_border),
                         float(lx), float(ly), float(scales[1]), float(scales[0]), float(shift), ymax, out)
     return torch.from_numpy(out)

@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compute the exact NNF only when sqrt(pixels of A x pixels of B) <= N "
                         f"(default {DEFAULT_EXACT_MAX_PIXELS['cpu']} on CPU, "
                         f"{DEFAULT_EXACT_MAX_PIXELS['cuda']} on CUDA; 0: never)")
+    c.add_argument("--dpm-reference", action="store_true",
+                   help="also run DPM exactly as the original DeepPruner code, its quirks included "
+                        "(method dpm-reference; reference_quirks=True)")
     c.add_argument("--dpm-keep-current", action="store_true",
                    help="also run DPM keeping each pixel's current offset as a candidate "
                         "(method dpm-keep; an improvement over the reference, off by default)")
@@ -179,7 +182,7 @@ def cmd_compare(args) -> int:
         device=device, threads=args.threads,
         exact_max_pixels=(DEFAULT_EXACT_MAX_PIXELS[device.split(":")[0]]
                           if args.exact_max_pixels is None else args.exact_max_pixels),
-        dpm_keep_current=bool(args.dpm_keep_current),
+        dpm_keep_current=bool(args.dpm_keep_current), dpm_reference=bool(args.dpm_reference),
         checkpoint=str(Path(args.checkpoint).resolve()) if args.checkpoint else None,
         out=str(out), command="python -m experiments " + " ".join(sys.argv[1:]),
     )

@@ -50,7 +50,7 @@ import numpy as np
 
 from .errors import UserError
 from .pairs import (BUILTIN_PAIRS, Pair, PairSource, _inside, builtin_pair, correspondence_from_matrix,
-                    folder_pair, name_mismatch_note, read_pair_images, resize_pair, safe_name,
+                    decode_file, folder_pair, name_mismatch_note, read_pair_images, resize_pair, safe_name,
                     scan_folder)
 
 KINDS = ("middlebury", "sintel", "sintel-final", "kitti-flow", "kitti-stereo", "hpatches",
@@ -65,16 +65,7 @@ _KITTI_A = re.compile(r"(\d+)_10\.png")
 # --------------------------------------------------------------------------- file readers
 def _decode(path: Path, what: str) -> np.ndarray:
     """Any image file as OpenCV decodes it (``IMREAD_UNCHANGED``: dtype kept, BGR order)."""
-    try:
-        raw = np.fromfile(str(path), dtype=np.uint8)
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # we report problems
-    try:
-        img = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
-    finally:
-        cv2.utils.logging.setLogLevel(level)
+    img = decode_file(path)
     if img is None:
         raise UserError(f"{path} is not a readable {what} (bad header, wrong size or truncated "
                         "file); download it again")

@@ -31,10 +31,12 @@ from .pairs import Pair, file_stem  # noqa: E402
 from .runner import METHOD_ORDER, load_artifact, summary_table  # noqa: E402
 
 DPI = 100
-METHOD_STYLE = {"pm": "-", "dpm": "--", "dpm-keep": (0, (5, 1, 1, 1, 1, 1)),
+METHOD_STYLE = {"pm": "-", "dpm": "--", "dpm-reference": (0, (1, 1)), "dpm-keep": (0, (5, 1, 1, 1, 1, 1)),
                 "dpm-learned": "-.", "exact": ":"}
-METHOD_MARKER = {"pm": "o", "dpm": "s", "dpm-keep": "D", "dpm-learned": "^", "exact": "*"}
+METHOD_MARKER = {"pm": "o", "dpm": "s", "dpm-reference": "v", "dpm-keep": "D", "dpm-learned": "^",
+                 "exact": "*"}
 GRID_METHODS = (("dpm", "differentiable (dpm)"), ("pm", "classic (pm)"),
+                ("dpm-reference", "as the original (dpm-reference)"),
                 ("dpm-keep", "DPM + current (dpm-keep)"),
                 ("dpm-learned", "learnt DPM (dpm-learned)"))
 
@@ -248,7 +250,7 @@ def convergence_figure(out: Path, df) -> str | None:
 def nnf_figure(out: Path, pair: Pair) -> str | None:
     """``nnf_<pair>.png``: flow colour maps of classic, differentiable, exact and GT."""
     panels = []
-    for method in ("pm", "dpm", "dpm-keep", "dpm-learned", "exact"):
+    for method in ("pm", "dpm", "dpm-reference", "dpm-keep", "dpm-learned", "exact"):
         art = load_artifact(out, pair.name, method)
         if art is not None:
             panels.append((METHOD_LABELS[method], art["nnf"], None))

@@ -34,6 +34,7 @@ METHOD_LABELS = {
     "pm": "classic PatchMatch",
     "dpm": "differentiable PatchMatch",
     "dpm-keep": "DPM, current offset kept",
+    "dpm-reference": "DPM as the original code (reference_quirks=True)",
     "dpm-learned": "DPM, learnt features",
     "exact": "exact NNF",
 }
@@ -217,18 +218,18 @@ def run_exact(pair: Pair, *, patch_size: int, device: str,
                      _classic_vote(b, patch_size), used)
 
 
-def default_dpm(*, iterations: int, patch_size: int, keep_current: bool = False):
+def default_dpm(*, iterations: int, patch_size: int, keep_current: bool = False,
+                reference_quirks: bool = False):
     """``diff_pm.DifferentiablePatchMatch`` in its default configuration.
 
     ``keep_current=True`` (method ``dpm-keep``) also keeps each pixel's current offset as a
-    candidate in the next iteration (not in the reference).
+    candidate in the next iteration (not in the reference). ``reference_quirks=True`` (method
+    ``dpm-reference``) is the original DeepPruner code end to end, its quirks included.
     """
     import diff_pm  # deferred: heavy import (torch, numba)
 
-    if keep_current:
-        return diff_pm.DifferentiablePatchMatch(iterations=iterations, patch_size=patch_size,
-                                                keep_current=True)
-    return diff_pm.DifferentiablePatchMatch(iterations=iterations, patch_size=patch_size)
+    return diff_pm.DifferentiablePatchMatch(iterations=iterations, patch_size=patch_size,
+                                            keep_current=keep_current, reference_quirks=reference_quirks)
 
 
 def warm_up(*, patch_size: int, threads: int, device: str, exact: bool,

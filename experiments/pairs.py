@@ -155,16 +155,7 @@ def read_image(path: str | Path) -> tuple[np.ndarray, int]:
     :class:`UserError` when the file is not a readable image.
     """
     path = Path(path)
-    try:
-        raw = np.fromfile(str(path), dtype=np.uint8)
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # we report problems
-    try:
-        img = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
-    finally:
-        cv2.utils.logging.setLogLevel(level)
+    img = decode_file(path)
     if img is None:
         raise UserError(f"{path} is not a readable image (PNG, JPEG or TIFF expected); "
                         "remove it from the folder or convert it")
@@ -173,6 +164,22 @@ def read_image(path: str | Path) -> tuple[np.ndarray, int]:
     elif img.ndim == 3 and img.shape[2] == 4:
         img = img[:, :, [2, 1, 0, 3]]  # BGRA -> RGBA
     return to_rgb_float(img, what=str(path)), nonfinite_pixels(img)
+
+
+def decode_file(path: Path) -> np.ndarray | None:
+    """A file as OpenCV decodes it (``IMREAD_UNCHANGED``: dtype kept, BGR order), or None when
+    OpenCV cannot decode it (OpenCV's own log silenced: callers report the problem in one line).
+    Raises :class:`UserError` when the file cannot be read at all."""
+    try:
+        raw = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        return cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
+    finally:
+        cv2.utils.logging.setLogLevel(level)
 
 
 def save_image(path: str | Path, image: np.ndarray) -> None:

@@ -114,7 +114,8 @@ def observations(summary) -> list[str]:
             out.append(f"- {m} energy at the last iteration is {min(r):.2f}x to {max(r):.2f}x "
                        f"the exact NNF's ({len(r)} pairs with the exact NNF and non-zero "
                        "exact energy).")
-    for m, what in (("dpm-keep", "Keeping the current offset (dpm-keep - dpm)"),
+    for m, what in (("dpm-reference", "The original code's configuration (dpm-reference - dpm)"),
+                    ("dpm-keep", "Keeping the current offset (dpm-keep - dpm)"),
                     ("dpm-learned", "Learnt features vs fixed (dpm-learned - dpm)")):
         if m in methods and "dpm" in methods:
             d = [get(p, m, "psnr") - get(p, "dpm", "psnr") for p in pairs]
@@ -123,6 +124,13 @@ def observations(summary) -> list[str]:
                 out.append(f"- {what}: PSNR {min(d):+.2f} to {max(d):+.2f} dB over "
                            f"{len(d)} pairs, at equal iterations.")
     return out or ["- (nothing to compare)"]
+
+
+def _also(run: dict) -> str:
+    """" (also dpm-reference, dpm-keep, ...)" for the optional DPM methods of a run."""
+    also = [m for m, key in (("dpm-reference", "dpm_reference"), ("dpm-keep", "dpm_keep_current"),
+                             ("dpm-learned", "checkpoint")) if run.get(key)]
+    return f" (also {', '.join(also)})" if also else ""
 
 
 def write_report(out: Path, df, summary, pairs: dict, meta: dict) -> Path:
@@ -147,10 +155,7 @@ def write_report(out: Path, df, summary, pairs: dict, meta: dict) -> Path:
         ("threads", f"{run.get('threads')} (numba bands for pm, torch threads for dpm)"),
         ("patch size", run.get("patch_size")),
         ("iterations", f"pm {run.get('pm_iterations')}, dpm {run.get('dpm_iterations')}"
-                       + (" (also dpm-keep, dpm-learned)" if run.get("dpm_keep_current")
-                          and run.get("checkpoint") else " (also dpm-keep)"
-                          if run.get("dpm_keep_current") else " (also dpm-learned)"
-                          if run.get("checkpoint") else "")),
+                       + _also(run)),
         ("max size", f"{run.get('max_size')} px (longer side)" if run.get("max_size")
          else "native resolution"),
         ("seed", run.get("seed")),
@@ -214,6 +219,8 @@ def write_report(out: Path, df, summary, pairs: dict, meta: dict) -> Path:
         L.append("## Reconstructions\n")
         L.append("Rows are pairs: Image A (to rebuild) | Image B (patch source) | "
                  "differentiable | classic" +
+                 (" | DPM as the original code" if (summary["method"] == "dpm-reference").any()
+                  else "") +
                  (" | DPM keeping the current offset" if (summary["method"] == "dpm-keep").any()
                   else "") +
                  (" | learnt DPM" if (summary["method"] == "dpm-learned").any() else "") +

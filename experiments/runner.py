@@ -46,9 +46,10 @@ COLUMNS = [
 ]
 # Settings that define the numbers; a resumed run must match them exactly.
 RUN_KEYS = ("pairs", "max_size", "pm_iterations", "dpm_iterations", "patch_size", "seed",
-            "device", "threads", "exact_max_pixels", "checkpoint", "dpm_keep_current")
+            "device", "threads", "exact_max_pixels", "checkpoint", "dpm_keep_current",
+            "dpm_reference")
 STRIP_COLUMNS = 6  # reconstructions kept per method for iterations_<pair>.png
-METHOD_ORDER = ("pm", "dpm", "dpm-keep", "dpm-learned", "exact")
+METHOD_ORDER = ("pm", "dpm", "dpm-reference", "dpm-keep", "dpm-learned", "exact")
 OUTPUT_FILES = ("metrics.csv", "summary.csv", "config.json", "REPORT.md", "grid.png",
                 "convergence.png")
 
@@ -80,6 +81,8 @@ class RunSettings:
         Exact-NNF size limit (0: never).
     dpm_keep_current : bool
         Also run ``dpm-keep``.
+    dpm_reference : bool
+        Also run ``dpm-reference`` (the original code's configuration, quirks included).
     checkpoint : str or None
         Absolute path of the learnt DPM checkpoint (method ``dpm-learned``).
     out : str
@@ -99,6 +102,7 @@ class RunSettings:
     threads: int
     exact_max_pixels: int
     dpm_keep_current: bool = False
+    dpm_reference: bool = False
     checkpoint: str | None = None
     out: str = ""
     command: str = ""
@@ -114,7 +118,8 @@ class RunSettings:
                     pm_iterations=self.pm_iterations, dpm_iterations=self.dpm_iterations,
                     patch_size=self.patch_size, seed=self.seed, device=self.device,
                     threads=self.threads, exact_max_pixels=self.exact_max_pixels,
-                    dpm_keep_current=self.dpm_keep_current, checkpoint=self.checkpoint,
+                    dpm_keep_current=self.dpm_keep_current, dpm_reference=self.dpm_reference,
+                    checkpoint=self.checkpoint,
                     out=self.out, command=self.command)
 
     def run_dict(self) -> dict:
@@ -314,6 +319,8 @@ class Runner:
         s = self.settings
         units = [Unit(pair.name, "pm", list(range(1, s.pm_iterations + 1))),
                  Unit(pair.name, "dpm", list(range(1, s.dpm_iterations + 1)))]
+        if s.dpm_reference:
+            units.append(Unit(pair.name, "dpm-reference", list(range(1, s.dpm_iterations + 1))))
         if s.dpm_keep_current:
             units.append(Unit(pair.name, "dpm-keep", list(range(1, s.dpm_iterations + 1))))
         if learned_iterations is not None:
@@ -436,10 +443,10 @@ class Runner:
         if u.method == "pm":
             run = methods.run_pm(pair, iterations=s.pm_iterations, patch_size=s.patch_size,
                                  seed=s.seed, threads=s.threads, progress=step)
-        elif u.method in ("dpm", "dpm-keep", "dpm-learned"):
+        elif u.method in ("dpm", "dpm-reference", "dpm-keep", "dpm-learned"):
             model = self.learned if u.method == "dpm-learned" else methods.default_dpm(
                 iterations=s.dpm_iterations, patch_size=s.patch_size,
-                keep_current=u.method == "dpm-keep")
+                keep_current=u.method == "dpm-keep", reference_quirks=u.method == "dpm-reference")
             run = methods.run_dpm(model, pair, method=u.method, device=s.device, seed=s.seed,
                                   patch_size=s.patch_size, threads=s.threads, progress=step)
         else:

@@ -42,7 +42,11 @@ def heldout_metrics(pair: Pair, nnf: np.ndarray, recon: np.ndarray, *, patch_siz
 
 def _mean_rows(rows: list[dict]) -> dict:
     """Per-key mean over pairs, ignoring NaN (pairs without ground truth)."""
-    return {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
+    def mean(values):
+        finite = [v for v in values if not np.isnan(v)]
+        return float(np.mean(finite)) if finite else float("nan")
+
+    return {k: mean([r[k] for r in rows]) for k in rows[0]}
 
 
 def evaluate_heldout(model, pairs: list[Pair], *, device: str, seed: int, patch_size: int,

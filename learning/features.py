@@ -132,13 +132,17 @@ def feature_config(features: LearnedFeatures) -> dict:
 
 def build_model(features: nn.Module, *, iterations: int, evaluation: str = "soft",
                 temperature: float = 1.0, sample_count: int = 1, window=(100, 100),
-                patch_size: int = PATCH_SIZE, keep_current: bool = False):
+                patch_size: int = PATCH_SIZE, keep_current: bool = False, noise: str = "shared",
+                search_range: str = "full"):
     """A :class:`diff_pm.DifferentiablePatchMatch` that scores with ``features``.
 
     ``temperature`` multiplies the features' own (learnt) temperature: 1 (default) runs at the learnt
     temperature, :data:`REFERENCE_TEMPERATURE` runs practically hard like the fixed-feature ``dpm``.
-    Everything else defaults to DPM's reference configuration.
+    Everything else defaults to DPM's default configuration (the search of the fixed-feature
+    ``dpm``, so that the two differ only in their features). Checkpoints written before ``noise``
+    and ``search_range`` existed do not name them and run with these defaults.
     """
     return diff_pm.DifferentiablePatchMatch(iterations=iterations, temperature=temperature, evaluation=evaluation,
                                             sample_count=sample_count, window=tuple(window), patch_size=patch_size,
-                                            features=features, keep_current=keep_current)
+                                            features=features, keep_current=keep_current, noise=noise,
+                                            search_range=search_range)

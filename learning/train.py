@@ -149,7 +149,8 @@ def _run(args) -> int:
     dpm_gen.manual_seed(args.seed + 1)
 
     config = dict(model=dict(iterations=args.eval_iterations, evaluation="soft", temperature=REFERENCE_TEMPERATURE,
-                             sample_count=1, window=[100, 100], patch_size=PATCH_SIZE, keep_current=False),
+                             sample_count=1, window=[100, 100], patch_size=PATCH_SIZE, keep_current=False,
+                             noise="shared", search_range="full"),
                   train=dict(steps=args.steps, seed=args.seed, device=device, threads=args.threads,
                              crop=args.crop, batch=args.batch, images=names, iterations=args.iterations,
                              temperature_init=args.temperature, learn_temperature=args.learn_temperature,

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -76,8 +78,27 @@ def cli():
     return run_cli
 
 
+def kill_when_rows(args, csv: Path, rows: int = 3, timeout: float = 180) -> tuple[bool, int]:
+    """Start ``python -m experiments *args``, SIGKILL it once ``csv`` holds ``rows`` data rows.
+
+    Returns ``(finished_early, rows_at_kill)``: whether the run ended before the kill, and how many
+    data rows the table held when it was killed.
+    """
+    proc = subprocess.Popen([sys.executable, "-m", "experiments", *map(str, args)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if csv.exists() and csv.read_text().count("\n") >= rows + 1:  # header + rows
+            break
+        time.sleep(0.05)
+    finished_early = proc.poll() is not None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return finished_early, (csv.read_text().count("\n") - 1 if csv.exists() else 0)
+
+
 # Small but complete compare run shared by the CLI tests (about 20 s on 2 cores).
-TINY_ARGS = ("--max-size", "48", "--pm-iterations", "2", "--dpm-iterations", "3",
+TINY_ARGS = ("--max-size", "48", "--pm-iterations", "2", "--dpm-iterations", "3", "--dpm-reference",
              "--threads", "1")
 
 

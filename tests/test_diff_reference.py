@@ -60,7 +60,7 @@ def test_reference_quirks_reproduce_the_original(name):
 def test_first_iteration_layers_reproduce_the_original(name):
     """Iteration 1 step by step: the sampler's particles, then the horizontal propagation + evaluation."""
     trace, a, b, seed = _load(name)
-    (ha, wa), (hb, wb) = a.shape[-2:], b.shape[-2:]
+    ha, wa = a.shape[-2:]
     lo_x, lo_y = torch.full((1, 1, ha, wa), -float(wa)), torch.full((1, 1, ha, wa), -float(ha))
     px, py = sample_particles(lo_x, -lo_x, lo_y, -lo_y, generator=torch.Generator().manual_seed(seed),
                               shared_noise=True)

@@ -3,28 +3,17 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import kill_when_rows, run_cli
 from experiments.runner import COLUMNS
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """``python -m experiments *args`` in the repository root (same as conftest's ``cli``)."""
-    return subprocess.run([sys.executable, "-m", "experiments", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
-
 PAIRS = ["chelsea", "demo-a_shift", "demo-b_gray16", "demo-c_same"]
-ITERS = {"pm": [1, 2], "dpm": [1, 2, 3], "exact": [0]}
+ITERS = {"pm": [1, 2], "dpm": [1, 2, 3], "dpm-reference": [1, 2, 3], "exact": [0]}
 
 
 def _keys(df):
@@ -157,18 +146,8 @@ def test_resume_after_kill(tmp_path, seed_folder):
     args = ["compare", "--data", str(seed_folder), "--out", str(out), "--max-size", "48",
             "--pm-iterations", "2", "--dpm-iterations", "12", "--threads", "1",
             "--exact-max-pixels", "0"]
-    proc = subprocess.Popen([sys.executable, "-m", "experiments", *args], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     csv = out / "metrics.csv"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if csv.exists() and csv.read_text().count("\n") >= 4:  # header + 3 rows
-            break
-        time.sleep(0.05)
-    finished_early = proc.poll() is not None
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    rows_at_kill = csv.read_text().count("\n") - 1 if csv.exists() else 0
+    finished_early, rows_at_kill = kill_when_rows(args, csv)
     if not finished_early:
         assert rows_at_kill < 3 * (2 + 12)  # really interrupted mid-run
     res = run_cli(*args)

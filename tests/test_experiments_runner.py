@@ -70,7 +70,7 @@ def test_run_settings_are_frozen_and_serialise_like_config_json(tmp_path):
     d = settings.to_dict()
     assert list(d) == ["pairs", "origins", "max_size", "pm_iterations", "dpm_iterations",
                        "patch_size", "seed", "device", "threads", "exact_max_pixels",
-                       "dpm_keep_current", "checkpoint", "out", "command"]
+                       "dpm_keep_current", "dpm_reference", "checkpoint", "out", "command"]
     assert d["pairs"] == ["chelsea"] and d["origins"] == {"chelsea": "built-in"}
     assert list(settings.run_dict()) == list(RUN_KEYS)
     runner.prepare_output()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -229,9 +230,7 @@ def load_sweep_checkpoint(data: bytes, *, device: str, options: dict):
     hands this function in). ``data`` is the checkpoint file's content; ``options`` are the
     setting's DPM parameters, which replace the checkpoint's own (iterations, window ...).
     """
-    import tempfile  # deferred: only checkpoint settings need these
-
-    import diff_pm
+    import diff_pm  # deferred: heavy imports (torch), only checkpoint settings need them
     from learning.checkpoint import load_checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import datetime as _dt
 import json
 import logging
@@ -352,9 +353,12 @@ def _execute(ex, p: Plan, todo: list[Unit], store: UnitStore, counts: dict,
         else:
             log(f"[{n}/{total}] {what}: FAILED ({res['error']})  | {tally}")
 
+    git = provenance.git_state()
+    code = git["commit"] + ("-dirty" if git["dirty"] else "")
+
     def record(unit: Unit, res: dict) -> None:
         if res["status"] == "done":
-            store.write_unit(unit.key, res["rows"])
+            store.write_unit(unit.key, [dict(r, code=code) for r in res["rows"]])
             counts["done"] += 1
         else:
             store.write_failure(unit, dict(error=res["error"], host=res.get("host"),
@@ -457,8 +461,6 @@ def _json_default(o):
 
 
 def _write_failures(path: Path, failures: list[dict]) -> None:
-    import csv
-
     cols = ["unit", "pair", "method", "params", "max_size", "seed", "error", "host", "worker",
             "when"]
     tmp = path.with_name(path.name + ".tmp")

@@ -466,8 +466,8 @@ def resolve_settings(spec: Spec, *, checkpoint_loader=None) -> None:
             resolved.update(given)
             if s.method == "dpm":
                 resolved.pop("materialize", None)  # same numbers either way
-        if s.method == "exact":
-            resolved.pop("max_pixels", None)
+        schema = METHOD_PARAMS[s.method]
+        resolved = {k: v for k, v in resolved.items() if k not in schema or schema[k].key}
         out.append(Setting(s.method, s.given, tuple(sorted(resolved.items()))))
     unique: dict[tuple, Setting] = {}
     for s in out:  # settings that differ only in the order of their keys are one

@@ -416,6 +416,10 @@ def test_existing_cluster_by_address(tmp_path, dask_cluster):
     assert meta["status"] == "complete" and set(meta["cluster"]["workers"]) == workers
 
 
+def _counts(beside: dict) -> tuple[int, int, int]:
+    return beside["concurrent_units"], beside["concurrent_max"], beside["concurrent_timed"]
+
+
 def test_host_registry_counts_units_beside_a_timed_section(tmp_path):
     """Exact overlap counts: running at some moment of the timed section / in a timed section."""
     reg = worker_mod.HostRegistry(tmp_path)
@@ -427,21 +431,35 @@ def test_host_registry_counts_units_beside_a_timed_section(tmp_path):
         with reg.running("me") as me:
             me.mark("timed_start")
             me.mark("timed_end")
-            assert reg.overlap(me) == (1, 0)  # "other" runs, but not in a timed section
+            assert _counts(reg.overlap(me)) == (1, 1, 0)  # "other" runs, not in a timed section
             other.mark("timed_start")
             me.mark("timed_start")
             me.mark("timed_end")
-            assert reg.overlap(me) == (1, 1)
+            assert _counts(reg.overlap(me)) == (1, 1, 1)
         other.mark("timed_end")
     with reg.running("later") as later:  # "other" and "me" ended before this one was timed
         later.mark("timed_start")
         later.mark("timed_end")
-        assert reg.overlap(later) == (0, 0)
+        assert _counts(reg.overlap(later)) == (0, 0, 0)
         # an entry left by a dead process counts until its file's last change
         dead = tmp_path / "999999999-ghost-0.json"
         dead.write_text(json.dumps(dict(pid=999999999, key="ghost", start=time.time() - 5,
                                         timed_start=time.time() - 4, timed_end=None, end=None)))
-        assert reg.overlap(later) == (1, 1)
+        assert _counts(reg.overlap(later)) == (1, 1, 1)
+        # a live process number that another process had before does not count as running
+        reused = dict(pid=os.getpid(), pid_start=-1, key="old", start=time.time() - 9,
+                      timed_start=None, timed_end=None, end=None)
+        (tmp_path / f"{os.getpid()}-old-0.json").write_text(json.dumps(reused))
+        os.utime(tmp_path / f"{os.getpid()}-old-0.json", (time.time() - 8, time.time() - 8))
+        assert _counts(reg.overlap(later)) == (1, 1, 1)
+    # many short units one after another beside a long timed section: counted, one at a time
+    with reg.running("long") as long:
+        long.mark("timed_start")
+        for i in range(3):
+            with reg.running(f"short{i}"):
+                pass
+        long.mark("timed_end")
+        assert _counts(reg.overlap(long)) == (3, 1, 0)
 
 
 def test_checkpoint_setting_runs_the_learnt_model(tmp_path, monkeypatch):

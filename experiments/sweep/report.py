@@ -245,14 +245,19 @@ def plot_quality_size(finals: pd.DataFrame, path: Path) -> str | None:
                             color=c, marker=MARKERS.get(methods[s], "o"), ms=4, lw=1, capsize=2,
                             ls=":" if methods[s] == "exact" else "-")
             ax.set_xscale("log", base=2)
-            ax.set_title(ds, fontsize=9)
-            ax.set_xlabel("image size (longer side of A, px)", fontsize=8)
+            sides = sorted(g["side"].dropna().round().unique())
+            ax.set_xticks(sides, [f"{s:.0f}" for s in sides])
+            ax.minorticks_off()
+            if i == 0:
+                ax.set_title(ds, fontsize=9)
+            ax.set_xlabel("image size (longer side of A, px, mean over pairs)", fontsize=8)
             ax.set_ylabel(f"{label}, last iteration", fontsize=8)
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3, which="both")
     _legend(fig, axes, colours, methods)
     fig.suptitle("quality against image size (median over seeds; bars: seeds' min-max)",
                  fontsize=10)
+    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -310,15 +315,17 @@ def timing_conditions(df: pd.DataFrame, meta: dict) -> list[str]:
                  + ", ".join(sorted(units["timing"].unique())) + ".")
     busy = units[units["concurrent_units"] > 0]
     timed = units[units["concurrent_timed"] > 0]
-    over = units[(units["concurrent_units"] + 1) * units["threads"] > units["host_cores"]]
+    peak = units["concurrent_max"].fillna(units["concurrent_units"]).astype(int)
+    over = units[(peak + 1) * units["threads"] > units["host_cores"]]
     if len(busy):
         lines.append(
             f"**Timings were taken under contention:** {len(busy)} of {n} units had other units "
             f"of this suite running on the same host during their timed section (up to "
-            f"{int(units['concurrent_units'].max())} at once); {len(timed)} overlapped another "
-            f"unit's timed section; {len(over)} ran with more threads in use on the host than it "
-            "has cores. Compare times within one sweep, and prefer `--timing exclusive` (or one "
-            "worker per host) for absolute numbers.")
+            f"{int(peak.max())} at the same moment, up to {int(units['concurrent_units'].max())} "
+            f"one after another); {len(timed)} overlapped another unit's timed section; "
+            f"{len(over)} had more of this suite's threads busy on the host than it has cores at "
+            "some moment. Compare times within one sweep, and prefer `--timing exclusive` (or "
+            "one worker per host) for absolute numbers.")
     else:
         lines.append("No other unit of this suite ran on the same host during any timed section.")
     load = units["load_avg_1m"].astype(float)

@@ -25,7 +25,7 @@ from .spec import Unit, param_columns
 UNIT_COLUMNS = ["dataset", "setting", "unit", "setting_key", "origin", "max_size", "repeats",
                 "time_min_s", "time_max_s", "cum_time_min_s", "cum_time_max_s", "repeats_agree",
                 "timing", "timing_locked", "host", "worker", "host_cores", "concurrent_units",
-                "concurrent_timed", "load_avg_1m", "warmup_s", "finished", "code"]
+                "concurrent_max", "concurrent_timed", "load_avg_1m", "warmup_s", "finished", "code"]
 
 
 def result_columns() -> list[str]:
@@ -123,7 +123,7 @@ class UnitStore:
         df = df[cols + extra]
         for name, write in (("results.parquet", lambda p: df.to_parquet(p, index=False)),
                             ("results.csv", lambda p: df.to_csv(p, index=False,
-                                                                float_format="%.10g"))):
+                                                                float_format="%.7g"))):
             tmp = self.out / f"{name}.tmp"
             write(tmp)
             os.replace(tmp, self.out / name)

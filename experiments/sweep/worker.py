@@ -92,19 +92,31 @@ class HostRegistry:
                 out[(found.get("pid"), found.get("key"), found.get("start"))] = found
         return list(out.values())
 
-    def overlap(self, entry: "_Entry") -> tuple[int, int]:
-        """(other units running, other units in a timed section) during ``entry``'s timed section."""
+    def overlap(self, entry: "_Entry") -> dict:
+        """Other units beside ``entry``'s timed section [t0, t1].
+
+        Returns ``concurrent_units`` (other units running at some moment of it),
+        ``concurrent_max`` (the most of them running at one moment) and ``concurrent_timed``
+        (those whose own timed section overlapped it).
+        """
         t0, t1 = entry.data["timed_start"], entry.data["timed_end"]
         now = time.time()
         running = timed = 0
+        events = []
         for d in self.others(entry, t0):
-            if d["start"] <= t1 and (d.get("end") or now) >= t0:
+            end = d.get("end") or now
+            if d["start"] <= t1 and end >= t0:
                 running += 1
+                events += [(max(d["start"], t0), 1), (min(end, t1), -1)]
                 ts = d.get("timed_start")
                 te = d.get("timed_end") or d.get("end") or now
                 if ts is not None and ts <= t1 and te >= t0:
                     timed += 1
-        return running, timed
+        level = peak = 0
+        for _, step in sorted(events, key=lambda e: (e[0], -e[1])):  # starts before ends
+            level += step
+            peak = max(peak, level)
+        return dict(concurrent_units=running, concurrent_max=peak, concurrent_timed=timed)
 
     def prune(self) -> None:
         """Delete old entries of finished units and of dead processes (never a running one)."""
@@ -125,8 +137,8 @@ class HostRegistry:
 class _Entry:
     def __init__(self, path: Path, key: str):
         self.path = path
-        self.data = dict(pid=os.getpid(), key=key, start=time.time(), timed_start=None,
-                         timed_end=None, end=None)
+        self.data = dict(pid=os.getpid(), pid_start=_process_start(os.getpid()), key=key,
+                         start=time.time(), timed_start=None, timed_end=None, end=None)
 
     def write(self, path: Path | None = None) -> None:
         path = path or self.path
@@ -148,17 +160,28 @@ def _read_entry(path: Path, since: float) -> dict | None:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if data.get("end") is None and not _alive(data.get("pid")):
+    if data.get("end") is None and not _alive(data.get("pid"), data.get("pid_start")):
         data["end"] = mtime  # its process died
     return data
 
 
-def _alive(pid) -> bool:
+def _process_start(pid) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc; None elsewhere)."""
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid, started: int | None = None) -> bool:
+    """Process ``pid`` exists (and, when ``started`` is known, is the same process: not a later
+    one that reuses the number)."""
     try:
         os.kill(int(pid), 0)
     except (OSError, TypeError, ValueError):
         return False
-    return True
+    return started is None or _process_start(pid) in (None, started)
 
 
 # --------------------------------------------------------------------------- where we run
@@ -290,7 +313,7 @@ def _run(unit: Unit, pair: Pair, *, host: str, worker: str, checkpoint, loader,
             runs = [run(pair) for _ in range(unit.repeats)]
             entry.mark("timed_end")
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-        concurrent, concurrent_timed = registry.overlap(entry)
+        beside = registry.overlap(entry)
         first = runs[0]
         for r in runs[1:]:
             if r.iterations != first.iterations:
@@ -304,7 +327,7 @@ def _run(unit: Unit, pair: Pair, *, host: str, worker: str, checkpoint, loader,
             unit=unit.key, setting_key=unit.setting_key, origin=unit.origin,
             max_size=unit.max_size, repeats=unit.repeats, timing=unit.timing,
             timing_locked=bool(locked), host=host, worker=worker, host_cores=available_cores(),
-            concurrent_units=concurrent, concurrent_timed=concurrent_timed, load_avg_1m=load,
+            **beside, load_avg_1m=load,
             warmup_s=warm_s, repeats_agree=bool(agree),
             finished=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             **param_values(unit))

@@ -33,8 +33,8 @@ METRICS = ("l1", "mse", "psnr", "epe", "within_1px")
 
 
 def quirk_configs() -> dict[str, dict]:
-    """Every behaviour of the reference one at a time: the default with one quirk (``+name``), the
-    reference without one (``-name``); and the reference's noise and search range, which the default
+    """Every behaviour of the reference one at a time: the default with one quirk (``default +name``),
+    the reference without one (``reference -name``); and the reference's noise and search range, which the default
     keeps, replaced by the alternatives on both sides (both replaced: the suite's earlier default).
     """
     from diff_pm import QUIRKS
@@ -42,11 +42,11 @@ def quirk_configs() -> dict[str, dict]:
     configs = {"default": {}, "noise=independent": dict(noise="independent"),
                "search_range=inside": dict(search_range="inside"),
                "independent+inside (earlier default)": dict(noise="independent", search_range="inside")}
-    configs.update({f"+{q}": dict(quirks=(q,)) for q in QUIRKS})
+    configs.update({f"default +{q}": dict(quirks=(q,)) for q in QUIRKS})
     configs["reference"] = dict(reference_quirks=True)
     configs["reference, noise=independent"] = dict(reference_quirks=True, noise="independent")
     configs["reference, search_range=inside"] = dict(reference_quirks=True, search_range="inside")
-    configs.update({f"-{q}": dict(quirks=tuple(x for x in QUIRKS if x != q)) for q in QUIRKS})
+    configs.update({f"reference -{q}": dict(quirks=tuple(x for x in QUIRKS if x != q)) for q in QUIRKS})
     return configs
 
 

@@ -2,7 +2,8 @@
 
 Run ``python -m benchmarks.sweep`` (``make bench``). The example study
 (``experiments/specs/dpm_vs_pm.toml``) without timing repeats (``repeats = 1``), on two embedded
-``LocalCluster`` s started side by side in this one invocation: 1 worker process and 2 worker
+``LocalCluster`` s (:func:`experiments.sweep.engine.local_cluster`) started side by side in this
+one invocation: 1 worker process and 2 worker
 processes (one thread each). The study is cut into chunks, one per pair, and each chunk runs on
 both clusters in turn (alternating which goes first, each into a fresh folder: nothing resumed),
 so that a change of load on the machine hits both alike. Units per minute = units run / seconds
@@ -27,12 +28,12 @@ import time
 from pathlib import Path
 
 import psutil
-from distributed import Client, LocalCluster
+from distributed import Client
 
 from experiments import provenance
 from experiments.devices import available_cores
 from experiments.sweep import load_spec, run_sweep
-from experiments.sweep.engine import LOCAL_CLUSTER_OPTIONS
+from experiments.sweep.engine import local_cluster
 
 SPEC = Path(__file__).resolve().parents[1] / "experiments" / "specs" / "dpm_vs_pm.toml"
 TARGET_RATIO = 1.7
@@ -88,8 +89,7 @@ def main(argv=None) -> int:
               for n in (1, 2)}
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         os.environ["PATCHMATCH_SWEEP_REGISTRY"] = str(Path(tmp) / "registry")  # ours only
-        with LocalCluster(n_workers=1, threads_per_worker=1, **LOCAL_CLUSTER_OPTIONS) as c1, \
-                LocalCluster(n_workers=2, threads_per_worker=1, **LOCAL_CLUSTER_OPTIONS) as c2, \
+        with local_cluster(1) as c1, local_cluster(2) as c2, \
                 Client(c1) as k1, Client(c2) as k2:
             clients = {1: k1, 2: k2}
             for i, chunk in enumerate(chunks):

@@ -131,12 +131,29 @@ def _colours(settings: list[str]) -> dict[str, tuple]:
     return {s: cmap(i % cmap.N) for i, s in enumerate(settings)}
 
 
+def _style(settings: pd.Series, methods: pd.Series) -> tuple[dict, dict]:
+    """Colour per setting (in order of appearance) and the method of each setting."""
+    colours = _colours(list(dict.fromkeys(settings)))
+    return colours, dict(zip(settings, methods))
+
+
 def _panels(points: pd.DataFrame):
+    """One panel per (dataset, size): the figure, its axes, and (axes, title, rows) per panel."""
     datasets = list(dict.fromkeys(points["dataset"]))
     sizes = list(dict.fromkeys(points["size"]))
     fig, axes = plt.subplots(len(datasets), len(sizes), squeeze=False,
                              figsize=(4.2 * len(sizes) + 2.5, 3.4 * len(datasets)))
-    return fig, axes, datasets, sizes
+    panels = [(axes[i, j], f"{ds}, {size}",
+               points[(points["dataset"] == ds) & (points["size"] == size)])
+              for i, ds in enumerate(datasets) for j, size in enumerate(sizes)]
+    return fig, axes, panels
+
+
+def _label_panel(ax, title: str, xlabel: str, ylabel: str) -> None:
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.tick_params(labelsize=7)
 
 
 def _legend(fig, axes, colours: dict, methods: dict) -> None:
@@ -151,38 +168,30 @@ def plot_quality_time(points: pd.DataFrame, metric: str, label: str, higher: boo
     """Metric against cumulative time per (dataset, size); Pareto front in black."""
     if points[metric].notna().sum() == 0:
         return None
-    settings = list(dict.fromkeys(points["setting"]))
-    colours = _colours(settings)
-    methods = dict(zip(points["setting"], points["method"]))
-    fig, axes, datasets, sizes = _panels(points)
-    for i, ds in enumerate(datasets):
-        for j, size in enumerate(sizes):
-            ax = axes[i, j]
-            g = points[(points["dataset"] == ds) & (points["size"] == size)]
-            for s, h in g.groupby("setting", sort=False):
-                h = h.sort_values("iteration")
-                c, mk = colours[s], MARKERS.get(methods[s], "o")
-                if methods[s] == "exact":
-                    ax.axhline(h[metric].iloc[-1], color=c, ls=":", lw=1)
-                ax.plot(h["cum_time_s"], h[metric], color=c, lw=0.8, alpha=0.6)
-                last = h.iloc[-1]
-                ax.errorbar(last["cum_time_s"], last[metric],
-                            xerr=[[last["cum_time_s"] - last["cum_time_s_min"]],
-                                  [last["cum_time_s_max"] - last["cum_time_s"]]],
-                            yerr=[[last[metric] - last[f"{metric}_min"]],
-                                  [last[f"{metric}_max"] - last[metric]]],
-                            color=c, marker=mk, ms=5, lw=0.8, capsize=2)
-            front = pareto(g[g["method"] != "exact"], metric, higher)
-            if len(front):  # the best value reachable within each time, to the panel's end
-                xs = [*front["cum_time_s"], g["cum_time_s_max"].max()]
-                ys = [*front[metric], front[metric].iloc[-1]]
-                ax.step(xs, ys, where="post", color="k", lw=1.2, ls="--")
-            ax.set_xscale("log")
-            ax.set_title(f"{ds}, {size}", fontsize=9)
-            ax.set_xlabel("cumulative time (s, median of repeats)", fontsize=8)
-            ax.set_ylabel(label, fontsize=8)
-            ax.tick_params(labelsize=7)
-            ax.grid(alpha=0.3, which="both")
+    colours, methods = _style(points["setting"], points["method"])
+    fig, axes, panels = _panels(points)
+    for ax, title, g in panels:
+        for s, h in g.groupby("setting", sort=False):
+            h = h.sort_values("iteration")
+            c, mk = colours[s], MARKERS.get(methods[s], "o")
+            if methods[s] == "exact":
+                ax.axhline(h[metric].iloc[-1], color=c, ls=":", lw=1)
+            ax.plot(h["cum_time_s"], h[metric], color=c, lw=0.8, alpha=0.6)
+            last = h.iloc[-1]
+            ax.errorbar(last["cum_time_s"], last[metric],
+                        xerr=[[last["cum_time_s"] - last["cum_time_s_min"]],
+                              [last["cum_time_s_max"] - last["cum_time_s"]]],
+                        yerr=[[last[metric] - last[f"{metric}_min"]],
+                              [last[f"{metric}_max"] - last[metric]]],
+                        color=c, marker=mk, ms=5, lw=0.8, capsize=2)
+        front = pareto(g[g["method"] != "exact"], metric, higher)
+        if len(front):  # the best value reachable within each time, to the panel's end
+            xs = [*front["cum_time_s"], g["cum_time_s_max"].max()]
+            ys = [*front[metric], front[metric].iloc[-1]]
+            ax.step(xs, ys, where="post", color="k", lw=1.2, ls="--")
+        ax.set_xscale("log")
+        _label_panel(ax, title, "cumulative time (s, median of repeats)", label)
+        ax.grid(alpha=0.3, which="both")
     _legend(fig, axes, colours, methods)
     fig.suptitle(f"{label} against time (median over seeds; bars: seeds' min-max; "
                  "dashed: Pareto front)", fontsize=10)
@@ -193,29 +202,21 @@ def plot_quality_iteration(points: pd.DataFrame, metric: str, label: str, path: 
     """Metric against iteration with the seeds' band, per (dataset, size)."""
     if points[metric].notna().sum() == 0:
         return None
-    settings = list(dict.fromkeys(points["setting"]))
-    colours = _colours(settings)
-    methods = dict(zip(points["setting"], points["method"]))
-    fig, axes, datasets, sizes = _panels(points)
-    for i, ds in enumerate(datasets):
-        for j, size in enumerate(sizes):
-            ax = axes[i, j]
-            g = points[(points["dataset"] == ds) & (points["size"] == size)]
-            for s, h in g.groupby("setting", sort=False):
-                h = h.sort_values("iteration")
-                c = colours[s]
-                if methods[s] == "exact":
-                    ax.axhline(h[metric].iloc[-1], color=c, ls=":", lw=1)
-                    continue
-                ax.plot(h["iteration"], h[metric], color=c, lw=1,
-                        marker=MARKERS.get(methods[s], "o"), ms=2.5)
-                ax.fill_between(h["iteration"], h[f"{metric}_min"], h[f"{metric}_max"],
-                                color=c, alpha=0.18, lw=0)
-            ax.set_title(f"{ds}, {size}", fontsize=9)
-            ax.set_xlabel("iteration", fontsize=8)
-            ax.set_ylabel(label, fontsize=8)
-            ax.tick_params(labelsize=7)
-            ax.grid(alpha=0.3)
+    colours, methods = _style(points["setting"], points["method"])
+    fig, axes, panels = _panels(points)
+    for ax, title, g in panels:
+        for s, h in g.groupby("setting", sort=False):
+            h = h.sort_values("iteration")
+            c = colours[s]
+            if methods[s] == "exact":
+                ax.axhline(h[metric].iloc[-1], color=c, ls=":", lw=1)
+                continue
+            ax.plot(h["iteration"], h[metric], color=c, lw=1,
+                    marker=MARKERS.get(methods[s], "o"), ms=2.5)
+            ax.fill_between(h["iteration"], h[f"{metric}_min"], h[f"{metric}_max"],
+                            color=c, alpha=0.18, lw=0)
+        _label_panel(ax, title, "iteration", label)
+        ax.grid(alpha=0.3)
     _legend(fig, axes, colours, methods)
     fig.suptitle(f"{label} against iteration (median over seeds; band: seeds' min-max; "
                  "dotted: exact NNF)", fontsize=10)
@@ -227,9 +228,7 @@ def plot_quality_size(finals: pd.DataFrame, path: Path) -> str | None:
     metrics = [(c, lab) for c, lab, _ in METRICS if finals[c].notna().any()]
     if not metrics or finals["side"].nunique() < 2:
         return None
-    settings = list(dict.fromkeys(finals["setting"]))
-    colours = _colours(settings)
-    methods = dict(zip(finals["setting"], finals["method"]))
+    colours, methods = _style(finals["setting"], finals["method"])
     datasets = list(dict.fromkeys(finals["dataset"]))
     fig, axes = plt.subplots(len(metrics), len(datasets), squeeze=False,
                              figsize=(4.6 * len(datasets) + 2.5, 3.3 * len(metrics)))

@@ -19,7 +19,7 @@ import learning.cli
 from .devices import DEVICE_CHOICES, available_cores, resolve_device
 from .errors import UserError
 from .options import int_at_least, odd_patch
-from .datasets import KINDS, resolve_data
+from .datasets import KINDS, check_subset_options, resolve_data
 from .pairs import BUILTIN_PAIRS, check_pair, folder_pair, name_mismatch_note, safe_name, save_image, scan_folder
 
 DEFAULT_OUT = "reports/latest"
@@ -166,6 +166,7 @@ def cmd_compare(args) -> int:
 
     log = lambda m: print(m, flush=True)  # noqa: E731
     # validates names and folder layouts, decodes nothing
+    check_subset_options(args.data, limit=args.limit, select=args.select)
     sources = resolve_data(args.data, limit=args.limit, select=args.select, log=log)
     if args.checkpoint and not Path(args.checkpoint).is_file():
         raise UserError(f"--checkpoint {args.checkpoint} does not exist; train one with "

@@ -564,6 +564,25 @@ def resolve_dataset(spec: str, *, limit: int | None = None, select: str | None =
     return sources[:limit] if limit is not None else sources
 
 
+def is_builtin(spec: str) -> bool:
+    """Whether a ``--data`` value names a built-in pair (a folder of that name takes precedence)."""
+    return spec in BUILTIN_PAIRS and not Path(spec).is_dir()
+
+
+def check_subset_options(specs: list[str], *, limit: int | None, select: str | None,
+                         names: tuple[str, str] = ("--limit", "--select")) -> None:
+    """Refuse ``limit``/``select`` when no value of ``specs`` is a dataset or folder.
+
+    They pick pairs of datasets and folders only (built-in pairs are always kept), so with
+    built-ins alone they would silently do nothing. ``names`` are the options' names in messages.
+    """
+    if (limit is None and select is None) or not all(is_builtin(s) for s in specs):
+        return
+    option = names[1] if select is not None else names[0]
+    raise UserError(f"{option} picks pairs of a dataset or folder, but the data are built-in pairs "
+                    f"only ({', '.join(specs)}); add a dataset (KIND:PATH or a folder) or drop {option}")
+
+
 def resolve_data(specs: list[str], *, limit: int | None = None, select: str | None = None,
                  log: Callable[[str], None] | None = None) -> list[PairSource]:
     """Turn ``--data`` values into loadable pair sources, in the order given.
@@ -575,7 +594,7 @@ def resolve_data(specs: list[str], *, limit: int | None = None, select: str | No
     """
     sources: list[PairSource] = []
     for spec in specs:
-        if spec in BUILTIN_PAIRS and not Path(spec).is_dir():
+        if is_builtin(spec):
             sources.append(PairSource(spec, f"built-in {spec}", lambda m, n=spec: builtin_pair(n, max_size=m)))
         elif ":" not in spec and not Path(spec).exists():
             raise UserError(f"--data {spec!r} is neither a built-in pair ({', '.join(BUILTIN_PAIRS)}), "

@@ -172,6 +172,13 @@ def test_malformed_spec_names_the_key(raw, message, tmp_path):
         parse_spec_dict(raw, base=tmp_path)
 
 
+def test_limit_without_a_dataset_is_refused(tmp_path):
+    """``data.limit`` / ``data.select`` pick dataset items; with built-in pairs only they are refused."""
+    spec = parse_spec_dict(_with(data={"sources": ["chelsea", "rocket"], "limit": 1}), base=tmp_path)
+    with pytest.raises(UserError, match=r"^data\.sources: data\.limit picks pairs of a dataset"):
+        spec_mod.resolve_sources(spec)
+
+
 def test_spec_file_errors_say_which_file(tmp_path):
     with pytest.raises(UserError, match=r"bad\.toml is not valid TOML"):
         load_spec(_write(tmp_path, "max_size = [32\n", "bad.toml"))

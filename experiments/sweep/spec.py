@@ -52,7 +52,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from ..datasets import KINDS, parse_spec, resolve_data
+from ..datasets import KINDS, check_subset_options, parse_spec, resolve_data
 from ..errors import UserError
 from ..pairs import BUILTIN_PAIRS, PairSource
 
@@ -581,6 +581,11 @@ def resolve_sources(spec: Spec, log=None) -> list[Source]:
     Paths are made absolute first (they are part of the unit keys, through each pair's origin).
     Raises :class:`UserError` (one line, naming ``data.sources``) for bad data.
     """
+    try:
+        check_subset_options(list(spec.data), limit=spec.limit, select=spec.select,
+                             names=("data.limit", "data.select"))
+    except UserError as exc:
+        raise UserError(f"data.sources: {exc}") from None
     out: list[Source] = []
     labels: dict[str, int] = {}
     for entry in spec.data:

@@ -8,6 +8,9 @@ Run ``.venv/bin/python -m benchmarks.dpm_quality [--study reference|quirks] [--s
   original's own numbers).
 * ``--study quirks``: every quirk of the reference one at a time, added to the default (``+name``)
   and removed from the reference (``-name``), at each size: the table of ``docs/diff_pm.md``.
+* ``--study shapes``: the default, ``default +half_pixel`` and the reference on the built-in pairs
+  turned taller than wide (A and B transposed) and with B 1.25x larger than A (B upscaled), where
+  the original's frame bugs (``y_clamp_width``, ``a_frame``) act; ground truth transformed with them.
 
 Metrics as in ``reference_builtin_320.csv``: L1 and MSE of the model's own reconstruction
 (``model.reconstruct``) against A, mean over pixels and RGB channels; PSNR with data range 1; end-point
@@ -110,20 +113,53 @@ def trace_fidelity() -> list[dict]:
     return out
 
 
-def run_study(configs: dict, sizes: list, seeds: list, *, log=print) -> list[dict]:
+def transposed(pair):
+    """The pair with A and B transposed (a landscape pair becomes taller than wide), ground truth too."""
+    from experiments.pairs import Pair
+
+    t = lambda x: None if x is None else np.ascontiguousarray(np.swapaxes(x, 0, 1))  # noqa: E731
+    gt = None if pair.gt is None else t(pair.gt)[..., ::-1].copy()  # (y_B, x_B) -> (x_B, y_B)
+    return Pair(pair.name, t(pair.a), t(pair.b), gt, t(pair.valid), source=pair.source)
+
+
+def b_scaled(pair, scale: float = 1.25):
+    """The pair with B resized by ``scale`` (bilinear, pixel centres at +0.5), ground truth mapped with it."""
+    import cv2
+
+    from experiments.pairs import Pair
+
+    h, w = pair.b.shape[:2]
+    b = cv2.resize(pair.b.astype(np.float32), (round(w * scale), round(h * scale)),
+                   interpolation=cv2.INTER_LINEAR).astype(pair.b.dtype)
+    sy, sx = b.shape[0] / h, b.shape[1] / w
+    gt = None
+    if pair.gt is not None:
+        gt = pair.gt.copy()
+        gt[..., 0] = (gt[..., 0] + 0.5) * sy - 0.5
+        gt[..., 1] = (gt[..., 1] + 0.5) * sx - 0.5
+    return Pair(pair.name, pair.a, b, gt, pair.valid, source=pair.source)
+
+
+SHAPES = {"same": None, "tall": transposed, "b_larger": b_scaled}
+
+
+def run_study(configs: dict, sizes: list, seeds: list, *, shapes=("same",), log=print) -> list[dict]:
     from experiments.pairs import builtin_pair
 
     rows = []
-    for size in sizes:
+    for size, shape in [(z, v) for v in shapes for z in sizes]:
         max_size = None if size == "native" else int(size)
+        label = size if shape == "same" else f"{size} {shape}"
         for name in PAIRS:
             pair = builtin_pair(name, max_size=max_size)
+            if SHAPES[shape] is not None:
+                pair = SHAPES[shape](pair)
             for cname, config in configs.items():
                 for seed in seeds:
                     t0 = time.perf_counter()
                     res = measure(pair, seed, config)
-                    rows.append(dict(size=size, pair=name, config=cname, seed=seed, **res))
-                    log(f"  {size:>6} {name:>10} {cname:>16} seed {seed}: L1 {res['l1']:.5f} MSE {res['mse']:.6f} "
+                    rows.append(dict(size=label, pair=name, config=cname, seed=seed, **res))
+                    log(f"  {label:>6} {name:>10} {cname:>16} seed {seed}: L1 {res['l1']:.5f} MSE {res['mse']:.6f} "
                         f"EPE {res['epe']:7.2f}  ({time.perf_counter() - t0:.1f} s)")
     return rows
 
@@ -144,7 +180,8 @@ def markdown(rows: list[dict], ref: list[dict] | None) -> str:
     for size in dict.fromkeys(r["size"] for r in rows):
         configs = list(dict.fromkeys(r["config"] for r in rows if r["size"] == size))
         lines += [f"\n{size} px, mean over seeds {sorted({r['seed'] for r in rows})}: L1 / MSE / EPE (px) / within 1 px"
-                  + (" (%: against the original's own numbers)" if size == "320" and ref_means else ""), "",
+                  + (" (%: against the original's own numbers)" if size == "320" and ref_means
+                     else " (%: against `reference`)" if "reference" in configs else ""), "",
                   "| config | " + " | ".join(PAIRS) + " |", "|---|" + "---|" * len(PAIRS)]
         base_cfgs = (["original"] if size == "320" and ref_means else []) + configs
         for c in base_cfgs:
@@ -156,6 +193,8 @@ def markdown(rows: list[dict], ref: list[dict] | None) -> str:
                     continue
                 cell = f"{m['l1']:.4f} / {m['mse']:.5f} / {m['epe']:.1f} / {m['within_1px']:.3f}"
                 o = ref_means.get(("320", p, "original")) if size == "320" else None
+                if o is None and c != "reference":
+                    o = means.get((size, p, "reference"))
                 if o is not None and c != "original":
                     cell += f" ({100 * (m['l1'] / o['l1'] - 1):+.1f}%, {100 * (m['mse'] / o['mse'] - 1):+.1f}%, " \
                             f"{100 * (m['epe'] / o['epe'] - 1):+.1f}%)"
@@ -166,7 +205,7 @@ def markdown(rows: list[dict], ref: list[dict] | None) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.dpm_quality", description=__doc__.splitlines()[0])
-    parser.add_argument("--study", choices=("reference", "quirks"), default="reference")
+    parser.add_argument("--study", choices=("reference", "quirks", "shapes"), default="reference")
     parser.add_argument("--sizes", nargs="+", default=None, help="320, native, any max size (default: 320; "
                                                                  "quirks study: 320 native)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -198,7 +237,8 @@ def main(argv=None) -> int:
                   f"at the worst iteration ({f['pixels_differing_max']} differ); reconstruction max |diff| "
                   f"{f['reconstruction_max_abs_diff']:.1e}")
     print("quality (21 iterations, the model's own reconstruction and matches):")
-    rows = run_study(configs, sizes, args.seeds)
+    shapes = ("tall", "b_larger") if args.study == "shapes" else ("same",)
+    rows = run_study(configs, sizes, args.seeds, shapes=shapes)
     result["rows"] = rows
     ref = reference_rows()
     table = markdown(rows, ref)

@@ -1,0 +1,48 @@
+"""The pair transformations of ``benchmarks.dpm_quality --study shapes`` keep the ground truth exact."""
+from __future__ import annotations
+
+import numpy as np
+
+from benchmarks.dpm_quality import b_scaled, transposed
+from experiments.pairs import Pair
+
+
+def _ramp_identity(h: int, w: int) -> Pair:
+    """A = B = an affine ramp per channel; ground truth = identity (every pixel matches itself)."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.stack([0.01 * x + 0.002 * y, 0.003 * y, 0.5 + 0.001 * x], axis=-1).astype(np.float32)
+    gt = np.stack([y, x], axis=-1)
+    return Pair("ramp", img, img.copy(), gt, np.ones((h, w), bool))
+
+
+def _bilinear(img: np.ndarray, yx: np.ndarray) -> np.ndarray:
+    y, x = yx[..., 0], yx[..., 1]
+    y0, x0 = np.floor(y).astype(int), np.floor(x).astype(int)
+    fy, fx = (y - y0)[..., None], (x - x0)[..., None]
+    g = lambda yy, xx: img[np.clip(yy, 0, img.shape[0] - 1), np.clip(xx, 0, img.shape[1] - 1)]  # noqa: E731
+    return ((1 - fy) * ((1 - fx) * g(y0, x0) + fx * g(y0, x0 + 1))
+            + fy * ((1 - fx) * g(y0 + 1, x0) + fx * g(y0 + 1, x0 + 1)))
+
+
+def test_transposed_pair_is_taller_and_its_ground_truth_points_at_the_same_pixels():
+    p = _ramp_identity(5, 9)
+    p.gt[..., 1] += 1.0  # a translation: A(y, x) matches B(y, x + 1)
+    t = transposed(p)
+    assert t.a.shape == (9, 5, 3) and t.b.shape == (9, 5, 3) and t.valid.shape == (9, 5)
+    for y, x in [(0, 0), (2, 7), (4, 3)]:
+        assert np.array_equal(t.a[x, y], p.a[y, x])
+        assert tuple(t.gt[x, y]) == (p.gt[y, x, 1], p.gt[y, x, 0])  # (y_B', x_B') = (x_B, y_B)
+
+
+def test_b_scaled_ground_truth_samples_the_same_colour():
+    """Bilinear resizing reproduces an affine ramp exactly away from the border, so B' sampled at the
+    mapped ground truth equals A there (identity pair)."""
+    p = _ramp_identity(16, 20)
+    s = b_scaled(p, 1.25)
+    assert s.b.shape == (20, 25, 3) and s.a.shape == p.a.shape
+    got = _bilinear(s.b, s.gt)
+    inner = (slice(2, -2), slice(2, -2))
+    np.testing.assert_allclose(got[inner], p.a[inner], atol=1e-5)
+    # pixel centres map to pixel centres: A's (0, 0) -> B' (0.125, 0.125); A's last -> B' last - 0.125
+    np.testing.assert_allclose(s.gt[0, 0], [0.125, 0.125])
+    np.testing.assert_allclose(s.gt[-1, -1], [20 - 1 - 0.125, 25 - 1 - 0.125])

@@ -166,8 +166,14 @@ class Frame:
 
     @classmethod
     def from_quirks(cls, quirks: Iterable[str]) -> "Frame":
+        """The frame of already checked quirk names (names outside :data:`FRAME_QUIRKS` are ignored)."""
         q = frozenset(quirks)
         return cls(**{name: name in q for name in FRAME_QUIRKS})
+
+    @classmethod
+    def parse(cls, quirks) -> "Frame":
+        """The frame of a user's ``quirks`` argument: frame quirk names only (others are refused)."""
+        return cls.from_quirks(check_quirks(quirks, allowed=FRAME_QUIRKS))
 
     @property
     def quirks(self) -> tuple[str, ...]:

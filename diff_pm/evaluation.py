@@ -32,8 +32,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from . import _cpu_kernels
-from ._common import (FRAME_QUIRKS, Frame, check_choice, check_image, check_int, check_offsets, check_patch_size,
-                      check_quirks, pixel_to_grid)
+from ._common import Frame, check_choice, check_image, check_int, check_offsets, check_patch_size, pixel_to_grid
 from .propagation import BORDERS, DIRECTIONS, propagate
 
 __all__ = ["particle_positions", "materialized_scores", "tiled_scores", "patch_scores", "propagated_scores",
@@ -60,8 +59,7 @@ def particle_positions(offset_x, offset_y, size_a: tuple[int, int], size_b: tupl
         - outputs ``(bx, by)``: ``(N, K, Ha, Wa)``
     """
     check_offsets(offset_x, offset_y)
-    frame = Frame.from_quirks(check_quirks(quirks, allowed=FRAME_QUIRKS))
-    return frame.points(offset_x, offset_y, size_a, size_b)
+    return Frame.parse(quirks).points(offset_x, offset_y, size_a, size_b)
 
 
 def materialized_scores(feat_a, feat_b, bx, by):
@@ -309,7 +307,7 @@ def propagated_scores(a, b, src_x, src_y, *, direction: str, patch_size: int = 7
     check_image(b, "b", channels=a.shape[1])
     check_offsets(src_x, src_y, like=a)
     patch_size = check_patch_size(patch_size)
-    frame = Frame.from_quirks(check_quirks(quirks, allowed=FRAME_QUIRKS))
+    frame = Frame.parse(quirks)
     if _use_compiled(a, backend):
         return _PropagatedScores.apply(a, b, src_x, src_y, patch_size, direction, border, frame)
     cx, cy = propagate(src_x, src_y, direction=direction, border=border)
@@ -334,9 +332,9 @@ def select_offsets(logits, offset_x, offset_y, *, mode: str = "soft"):
     return torch.gather(offset_x, 1, best), torch.gather(offset_y, 1, best)
 
 
-def _scores(feat_a, feat_b, bx, by, scoring, patch_size):
+def _scores(feat_a, feat_b, bx, by, scoring, patch_size, backend="auto"):
     if scoring == "patch":
-        return patch_scores(feat_a, feat_b, bx, by, patch_size=patch_size)
+        return patch_scores(feat_a, feat_b, bx, by, patch_size=patch_size, backend=backend)
     if scoring == "tiled":
         return tiled_scores(feat_a, feat_b, bx, by)
     return materialized_scores(feat_a, feat_b, bx, by)
@@ -347,7 +345,7 @@ def _check_options(temperature, mode, scoring, patch_size, quirks):
         raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
     check_choice(mode, "mode", MODES)
     check_choice(scoring, "scoring", SCORINGS)
-    return float(temperature), check_patch_size(patch_size), Frame.from_quirks(check_quirks(quirks, allowed=FRAME_QUIRKS))
+    return float(temperature), check_patch_size(patch_size), Frame.parse(quirks)
 
 
 def evaluate(feat_a, feat_b, offset_x, offset_y, *, temperature: float = 1e10, mode: str = "soft",
@@ -401,14 +399,13 @@ def propagate_evaluate(feat_a, feat_b, offset_x, offset_y, *, direction: str, bo
     temperature, patch_size, frame = _check_options(temperature, mode, scoring, patch_size, quirks)
     check_image(feat_a, "feat_a")
     check_image(feat_b, "feat_b", channels=feat_a.shape[1])
-    cx, cy = propagate(offset_x, offset_y, direction=direction, border=border)
     check_offsets(offset_x, offset_y, like=feat_a)
+    cx, cy = propagate(offset_x, offset_y, direction=direction, border=border)
     if scoring == "patch" and _use_compiled(feat_a, backend):
         scores = _PropagatedScores.apply(feat_a, feat_b, offset_x, offset_y, patch_size, direction, border, frame)
     else:
         bx, by = frame.points(cx, cy, tuple(feat_a.shape[-2:]), tuple(feat_b.shape[-2:]))
-        scores = (patch_scores(feat_a, feat_b, bx, by, patch_size=patch_size, backend=backend) if scoring == "patch"
-                  else _scores(feat_a, feat_b, bx, by, scoring, patch_size))
+        scores = _scores(feat_a, feat_b, bx, by, scoring, patch_size, backend)
     return select_offsets(temperature * scores, cx, cy, mode=mode)
 
 
@@ -419,7 +416,7 @@ class _EvaluationOptions(nn.Module):
         super().__init__()
         self.temperature, self.patch_size, frame = _check_options(temperature, mode, scoring, patch_size, quirks)
         self.mode, self.scoring = mode, scoring
-        self.quirks = tuple(q for q in FRAME_QUIRKS if getattr(frame, q))
+        self.quirks = frame.quirks
 
     def options(self) -> dict:
         return dict(temperature=self.temperature, mode=self.mode, scoring=self.scoring,

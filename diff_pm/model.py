@@ -6,7 +6,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ._common import FRAME_QUIRKS, QUIRKS, Frame, check_choice, check_image, check_int, check_patch_size, check_quirks
+from ._common import QUIRKS, Frame, check_choice, check_image, check_int, check_patch_size, check_quirks
 from .evaluation import MODES, PropagateEvaluate
 from .features import NeighbourhoodFeatures
 from .reconstruction import reconstruct
@@ -120,7 +120,7 @@ class DifferentiablePatchMatch(nn.Module):
     @property
     def frame_quirks(self) -> tuple[str, ...]:
         """The quirks that change where offsets point (they apply to :meth:`reconstruct` too)."""
-        return tuple(q for q in FRAME_QUIRKS if q in self.quirks)
+        return self.frame.quirks
 
     def _bounds(self, size_a, size_b, like):
         """Per-pixel offset bounds ``(min_x, max_x, min_y, max_y)``, each broadcastable to (N, 1, Ha, Wa).

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import FRAME_QUIRKS, Frame, check_image, check_patch_size, check_quirks, pixel_to_grid
+from ._common import Frame, check_image, check_patch_size, pixel_to_grid
 
 __all__ = ["reconstruct", "Reconstruction"]
 
@@ -40,7 +40,7 @@ def reconstruct(b: torch.Tensor, positions: torch.Tensor, *, patch_size: int = 7
     if positions.shape[0] != b.shape[0]:
         raise ValueError(f"positions and b must have the same batch size, got {positions.shape[0]} and {b.shape[0]}")
     patch_size = check_patch_size(patch_size)
-    frame = Frame.from_quirks(check_quirks(quirks, allowed=FRAME_QUIRKS))
+    frame = Frame.parse(quirks)
     positions = positions.to(dtype=b.dtype)
     n, _, ha, wa = positions.shape
     size_a, size_b = (ha, wa), tuple(b.shape[-2:])
@@ -72,7 +72,7 @@ class Reconstruction(nn.Module):
     def __init__(self, *, patch_size: int = 7, quirks=()):
         super().__init__()
         self.patch_size = check_patch_size(patch_size)
-        self.quirks = tuple(q for q in FRAME_QUIRKS if q in check_quirks(quirks, allowed=FRAME_QUIRKS))
+        self.quirks = Frame.parse(quirks).quirks
 
     def forward(self, b, positions):
         return reconstruct(b, positions, patch_size=self.patch_size, quirks=self.quirks)

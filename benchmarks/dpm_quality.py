@@ -27,7 +27,15 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
+import numba
 import numpy as np
+import torch
+
+import diff_pm
+from diff_pm import QUIRKS
+from experiments.metrics import epe, within_1px
+from experiments.pairs import Pair, builtin_pair
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "dpm_reference"
 REFERENCE_CSV = DATA / "reference_builtin_320.csv"
@@ -40,8 +48,6 @@ def quirk_configs() -> dict[str, dict]:
     the reference without one (``reference -name``); and the reference's noise and search range, which the default
     keeps, replaced by the alternatives on both sides (both replaced: the suite's earlier default).
     """
-    from diff_pm import QUIRKS
-
     configs = {"default": {}, "noise=independent": dict(noise="independent"),
                "search_range=inside": dict(search_range="inside"),
                "independent+inside (earlier default)": dict(noise="independent", search_range="inside")}
@@ -59,12 +65,6 @@ def reference_configs() -> dict[str, dict]:
 
 def measure(pair, seed: int, config: dict) -> dict:
     """One 21-iteration run of DPM in ``config`` on ``pair``; the metrics of :data:`METRICS`."""
-    import torch
-
-    import diff_pm
-
-    from experiments.metrics import epe, within_1px
-
     t = lambda x: torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]  # noqa: E731
     a, b = t(pair.a), t(pair.b)
     model = diff_pm.DifferentiablePatchMatch(**config)
@@ -86,9 +86,6 @@ def reference_rows() -> list[dict]:
 def trace_fidelity() -> list[dict]:
     """``reference_quirks=True`` against every trace: agreement of the offsets (worst iteration),
     pixels that differ, largest reconstruction difference."""
-    import torch
-
-    import diff_pm
 
     out = []
     for path in sorted(DATA.glob("dpm_trace_*.npz")):
@@ -115,8 +112,6 @@ def trace_fidelity() -> list[dict]:
 
 def transposed(pair):
     """The pair with A and B transposed (a landscape pair becomes taller than wide), ground truth too."""
-    from experiments.pairs import Pair
-
     t = lambda x: None if x is None else np.ascontiguousarray(np.swapaxes(x, 0, 1))  # noqa: E731
     gt = None if pair.gt is None else t(pair.gt)[..., ::-1].copy()  # (y_B, x_B) -> (x_B, y_B)
     return Pair(pair.name, t(pair.a), t(pair.b), gt, t(pair.valid), source=pair.source)
@@ -124,10 +119,6 @@ def transposed(pair):
 
 def b_scaled(pair, scale: float = 1.25):
     """The pair with B resized by ``scale`` (bilinear, pixel centres at +0.5), ground truth mapped with it."""
-    import cv2
-
-    from experiments.pairs import Pair
-
     h, w = pair.b.shape[:2]
     b = cv2.resize(pair.b.astype(np.float32), (round(w * scale), round(h * scale)),
                    interpolation=cv2.INTER_LINEAR).astype(pair.b.dtype)
@@ -144,8 +135,6 @@ SHAPES = {"same": None, "tall": transposed, "b_larger": b_scaled}
 
 
 def run_study(configs: dict, sizes: list, seeds: list, *, shapes=("same",), log=print) -> list[dict]:
-    from experiments.pairs import builtin_pair
-
     rows = []
     for size, shape in [(z, v) for v in shapes for z in sizes]:
         max_size = None if size == "native" else int(size)
@@ -215,9 +204,6 @@ def main(argv=None) -> int:
     parser.add_argument("--output", type=Path, default=None,
                         help="JSON output (default reports/bench_dpm_<study>.json)")
     args = parser.parse_args(argv)
-    import numba
-    import torch
-
     torch.set_num_threads(args.threads)
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     sizes = args.sizes or (["320", "native"] if args.study == "quirks" else ["320"])

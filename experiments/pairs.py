@@ -209,6 +209,10 @@ def downscale(image: np.ndarray, max_size: int | None) -> np.ndarray:
     return out.reshape(nh, nw, *image.shape[2:])
 
 
+#: px of round-off accepted when downscaled ground truth lands just outside B (see :func:`resize_pair`)
+RESIZE_TOLERANCE = 1e-3
+
+
 def resize_pair(pair: Pair, max_size: int | None) -> Pair:
     """Area-downscale A and B independently to ``max_size`` and carry the ground truth along.
 
@@ -237,7 +241,10 @@ def resize_pair(pair: Pair, max_size: int | None) -> Pair:
         gt = g / np.maximum(v, 1e-6)[:, :, None]
         gt[..., 0] = (gt[..., 0] + 0.5) * (nhb / hb) - 0.5
         gt[..., 1] = (gt[..., 1] + 0.5) * (nwb / wb) - 0.5
-        valid &= _inside(gt, nhb, nwb)
+        # float32 area averaging can put a border match a few 1e-7 px outside B: keep it, on the border
+        valid &= _inside(gt, nhb, nwb, tol=RESIZE_TOLERANCE)
+        gt[..., 0] = np.clip(gt[..., 0], 0, nhb - 1)
+        gt[..., 1] = np.clip(gt[..., 1], 0, nwb - 1)
         gt = np.where(valid[:, :, None], gt, np.nan).astype(np.float32)
     masks = {key: _area_mask(m, (nha, nwa)) for key, m in pair.masks.items()}
     info = dict(pair.info, native_a=[ha, wa], native_b=[hb, wb])
@@ -254,10 +261,12 @@ def _area_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return m >= 0.5
 
 
-def _inside(gt: np.ndarray, h: int, w: int) -> np.ndarray:
+def _inside(gt: np.ndarray, h: int, w: int, *, tol: float = 0.0) -> np.ndarray:
+    """Finite ground-truth points inside ``[0, h-1] x [0, w-1]`` (with ``tol`` px of slack)."""
     y, x = gt[..., 0], gt[..., 1]
     with np.errstate(invalid="ignore"):
-        return np.isfinite(y) & np.isfinite(x) & (y >= 0) & (y <= h - 1) & (x >= 0) & (x <= w - 1)
+        return (np.isfinite(y) & np.isfinite(x) & (y >= -tol) & (y <= h - 1 + tol)
+                & (x >= -tol) & (x <= w - 1 + tol))
 
 
 # --------------------------------------------------------------------------- warped pairs

@@ -17,8 +17,11 @@ own subprocess so that its peak memory is its own, under ``--threads`` threads f
 Peak memory: CPU, peak resident set (``VmHWM`` after resetting it via ``/proc/self/clear_refs``;
 ``ru_maxrss`` where that is unavailable) minus the resident set just before the timed run (inputs
 loaded, kernels compiled by a warm-up on a crop); CUDA, ``torch.cuda.max_memory_allocated`` minus the
-allocation before the run. Seconds per iteration: the median of the per-iteration callback stamps
-(forward), or the whole run's time (forward + backward of one iteration). Agreement: the fraction of
+allocation before the run. Seconds per iteration (forward): the median of the per-iteration callback
+stamps after the first iteration, which also pays the run's one-off costs (for ``materialize`` the
+features of A and B; for every path the first touch of its buffers) and is reported apart
+(``first_iteration_s``); every forward measurement times at least 2 iterations, so the ratios
+compare steady-state iterations. Forward + backward of one iteration: the whole run's time. Agreement: the fraction of
 pixels whose positions from the fast and the materialising paths differ by at most 1e-3 px after the
 same iterations with the same random draws. Speeds are ratios within this run; the table and the
 JSON (``--output``) carry the run's metadata.
@@ -35,6 +38,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from experiments.options import int_at_least
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINT = REPO / "data" / "dpm_learned.pt"
@@ -139,13 +144,15 @@ def _worker(spec: dict) -> dict:
         peak_kb = _rss_kb("VmHWM") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         peak = (peak_kb - base) / 1024
     steps = np.diff([start] + stamps)
+    steady = steps[1:] if len(steps) > 1 else steps  # the first iteration also pays one-off costs
     if spec.get("positions_file"):
         np.save(spec["positions_file"], positions.detach().cpu().numpy())
     return dict(label=spec["label"], config=spec["config"], mode=spec["mode"], temperature=spec["temperature"],
                 iterations=spec["iterations"],
-                seconds_per_iteration=float(statistics.median(steps)) if not backward else total / spec["iterations"],
-                seconds_per_iteration_min=float(np.min(steps)) if not backward else float("nan"),
-                seconds_per_iteration_max=float(np.max(steps)) if not backward else float("nan"),
+                seconds_per_iteration=float(statistics.median(steady)) if not backward else total / spec["iterations"],
+                seconds_per_iteration_min=float(np.min(steady)) if not backward else float("nan"),
+                seconds_per_iteration_max=float(np.max(steady)) if not backward else float("nan"),
+                first_iteration_s=float(steps[0]) if not backward else float("nan"),
                 cpu_seconds_per_iteration=cpu / spec["iterations"], peak_memory_mib=float(peak),
                 torch_threads=used.torch, numba_threads=used.numba)
 
@@ -159,7 +166,7 @@ def _run(spec: dict) -> dict:
         nan = float("nan")
         return dict(label=spec["label"], config=spec["config"], mode=spec["mode"], temperature=spec["temperature"],
                     iterations=spec["iterations"], seconds_per_iteration=nan, seconds_per_iteration_min=nan,
-                    seconds_per_iteration_max=nan, cpu_seconds_per_iteration=nan, peak_memory_mib=nan,
+                    seconds_per_iteration_max=nan, first_iteration_s=nan, cpu_seconds_per_iteration=nan, peak_memory_mib=nan,
                     error=(proc.stderr.strip().splitlines() or ["no output"])[-1])
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -205,6 +212,8 @@ def score_implementations(device: str, threads: int, repeats: int = 3) -> list[d
             fn()  # warm-up (JIT)
             times = []
             for _ in range(repeats):
+                if device.startswith("cuda"):
+                    torch.cuda.synchronize()  # the warm-up's or previous repeat's kernels out of this timing
                 t0 = time.perf_counter()
                 res = fn()
                 if device.startswith("cuda"):
@@ -217,7 +226,7 @@ def score_implementations(device: str, threads: int, repeats: int = 3) -> list[d
 
 def _metadata(device: str, quick: bool, threads: int) -> dict:
     from experiments import provenance
-    git = provenance.git_state(paths=("diff_pm", "benchmarks"))
+    git = provenance.git_state(paths=(*provenance.CODE_PATHS, "benchmarks"))
     versions = provenance.package_versions()
     return {
         "commit": git["commit"], "dirty": git["dirty"], "python": versions["python"], "torch": versions["torch"],
@@ -275,10 +284,11 @@ def summarise(records: list[dict]) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.diff", description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--threads", type=int, default=2, help="torch and numba threads (default 2)")
-    parser.add_argument("--iterations", type=int, default=None,
+    parser.add_argument("--threads", type=int_at_least(1, "--threads"), default=2,
+                        help="torch and numba threads (default 2)")
+    parser.add_argument("--iterations", type=int_at_least(2, "--iterations"), default=None,
                         help="timed iterations of the fast paths (default 5; 2 with --quick)")
-    parser.add_argument("--materialize-iterations", type=int, default=2,
+    parser.add_argument("--materialize-iterations", type=int_at_least(2, "--materialize-iterations"), default=2,
                         help="timed iterations of the materialising path (slow, several GB)")
     parser.add_argument("--quick", action="store_true", help="half-size pair, fewer iterations")
     parser.add_argument("--output", type=Path, default=Path("reports/bench_diff.json"))
@@ -294,7 +304,7 @@ def main(argv=None) -> int:
     except UserError as exc:
         parser.error(str(exc))
     fast_iters = args.iterations or (2 if args.quick else 5)
-    mat_iters = 1 if args.quick else min(args.materialize_iterations, fast_iters)
+    mat_iters = min(args.materialize_iterations, fast_iters)
     meta = _metadata(device, args.quick, args.threads)
     print("metadata: " + ", ".join(f"{k} {v}" for k, v in meta.items()), flush=True)
     records = []
@@ -321,10 +331,12 @@ def main(argv=None) -> int:
     result = {"metadata": meta, "records": records, "ratios": summary, "agreement_fraction": agreement,
               "agreement_iterations": mat_iters, "score_implementations": scores}
     print()
-    print(f"{'measurement':>28} {'iters':>5} {'s/iter':>9} {'min':>7} {'max':>7} {'cpu s/iter':>10} {'peak MiB':>9}")
+    print(f"{'measurement':>28} {'iters':>5} {'s/iter':>9} {'min':>7} {'max':>7} {'1st iter':>8} {'cpu s/iter':>10} "
+          f"{'peak MiB':>9}")
     for rec in records:
         print(f"{rec['label']:>28} {rec['iterations']:5d} {rec['seconds_per_iteration']:9.3f} "
               f"{rec['seconds_per_iteration_min']:7.3f} {rec['seconds_per_iteration_max']:7.3f} "
+              f"{rec['first_iteration_s']:8.3f} "
               f"{rec['cpu_seconds_per_iteration']:10.3f} {rec['peak_memory_mib']:9.1f}")
     print()
     for k, v in summary.items():

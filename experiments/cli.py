@@ -148,9 +148,6 @@ def load_learned(path: str, device: str, *, iterations: int):
     so that the two compare at equal iterations. A missing, corrupt or foreign file raises
     :class:`UserError` (one line). Returns ``(model, info)`` for the runner.
     """
-    if not Path(path).is_file():
-        raise UserError(f"--checkpoint {path} does not exist; train one with "
-                        "`python -m experiments train` or fix the path")
     from learning.checkpoint import load_checkpoint  # deferred: imports torch and diff_pm
 
     try:

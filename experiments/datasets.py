@@ -49,8 +49,8 @@ import cv2
 import numpy as np
 
 from .errors import UserError
-from .pairs import (BUILTIN_PAIRS, Pair, PairSource, _inside, builtin_pair, correspondence_from_matrix,
-                    decode_file, folder_pair, name_mismatch_note, read_pair_images, resize_pair, safe_name,
+from .pairs import (BUILTIN_PAIRS, Pair, PairSource, builtin_pair, correspondence_from_matrix, decode_file,
+                    displacement_to_gt, folder_pair, name_mismatch_note, read_pair_images, resize_pair, safe_name,
                     scan_folder)
 
 KINDS = ("middlebury", "sintel", "sintel-final", "kitti-flow", "kitti-stereo", "hpatches",
@@ -97,13 +97,13 @@ def read_flo(path: str | Path) -> np.ndarray:
     Raises :class:`UserError` naming the file for a bad magic number or a truncated file.
     """
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            head = f.read(12)
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
     flow = cv2.readOpticalFlow(str(path))
-    if flow is None or flow.size == 0:
+    if flow is None or flow.size == 0:  # say why from the header
+        try:
+            with open(path, "rb") as f:
+                head = f.read(12)
+        except OSError as exc:
+            raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
         if head[:4] != b"PIEH":
             why = f"bad magic number {head[:4]!r}, expected b'PIEH'"
         else:
@@ -171,32 +171,6 @@ def _check_shape(array: np.ndarray, shape: tuple[int, int], path: Path, image: P
 
 
 # --------------------------------------------------------------------------- conversions
-def displacement_to_gt(dy: np.ndarray, dx: np.ndarray, known: np.ndarray,
-                       shape_b: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Ground truth from a displacement field: ``gt[y, x] = (y + dy, x + dx)``.
-
-    Parameters
-    ----------
-    dy, dx : ndarray, shape (Ha, Wa)
-        Displacement in pixels (flow: ``dy = v``, ``dx = u``; disparity: ``dy = 0``, ``dx = -d``).
-    known : ndarray, shape (Ha, Wa), bool
-        Where the dataset gives a displacement.
-    shape_b : (Hb, Wb)
-
-    Returns
-    -------
-    gt : ndarray, shape (Ha, Wa, 2), float32, NaN where not valid
-    valid : ndarray, shape (Ha, Wa), bool
-        ``known``, finite, and inside B's frame.
-    """
-    h, w = known.shape
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    gt = np.stack([ys + np.asarray(dy, np.float32), xs + np.asarray(dx, np.float32)], axis=-1)
-    valid = np.asarray(known, bool) & _inside(gt, *shape_b)
-    gt[~valid] = np.nan
-    return gt.astype(np.float32), valid
-
-
 # --------------------------------------------------------------------------- Middlebury
 def _is_middlebury_scene(d: Path) -> bool:
     return (d / "im0.png").is_file() and (d / "im1.png").is_file()

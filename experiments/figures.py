@@ -47,15 +47,16 @@ def _new_ax(ax):
     return ax
 
 
-def _save(fig, path: Path, *, photo: bool = False) -> str:
-    """Save as PNG; ``photo`` figures are stored with a 256-colour palette (about 3x smaller)."""
+def _save(fig, path: Path, *, photo: bool = False,
+          dither: Image.Dither = Image.Dither.FLOYDSTEINBERG) -> str:
+    """Save as PNG; ``photo`` figures are stored with a 256-colour palette (about 3x smaller),
+    quantised with ``dither`` (``Image.Dither.NONE`` keeps flat colours flat: plots)."""
     buf = io.BytesIO()
     fig.savefig(buf, dpi=DPI, bbox_inches="tight", format="png")
     plt.close(fig)
     img = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
     if photo:
-        img = img.quantize(colors=256, method=Image.Quantize.MEDIANCUT,
-                           dither=Image.Dither.FLOYDSTEINBERG)
+        img = img.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=dither)
     img.save(path, format="PNG", optimize=True)
     return path.name
 
@@ -250,7 +251,7 @@ def convergence_figure(out: Path, df) -> str | None:
 def nnf_figure(out: Path, pair: Pair) -> str | None:
     """``nnf_<pair>.png``: flow colour maps of classic, differentiable, exact and GT."""
     panels = []
-    for method in ("pm", "dpm", "dpm-reference", "dpm-keep", "dpm-learned", "exact"):
+    for method in METHOD_ORDER:
         art = load_artifact(out, pair.name, method)
         if art is not None:
             panels.append((METHOD_LABELS[method], art["nnf"], None))

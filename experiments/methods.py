@@ -179,18 +179,15 @@ def run_dpm(model, pair: Pair, *, method: str, device: str, seed: int, patch_siz
             progress()
         clock.done(t)
 
-    def as_torch(nnf: np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(nnf.transpose(2, 0, 1)))[None].to(device)
-
     def as_numpy(t) -> np.ndarray:
         return t[0].permute(1, 2, 0).to("cpu", torch.float32).numpy()
 
     def recon(nnf: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return as_numpy(model.reconstruct(b_t, as_torch(nnf), patch_size=patch_size))
+            return as_numpy(model.reconstruct(b_t, to_torch(nnf, device), patch_size=patch_size))
 
     def matches(nnf: np.ndarray) -> np.ndarray:
-        return as_numpy(model.matches(as_torch(nnf), pair.b.shape[:2]))
+        return as_numpy(model.matches(to_torch(nnf, device), pair.b.shape[:2]))
 
     model = model.to(device).eval()
     with torch.no_grad(), thread_scope(threads) as used:

@@ -95,18 +95,27 @@ def end_point_errors(nnf: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> np.n
     return np.sqrt(np.sum(d * d, axis=-1))
 
 
+def _errors(nnf: np.ndarray, gt: np.ndarray | None, valid: np.ndarray | None) -> np.ndarray | None:
+    """:func:`end_point_errors`, or None without ground truth or valid pixels."""
+    if gt is None or valid is None or not valid.any():
+        return None
+    return end_point_errors(nnf, gt, valid)
+
+
+def _mean(values: np.ndarray | None, scale: float = 1.0) -> float:
+    """``scale`` x the mean of ``values``; NaN for None or an empty array."""
+    return math.nan if values is None or values.size == 0 else float(scale * np.mean(values))
+
+
 def epe(nnf: np.ndarray, gt: np.ndarray | None, valid: np.ndarray | None) -> float:
     """Mean end-point error over valid pixels (NaN without ground truth or valid pixels)."""
-    if gt is None or valid is None or not valid.any():
-        return math.nan
-    return float(end_point_errors(nnf, gt, valid).mean())
+    return _mean(_errors(nnf, gt, valid))
 
 
 def within_1px(nnf: np.ndarray, gt: np.ndarray | None, valid: np.ndarray | None) -> float:
     """Fraction of valid pixels whose end-point error is at most 1 pixel (NaN without GT)."""
-    if gt is None or valid is None or not valid.any():
-        return math.nan
-    return float(np.mean(end_point_errors(nnf, gt, valid) <= 1.0))
+    err = _errors(nnf, gt, valid)
+    return _mean(None if err is None else err <= 1.0)
 
 
 def image_metrics(a: np.ndarray, recon: np.ndarray) -> dict[str, float]:
@@ -136,10 +145,11 @@ def iteration_metrics(pair, nnf: np.ndarray, recon: np.ndarray, *,
         without ground truth) and the :data:`DATASET_COLUMNS`.
     """
     recon = np.clip(recon, 0.0, 1.0)
+    err = _errors(nnf, pair.gt, pair.valid)  # once for every ground-truth column
     return dict(**image_metrics(pair.a, recon),
                 energy=energy(pair.a, pair.b, nnf, patch_size=patch_size),
-                epe=epe(nnf, pair.gt, pair.valid), within_1px=within_1px(nnf, pair.gt, pair.valid),
-                **dataset_metrics(pair, nnf))
+                epe=_mean(err), within_1px=_mean(None if err is None else err <= 1.0),
+                **_dataset_metrics(pair, err))
 
 
 # --------------------------------------------------------------------------- dataset metrics
@@ -153,9 +163,8 @@ def bad_percent(nnf: np.ndarray, gt: np.ndarray | None, valid: np.ndarray | None
                 threshold_px: float = 2.0) -> float:
     """Percentage of valid pixels whose end-point error exceeds ``threshold_px`` (Middlebury
     bad-2.0 with the default); NaN without ground truth or valid pixels."""
-    if gt is None or valid is None or not valid.any():
-        return math.nan
-    return float(100.0 * np.mean(end_point_errors(nnf, gt, valid) > threshold_px))
+    err = _errors(nnf, gt, valid)
+    return _mean(None if err is None else err > threshold_px, 100.0)
 
 
 def outlier_percent(nnf: np.ndarray, gt: np.ndarray | None, valid: np.ndarray | None, *,
@@ -172,12 +181,16 @@ def outlier_percent(nnf: np.ndarray, gt: np.ndarray | None, valid: np.ndarray | 
         Absolute (y, x) positions in B.
     valid : ndarray, shape (Ha, Wa), bool
     """
-    if gt is None or valid is None or not valid.any():
+    return _outliers(_errors(nnf, gt, valid), gt, valid, abs_px=abs_px, rel=rel)
+
+
+def _outliers(err: np.ndarray | None, gt, valid, *, abs_px: float = 3.0, rel: float = 0.05) -> float:
+    """:func:`outlier_percent` from the end-point errors of the valid pixels."""
+    if err is None:
         return math.nan
-    err = end_point_errors(nnf, gt, valid)
     pix = np.stack(np.nonzero(valid), axis=-1).astype(np.float64)  # row-major, as gt[valid]
     mag = np.sqrt(np.sum((np.asarray(gt, np.float64)[valid] - pix) ** 2, axis=-1))
-    return float(100.0 * np.mean((err > abs_px) & (err > rel * mag)))
+    return _mean((err > abs_px) & (err > rel * mag), 100.0)
 
 
 def dataset_metrics(pair, nnf: np.ndarray) -> dict[str, float]:
@@ -195,17 +208,22 @@ def dataset_metrics(pair, nnf: np.ndarray) -> dict[str, float]:
     nnf : ndarray, shape (Ha, Wa, 2)
         Absolute (y, x) positions in B.
     """
+    return _dataset_metrics(pair, _errors(nnf, pair.gt, pair.valid))
+
+
+def _dataset_metrics(pair, err: np.ndarray | None) -> dict[str, float]:
+    """:func:`dataset_metrics` from the end-point errors of the valid pixels (None: no ground truth)."""
     out = dict.fromkeys(DATASET_COLUMNS, math.nan)
-    gt, valid = pair.gt, pair.valid
-    if gt is None or valid is None:
+    if err is None:
         return out
     own = _OWN_METRIC.get(pair.info.get("dataset"))
     if own == "bad_2_0":
-        out[own] = bad_percent(nnf, gt, valid, threshold_px=2.0)
+        out[own] = _mean(err > 2.0, 100.0)
     elif own is not None:
-        out[own] = outlier_percent(nnf, gt, valid)
+        out[own] = _outliers(err, pair.gt, pair.valid)
     noc = pair.masks.get("noc")
     if noc is not None:
-        out["epe_noc"] = epe(nnf, gt, valid & noc)
-        out["epe_occ"] = epe(nnf, gt, valid & ~noc)
+        inside = noc[pair.valid]  # err follows gt[valid]'s row-major order
+        out["epe_noc"] = _mean(err[inside])
+        out["epe_occ"] = _mean(err[~inside])
     return out

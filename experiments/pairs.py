@@ -269,6 +269,32 @@ def _inside(gt: np.ndarray, h: int, w: int, *, tol: float = 0.0) -> np.ndarray:
                 & (x >= -tol) & (x <= w - 1 + tol))
 
 
+def displacement_to_gt(dy: np.ndarray, dx: np.ndarray, known: np.ndarray,
+                       shape_b: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Ground truth from a displacement field: ``gt[y, x] = (y + dy, x + dx)``.
+
+    Parameters
+    ----------
+    dy, dx : ndarray, shape (Ha, Wa)
+        Displacement in pixels (flow: ``dy = v``, ``dx = u``; disparity: ``dy = 0``, ``dx = -d``).
+    known : ndarray, shape (Ha, Wa), bool
+        Where the dataset gives a displacement.
+    shape_b : (Hb, Wb)
+
+    Returns
+    -------
+    gt : ndarray, shape (Ha, Wa, 2), float32, NaN where not valid
+    valid : ndarray, shape (Ha, Wa), bool
+        ``known``, finite, and inside B's frame.
+    """
+    h, w = known.shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    gt = np.stack([ys + np.asarray(dy, np.float32), xs + np.asarray(dx, np.float32)], axis=-1)
+    valid = np.asarray(known, bool) & _inside(gt, *shape_b)
+    gt[~valid] = np.nan
+    return gt.astype(np.float32), valid
+
+
 # --------------------------------------------------------------------------- warped pairs
 def warp_matrix(shape: tuple[int, int], *, rotation: float = 0.0, scale: float = 1.0,
                 translation: tuple[float, float] = (0.0, 0.0),
@@ -411,12 +437,9 @@ def motorcycle_pair() -> Pair:
 
     left, right, disp = skimage.data.stereo_motorcycle()
     a, b = to_rgb_float(left), to_rgb_float(right)
-    h, w = a.shape[:2]
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    gt = np.stack([ys, xs - disp.astype(np.float32)], axis=-1)
-    valid = np.isfinite(disp) & _inside(gt, h, w)
-    gt[~valid] = np.nan
-    return Pair("motorcycle", a, b, gt.astype(np.float32), valid,
+    known = np.isfinite(disp)
+    gt, valid = displacement_to_gt(np.zeros_like(disp), -np.where(known, disp, 0), known, b.shape[:2])
+    return Pair("motorcycle", a, b, gt, valid,
                 "skimage.data.stereo_motorcycle (Middlebury 2014, A = left, B = right)",
                 dict(gt="disparity: x_B = x_A - d, y_B = y_A"))
 

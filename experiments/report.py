@@ -152,7 +152,7 @@ def write_report(out: Path, df, summary, pairs: dict, meta: dict) -> Path:
     rows = [
         ("device", f"{run.get('device')}{gpu}"),
         ("CPU", f"{dev.get('cpu', '?')}, {dev.get('cpu_count', '?')} logical cores"),
-        ("threads", f"{run.get('threads')} (numba bands for pm, torch threads for dpm)"),
+        ("threads", f"{run.get('threads')} (numba and torch threads of every timed method)"),
         ("patch size", run.get("patch_size")),
         ("iterations", f"pm {run.get('pm_iterations')}, dpm {run.get('dpm_iterations')}"
                        + _also(run)),

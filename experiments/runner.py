@@ -431,7 +431,7 @@ class Runner:
             if it in strip or it == run.iterations[-1]:
                 keep_its.append(it)
                 keep_recons.append((recon * 255 + 0.5).astype(np.uint8))
-        self.save_artifact(u, run.matches(run.nnfs[-1]), keep_its, keep_recons)
+        self.save_artifact(u, match, keep_its, keep_recons)  # the last iteration's matches
         return row
 
     def timed_run(self, u: Unit, pair: Pair, step) -> methods.MethodRun:

@@ -130,19 +130,25 @@ def feature_config(features: LearnedFeatures) -> dict:
                 patch_size=features.patch_size, learn_temperature=isinstance(features.log_temperature, nn.Parameter))
 
 
+#: The search of a learnt-feature model unless a checkpoint says otherwise: DPM's default search (that of
+#: the fixed-feature ``dpm``, so that the two differ only in their features); saved in every checkpoint.
+SEARCH_DEFAULTS = dict(sample_count=1, window=[100, 100], keep_current=False, noise="shared", search_range="full")
+
+
 def build_model(features: nn.Module, *, iterations: int, evaluation: str = "soft",
-                temperature: float = 1.0, sample_count: int = 1, window=(100, 100),
-                patch_size: int = PATCH_SIZE, keep_current: bool = False, noise: str = "shared",
-                search_range: str = "full"):
+                temperature: float = 1.0, patch_size: int = PATCH_SIZE, **search):
     """A :class:`diff_pm.DifferentiablePatchMatch` that scores with ``features``.
 
     ``temperature`` multiplies the features' own (learnt) temperature: 1 (default) runs at the learnt
     temperature, :data:`REFERENCE_TEMPERATURE` runs practically hard like the fixed-feature ``dpm``.
-    Everything else defaults to DPM's default configuration (the search of the fixed-feature
-    ``dpm``, so that the two differ only in their features). Checkpoints written before ``noise``
-    and ``search_range`` existed do not name them and run with these defaults.
+    ``search`` overrides :data:`SEARCH_DEFAULTS` (``sample_count``, ``window``, ``keep_current``, ``noise``,
+    ``search_range``). Checkpoints written before ``noise`` and ``search_range`` existed do not name them
+    and run with these defaults.
     """
+    unknown = sorted(set(search) - set(SEARCH_DEFAULTS))
+    if unknown:
+        raise TypeError(f"build_model() got an unexpected keyword argument {unknown[0]!r}")
+    conf = {**SEARCH_DEFAULTS, **search}
     return diff_pm.DifferentiablePatchMatch(iterations=iterations, temperature=temperature, evaluation=evaluation,
-                                            sample_count=sample_count, window=tuple(window), patch_size=patch_size,
-                                            features=features, keep_current=keep_current, noise=noise,
-                                            search_range=search_range)
+                                            patch_size=patch_size, features=features,
+                                            **dict(conf, window=tuple(conf["window"])))

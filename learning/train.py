@@ -50,7 +50,7 @@ from experiments.methods import default_dpm
 from .checkpoint import save_checkpoint
 from .data import PairSampler, check_disjoint, heldout_pairs, load_sample
 from .evaluation import evaluate_heldout, evaluate_pm, final_evaluation, summarise
-from .features import PATCH_SIZE, REFERENCE_TEMPERATURE, LearnedFeatures, build_model, count_parameters
+from .features import PATCH_SIZE, REFERENCE_TEMPERATURE, SEARCH_DEFAULTS, LearnedFeatures, build_model, count_parameters
 from .loss import reconstruction_loss
 from .plots import plot_training
 
@@ -149,13 +149,12 @@ def _run(args) -> int:
     dpm_gen.manual_seed(args.seed + 1)
 
     config = dict(model=dict(iterations=args.eval_iterations, evaluation="soft", temperature=REFERENCE_TEMPERATURE,
-                             sample_count=1, window=[100, 100], patch_size=PATCH_SIZE, keep_current=False,
-                             noise="shared", search_range="full"),
+                             patch_size=PATCH_SIZE, **SEARCH_DEFAULTS),
                   train=dict(steps=args.steps, seed=args.seed, device=device, threads=args.threads,
                              crop=args.crop, batch=args.batch, images=names, iterations=args.iterations,
                              temperature_init=args.temperature, learn_temperature=args.learn_temperature,
                              channels=args.channels, hidden=args.hidden, lr=args.lr, lr_schedule="cosine to 0.1x",
-                             epe_weight=args.epe_weight, grad_clip=1.0, loss="masked L1 reconstruction",
+                             epe_weight=args.epe_weight, grad_clip=1.0, loss="masked L1 reconstruction + epe_weight x EPE / crop side",
                              eval_size=args.eval_size, eval_every=args.eval_every,
                              heldout=[p.name for p in pairs]),
                   command="python -m experiments train " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["train"] else []))
@@ -184,7 +183,7 @@ def _run(args) -> int:
                     elapsed_s=time.perf_counter() - t0)
 
     heldout(0)
-    step, running = 0, None
+    done, running = 0, None  # done: optimisation steps whose update reached the weights
     bar = tqdm(total=args.steps, desc="train", unit="step", disable=not args.progress, dynamic_ncols=True,
                file=sys.stderr)
     try:
@@ -192,6 +191,7 @@ def _run(args) -> int:
             batch = sampler.batch(args.batch, device)
             res = train_step(model, optimizer, batch, generator=dpm_gen, epe_weight=args.epe_weight,
                              patch_size=PATCH_SIZE)
+            done = step
             lr = optimizer.param_groups[0]["lr"]
             schedule.step()
             running = res["loss"] if running is None else 0.95 * running + 0.05 * res["loss"]
@@ -203,9 +203,9 @@ def _run(args) -> int:
                 heldout(step)
     except KeyboardInterrupt:
         bar.close()
-        save_checkpoint(out / "dpm_learned.pt", features, config, seed=args.seed, step=step - 1)
+        save_checkpoint(out / "dpm_learned.pt", features, config, seed=args.seed, step=done)
         log.close()
-        print(f"interrupted after {step - 1} steps: checkpoint and log saved in {out}/", file=sys.stderr)
+        print(f"interrupted after {done} steps: checkpoint and log saved in {out}/", file=sys.stderr)
         return 130
     bar.close()
     if args.steps:

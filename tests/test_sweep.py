@@ -156,6 +156,10 @@ def _with(**changes) -> dict:
      r"^methods\.dpm\.checkpoint: no/such/file\.pt is not a file"),
     (_with(methods={"dpm": [{"iterations": 2}, {"sample_count": 0}]}),
      r"^methods\.dpm\[1\]\.sample_count: expected an integer >= 1"),
+    (_with(methods={"exact": [{"max_pixels": 100, "patch_size": 5},
+                              {"max_pixels": 99999, "patch_size": 7}]}),
+     r"^methods\.exact\[1\]\.max_pixels: 99999 differs from methods\.exact\[0\]\.max_pixels = "
+     r"100; .*all exact tables must give the same max_pixels$"),
     (_with(methods={}), r"^methods: no method"),
     (_with(max_size=[4]), r"^max_size: expected an integer >= 8 or \"native\".*got 4"),
     (_with(seeds=[]), r"^seeds: empty grid"),
@@ -170,6 +174,17 @@ def _with(**changes) -> dict:
 def test_malformed_spec_names_the_key(raw, message, tmp_path):
     with pytest.raises(UserError, match=message):
         parse_spec_dict(raw, base=tmp_path)
+
+
+def test_exact_max_pixels_is_one_limit_for_every_exact_table(tmp_path):
+    """``max_pixels`` given alike in several ``[[methods.exact]]`` tables (or in one) is the limit."""
+    for tables, limit in [([{"max_pixels": 100, "patch_size": 5},
+                            {"max_pixels": 100, "patch_size": 7}], 100),
+                          ([{"patch_size": 5}, {"max_pixels": 100, "patch_size": 7}], 100),
+                          ([{"patch_size": 5}, {"patch_size": 7}], spec_mod.EXACT_MAX_PIXELS)]:
+        spec = parse_spec_dict(_with(methods={"exact": tables}), base=tmp_path)
+        assert spec.exact_max_pixels == limit
+        assert [s.given for s in spec.settings] == [(("patch_size", 5),), (("patch_size", 7),)]
 
 
 def test_limit_without_a_dataset_is_refused(tmp_path):

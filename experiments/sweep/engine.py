@@ -84,8 +84,6 @@ class SweepOutcome:
 class _Synchronous:
     """Units one at a time in this process through Dask's synchronous scheduler."""
 
-    name = SYNCHRONOUS
-
     def __init__(self):
         self.queue: deque = deque()
 
@@ -121,10 +119,10 @@ class _Synchronous:
 class _Distributed:
     """Units as ``distributed`` futures on a cluster (local or remote)."""
 
-    def __init__(self, client, cluster=None, name: str = "", own: bool = True):
+    def __init__(self, client, cluster=None, own: bool = True):
         from distributed import as_completed  # deferred: heavy import
 
-        self.client, self.cluster, self.name, self.own = client, cluster, name, own
+        self.client, self.cluster, self.own = client, cluster, own
         self.done = as_completed()
         self.units: dict = {}
 
@@ -187,7 +185,7 @@ def open_executor(*, scheduler: str | None, workers: int | None, threads: int, l
     ``client``: an existing ``distributed.Client`` to use (left open).
     """
     if client is not None:
-        yield _Distributed(client, name=str(client.scheduler.address), own=False)
+        yield _Distributed(client, own=False)
         return
     if scheduler == SYNCHRONOUS:
         log("Dask synchronous scheduler: units run one at a time in this process")
@@ -204,20 +202,21 @@ def open_executor(*, scheduler: str | None, workers: int | None, threads: int, l
                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                             "); start one with `dask scheduler` and workers with `dask worker "
                             f"{scheduler} --nthreads 1`") from None
-        ex = _Distributed(client, name=scheduler)
-        if not client.nthreads():
+        ex = _Distributed(client)
+        nthreads = client.nthreads()
+        if not nthreads:
             log(f"scheduler {scheduler} has no worker yet: units wait until one connects")
-        for addr, n in client.nthreads().items():
+        for addr, n in nthreads.items():
             if n > 1:
                 log(f"note: worker {addr} runs {n} threads: units running side by side in one "
                     "process share torch's thread setting; start workers with --nthreads 1")
-        log(f"Dask cluster at {scheduler}: {len(client.nthreads())} workers, "
-            f"{sum(client.nthreads().values())} threads")
+        log(f"Dask cluster at {scheduler}: {len(nthreads)} workers, "
+            f"{sum(nthreads.values())} threads")
     else:
         n = workers or default_workers(threads)
         cluster = local_cluster(n)
         client = Client(cluster)
-        ex = _Distributed(client, cluster, name=f"LocalCluster({n})")
+        ex = _Distributed(client, cluster)
         pids = client.run(os.getpid)
         log(f"LocalCluster: {n} worker process{'es' if n > 1 else ''} of 1 thread each "
             f"(pids {', '.join(str(p) for p in pids.values())})")
@@ -292,7 +291,8 @@ def run_sweep(spec: Spec, *, out: str | Path, workers: int | None = None,
         f"{len(spec.settings)} settings, seeds {spec.seeds}): {already} already done, "
         f"{len(todo)} to run" + (f"; {stray} unit files in {store.units} belong to no unit of "
                                  "this spec (kept, not in the results)" if stray else ""))
-    meta = _meta(spec, p, out, command, fresh)
+    git = provenance.git_state()
+    meta = _meta(spec, p, out, command, fresh, git)
     counts = dict(done=0, failed=0, skipped=0)
     skipped: dict[str, str] = {}
     t_work = time.perf_counter()
@@ -308,7 +308,8 @@ def run_sweep(spec: Spec, *, out: str | Path, workers: int | None = None,
             t_work = time.perf_counter()
             try:
                 _execute(ex, p, todo, store, counts, skipped, log=log,
-                         checkpoint_loader=checkpoint_loader)
+                         checkpoint_loader=checkpoint_loader,
+                         code=git["commit"] + ("-dirty" if git["dirty"] else ""))
             except KeyboardInterrupt:
                 _write_json(store.out / "sweep.json", dict(meta, status="interrupted",
                                                            counts=counts))
@@ -339,8 +340,11 @@ def run_sweep(spec: Spec, *, out: str | Path, workers: int | None = None,
 
 
 def _execute(ex, p: Plan, todo: list[Unit], store: UnitStore, counts: dict,
-             skipped: dict, *, log, checkpoint_loader) -> None:
-    """Submit ``todo`` a window at a time, pair by pair; write each result as it comes."""
+             skipped: dict, *, log, checkpoint_loader, code: str) -> None:
+    """Submit ``todo`` a window at a time, pair by pair; write each result as it comes.
+
+    ``code``: the git commit (``-dirty`` appended for uncommitted changes) stamped on each row.
+    """
     spec = p.spec
     sources = {s.source.name: s.source for s in p.sources}
     groups: OrderedDict = OrderedDict()
@@ -369,9 +373,6 @@ def _execute(ex, p: Plan, todo: list[Unit], store: UnitStore, counts: dict,
                 f"(median of {unit.repeats}) on {res['worker']}  | {tally}")
         else:
             log(f"[{n}/{total}] {what}: FAILED ({res['error']})  | {tally}")
-
-    git = provenance.git_state()
-    code = git["commit"] + ("-dirty" if git["dirty"] else "")
 
     def record(unit: Unit, res: dict) -> None:
         if res["status"] == "done":
@@ -444,7 +445,8 @@ def _exact_skip(unit: Unit, shapes, limit: int) -> str | None:
 
 
 # --------------------------------------------------------------------------- records
-def _meta(spec: Spec, p: Plan, out, command: str, fresh: bool) -> dict:
+def _meta(spec: Spec, p: Plan, out, command: str, fresh: bool, git: dict) -> dict:
+    keys = [setting_key(s) for s in spec.settings]
     return dict(
         title=spec.title, spec=str(spec.path), command=command, out=str(out), fresh=fresh,
         started=_dt.datetime.now().isoformat(timespec="seconds"),
@@ -454,10 +456,10 @@ def _meta(spec: Spec, p: Plan, out, command: str, fresh: bool) -> dict:
         data=dict(sources=spec.data, limit=spec.limit, select=spec.select,
                   pairs={s.source.name: dict(dataset=s.dataset, origin=s.source.origin)
                          for s in p.sources}),
-        method_settings=[dict(method=s.method, label=p.labels[setting_key(s)], setting_key=setting_key(s),
+        method_settings=[dict(method=s.method, label=p.labels[k], setting_key=k,
                               given=dict(s.given), params=dict(s.resolved))
-                         for s in spec.settings],
-        git=provenance.git_state(), versions=provenance.package_versions(),
+                         for s, k in zip(spec.settings, keys)],
+        git=git, versions=provenance.package_versions(),
         client=dict(host=socket.gethostname(), cpu=provenance.cpu_name(), cpu_count=os.cpu_count(),
                     python=sys.version.split()[0]),
     )
@@ -470,7 +472,7 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def _json_default(o):
-    if isinstance(o, (set, frozenset, tuple)):
+    if isinstance(o, (set, frozenset)):
         return list(o)
     if hasattr(o, "item"):
         return o.item()

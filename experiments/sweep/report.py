@@ -16,7 +16,6 @@ stopped there gives the same numbers), so Pareto fronts and equal-time tables us
 from __future__ import annotations
 
 import datetime as _dt
-import io
 import math
 from pathlib import Path
 
@@ -28,7 +27,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
-DPI = 100
+from ..figures import _save as _save_figure  # noqa: E402
+
 #: Metrics drawn and tabled: (column, label, higher is better).
 METRICS = (("psnr", "PSNR (dB)", True), ("epe", "EPE (px)", False))
 MARKERS = {"pm": "o", "dpm": "s", "exact": "*"}
@@ -60,7 +60,7 @@ def point_table(df: pd.DataFrame) -> pd.DataFrame:
     keys = ["dataset", "size", "setting", "method", "iteration"]
     cols = [c for c, _, _ in METRICS] + ["cum_time_s", "side"]
     g = s.groupby(keys, sort=False, dropna=False)[cols]
-    out = g.median().add_suffix("")
+    out = g.median()
     lo, hi = g.min().add_suffix("_min"), g.max().add_suffix("_max")
     out = pd.concat([out, lo, hi], axis=1).reset_index()
     out["seeds"] = s.groupby(keys, sort=False, dropna=False).size().to_numpy()
@@ -117,13 +117,8 @@ def final_table(points: pd.DataFrame) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- figures
 def _save(fig, path: Path) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, dpi=DPI, bbox_inches="tight", format="png")
-    plt.close(fig)
-    Image.open(io.BytesIO(buf.getvalue())).convert("RGB").quantize(
-        colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
-        path, format="PNG", optimize=True)
-    return path.name
+    """Save as a 256-colour PNG without dithering (:func:`experiments.figures._save`)."""
+    return _save_figure(fig, path, photo=True, dither=Image.Dither.NONE)
 
 
 def _colours(settings: list[str]) -> dict[str, tuple]:
@@ -156,7 +151,7 @@ def _label_panel(ax, title: str, xlabel: str, ylabel: str) -> None:
     ax.tick_params(labelsize=7)
 
 
-def _legend(fig, axes, colours: dict, methods: dict) -> None:
+def _legend(axes, colours: dict, methods: dict) -> None:
     handles = [plt.Line2D([], [], color=c, marker=MARKERS.get(methods.get(s), "o"), label=s)
                for s, c in colours.items()]
     axes[0, -1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0),
@@ -192,7 +187,7 @@ def plot_quality_time(points: pd.DataFrame, metric: str, label: str, higher: boo
         ax.set_xscale("log")
         _label_panel(ax, title, "cumulative time (s, median of repeats)", label)
         ax.grid(alpha=0.3, which="both")
-    _legend(fig, axes, colours, methods)
+    _legend(axes, colours, methods)
     fig.suptitle(f"{label} against time (median over seeds; bars: seeds' min-max; "
                  "dashed: Pareto front)", fontsize=10)
     return _save(fig, path)
@@ -217,7 +212,7 @@ def plot_quality_iteration(points: pd.DataFrame, metric: str, label: str, path: 
                             color=c, alpha=0.18, lw=0)
         _label_panel(ax, title, "iteration", label)
         ax.grid(alpha=0.3)
-    _legend(fig, axes, colours, methods)
+    _legend(axes, colours, methods)
     fig.suptitle(f"{label} against iteration (median over seeds; band: seeds' min-max; "
                  "dotted: exact NNF)", fontsize=10)
     return _save(fig, path)
@@ -253,14 +248,18 @@ def plot_quality_size(finals: pd.DataFrame, path: Path) -> str | None:
             ax.set_ylabel(f"{label}, last iteration", fontsize=8)
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3, which="both")
-    _legend(fig, axes, colours, methods)
+    _legend(axes, colours, methods)
     fig.suptitle("quality against image size (median over seeds; bars: seeds' min-max)",
                  fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 
 
-def make_figures(out: Path, points: pd.DataFrame) -> list[str]:
+def make_figures(out: Path, points: pd.DataFrame, finals: pd.DataFrame | None = None) -> list[str]:
+    """Every figure of ``points`` (:func:`point_table`) into ``out``; returns their file names.
+
+    ``finals``: :func:`final_table` of ``points`` when the caller has it already.
+    """
     for p in out.glob("quality_*.png"):
         p.unlink()
     made = []
@@ -269,7 +268,8 @@ def make_figures(out: Path, points: pd.DataFrame) -> list[str]:
                                       out / f"quality_time_{metric}.png"))
         made.append(plot_quality_iteration(points, metric, label,
                                            out / f"quality_iteration_{metric}.png"))
-    made.append(plot_quality_size(final_table(points), out / "quality_size.png"))
+    finals = final_table(points) if finals is None else finals
+    made.append(plot_quality_size(finals, out / "quality_size.png"))
     return [m for m in made if m]
 
 
@@ -292,7 +292,7 @@ def _md(df: pd.DataFrame, cols: list[tuple[str, str, str]]) -> str:
     return "\n".join([head, sep, *body])
 
 
-def timing_conditions(df: pd.DataFrame, meta: dict) -> list[str]:
+def timing_conditions(df: pd.DataFrame) -> list[str]:
     """Sentences on how the timings were taken: repeats, threads, contention."""
     if df.empty:
         return ["No unit finished."]
@@ -341,7 +341,8 @@ def timing_conditions(df: pd.DataFrame, meta: dict) -> list[str]:
 def write_report(out: Path, df: pd.DataFrame, plan, meta: dict, *, log=print) -> Path:
     """Figures and ``REPORT.md`` of a sweep's results; returns the report's path."""
     points = point_table(df) if len(df) else None
-    figures = make_figures(out, points) if points is not None else []
+    finals = final_table(points) if points is not None else None
+    figures = make_figures(out, points, finals) if points is not None else []
     spec = plan.spec
     lines = [f"# {spec.title}", "",
              f"Generated by `{meta.get('command') or 'python -m experiments sweep'}` on "
@@ -366,7 +367,7 @@ def write_report(out: Path, df: pd.DataFrame, plan, meta: dict, *, log=print) ->
     for s in meta.get("method_settings", []):
         given = ", ".join(f"{k}={v}" for k, v in s["given"].items()) or "defaults"
         lines.append(f"| {s['label']} | {s['method']} | {given} |")
-    lines += ["", "## Timing conditions", ""] + [f"* {t}" for t in timing_conditions(df, meta)]
+    lines += ["", "## Timing conditions", ""] + [f"* {t}" for t in timing_conditions(df)]
     if points is not None:
         budget = budget_table(points)
         lines += ["", "## Best setting of each method at equal time budgets", "",
@@ -377,7 +378,6 @@ def write_report(out: Path, df: pd.DataFrame, plan, meta: dict, *, log=print) ->
                                ("setting", "best setting", ""), ("iteration", "it", "{:.0f}"),
                                ("psnr", "PSNR dB", "{:.2f}"), ("epe", "EPE px", "{:.2f}"),
                                ("time_s", "time s", "{:.3g}")]) if len(budget) else "(none)"]
-        finals = final_table(points)
         finals["psnr_spread"] = finals["psnr_max"] - finals["psnr_min"]
         lines += ["", "## Every setting at its last iteration", "",
                   "Median over seeds of the mean over pairs; spread = max - min over seeds.", "",

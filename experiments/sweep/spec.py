@@ -52,7 +52,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from ..datasets import KINDS, check_subset_options, parse_spec, resolve_data
+from ..datasets import KINDS, check_subset_options, is_builtin, parse_spec, resolve_data
 from ..errors import UserError
 from ..pairs import BUILTIN_PAIRS, PairSource
 
@@ -79,7 +79,6 @@ class Param:
     odd: bool = False
     choices: tuple[str, ...] | None = None
     arg: bool = True
-    key: bool = True
 
 
 _PATCH = Param("int", "odd patch side (px) of the matching, the reconstruction and the energy",
@@ -114,7 +113,7 @@ METHOD_PARAMS: dict[str, dict[str, Param]] = {
     "exact": {
         "patch_size": _PATCH,
         "max_pixels": Param("int", "run only when sqrt(pixels of A x pixels of B) <= max_pixels "
-                                   "(0: no limit)", minimum=0, arg=False, key=False),
+                                   "(0: no limit)", minimum=0, arg=False),
     },
 }
 #: The exact NNF's size limit when ``max_pixels`` is not given (as ``compare`` on the CPU).
@@ -253,11 +252,6 @@ class Setting:
     def checkpoint(self) -> str | None:
         return dict(self.given).get("checkpoint")
 
-    @property
-    def params(self) -> dict:
-        """Every parameter (defaults filled in, except a checkpoint's own settings)."""
-        return dict(self.resolved)
-
 
 @dataclass
 class Spec:
@@ -357,7 +351,7 @@ def parse_spec_dict(raw: dict, *, path: str = "<spec>", text: str = "",
         raise UserError("methods: no method; add a table such as [methods.pm] or [methods.dpm] "
                         f"(methods: {', '.join(METHOD_PARAMS)})")
     settings: list[Setting] = []
-    exact_max = EXACT_MAX_PIXELS
+    exact_max, exact_max_where = EXACT_MAX_PIXELS, None
     for name, tables in methods.items():
         if name not in METHOD_PARAMS:
             raise UserError(f"methods.{name}: unknown method; choose from "
@@ -371,7 +365,12 @@ def parse_spec_dict(raw: dict, *, path: str = "<spec>", text: str = "",
             where = f"methods.{name}" + (f"[{i}]" if len(tables) > 1 else "")
             grids = _method_grids(name, table, where, base=base)
             if name == "exact" and "max_pixels" in grids:
-                exact_max = grids.pop("max_pixels")[0]
+                value = grids.pop("max_pixels")[0]
+                if exact_max_where is not None and value != exact_max:
+                    raise UserError(f"{where}.max_pixels: {value} differs from {exact_max_where}"
+                                    f".max_pixels = {exact_max}; it is one limit for the whole "
+                                    "study, so all exact tables must give the same max_pixels")
+                exact_max, exact_max_where = value, where
             for combo in itertools.product(*grids.values()):
                 given = tuple(zip(grids, combo))
                 settings.append(Setting(name, given, ()))
@@ -466,8 +465,6 @@ def resolve_settings(spec: Spec, *, checkpoint_loader=None) -> None:
             resolved.update(given)
             if s.method == "dpm":
                 resolved.pop("materialize", None)  # same numbers either way
-        schema = METHOD_PARAMS[s.method]
-        resolved = {k: v for k, v in resolved.items() if k not in schema or schema[k].key}
         out.append(Setting(s.method, s.given, tuple(sorted(resolved.items()))))
     unique: dict[tuple, Setting] = {}
     for s in out:  # settings that differ only in the order of their keys are one
@@ -594,7 +591,7 @@ def resolve_sources(spec: Spec, log=None) -> list[Source]:
             found = resolve_data([absolute], limit=spec.limit, select=spec.select, log=log)
         except UserError as exc:
             raise UserError(f"data.sources: {exc}") from None
-        label = "built-in" if entry in BUILTIN_PAIRS and absolute == entry else _kind(absolute)
+        label = "built-in" if is_builtin(entry) else _kind(absolute)
         labels[label] = labels.get(label, 0) + 1
         if label != "built-in" and labels[label] > 1:
             label = f"{label}:{Path(absolute.partition(':')[2] or absolute).name}"
@@ -609,7 +606,7 @@ def resolve_sources(spec: Spec, log=None) -> list[Source]:
 
 
 def _absolute(entry: str) -> str:
-    if entry in BUILTIN_PAIRS and not Path(entry).is_dir():
+    if is_builtin(entry):
         return entry
     kind, sep, rest = entry.partition(":")
     if sep and kind in KINDS:
@@ -626,24 +623,27 @@ def _kind(entry: str) -> str:
 
 def expand(spec: Spec, sources: list[Source]) -> list[Unit]:
     """Every unit of the study, in run order: pair, size, setting, seed."""
+    per_setting = []  # what each setting's units share: (setting, its key, params, checkpoint)
+    for s in spec.settings:
+        resolved = dict(s.resolved)
+        params = {k: v for k, v in resolved.items() if k != "checkpoint"}
+        per_setting.append((s, setting_key(s), params, resolved.get("checkpoint_sha256")))
     units = []
     for src in sources:
         for size in spec.max_sizes:
-            for s in spec.settings:
+            for s, skey, params, sha in per_setting:
                 seeds = [None] if s.method == "exact" else spec.seeds
                 for seed in seeds:
-                    resolved = dict(s.resolved)
                     ident = dict(v=KEY_VERSION, pair=src.source.name, origin=src.source.origin,
-                                 max_size=size, method=s.method,
-                                 params={k: v for k, v in resolved.items() if k != "checkpoint"},
+                                 max_size=size, method=s.method, params=params,
                                  seed=seed, repeats=spec.repeats, device=spec.device,
                                  threads=spec.threads, timing=spec.timing)
                     units.append(Unit(
-                        key=_hash(ident), setting_key=setting_key(s), pair=src.source.name,
+                        key=_hash(ident), setting_key=skey, pair=src.source.name,
                         origin=src.source.origin, max_size=size, method=s.method,
                         given=s.given, resolved=s.resolved, seed=seed, repeats=spec.repeats,
                         device=spec.device, threads=spec.threads, timing=spec.timing,
-                        checkpoint_sha256=resolved.get("checkpoint_sha256")))
+                        checkpoint_sha256=sha))
     return units
 
 

@@ -42,9 +42,10 @@ class UnitStore:
         self.failed = self.out / "failed"
 
     def prepare(self, *, fresh: bool = False) -> None:
-        """Create the folders; ``fresh`` deletes earlier results first. Removes torn temp files."""
-        if self.out.exists() and not self.out.is_dir():
-            raise UserError(f"--out {self.out} is a file; choose a folder")
+        """Create the folders; ``fresh`` deletes earlier results first. Removes torn temp files.
+
+        ``out`` must not be a file (:func:`~experiments.sweep.engine.run_sweep` checks first).
+        """
         if fresh:
             for folder in (self.units, self.failed):
                 for p in folder.glob("*") if folder.is_dir() else ():

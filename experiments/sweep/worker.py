@@ -241,7 +241,7 @@ def method_runner(unit: Unit, device: str, *, checkpoint: bytes | None = None,
     seed = 0 if unit.seed is None else unit.seed
     if unit.method == "pm":
         return lambda pair: methods.run_pm(
-            pair, iterations=int(p.get("iterations", 5)), patch_size=patch, seed=seed,
+            pair, iterations=int(p["iterations"]), patch_size=patch, seed=seed,
             threads=unit.threads, refine_radius=p.get("refine_radius"))
     if unit.method == "dpm":
         model = build_dpm(unit, device, checkpoint, loader)
@@ -276,7 +276,7 @@ def warm(unit: Unit, device: str, run: Callable[[Pair], methods.MethodRun]) -> f
 
 # --------------------------------------------------------------------------- the task
 def run_unit(unit: Unit, pair: Pair, *, checkpoint: bytes | None = None,
-             loader: Callable | None = None, registry: str | None = None) -> dict:
+             loader: Callable | None = None) -> dict:
     """Run one unit; return its rows (``status="done"``) or its one-line reason (``"failed"``).
 
     Never raises for a failure of the unit itself (bad option, out of memory ...): the client
@@ -293,7 +293,7 @@ def run_unit(unit: Unit, pair: Pair, *, checkpoint: bytes | None = None,
     t_start = time.perf_counter()
     try:
         rows = _run(unit, pair, host=host, worker=worker, checkpoint=checkpoint, loader=loader,
-                    registry=HostRegistry(registry))
+                    registry=HostRegistry())
     except Exception as exc:  # noqa: BLE001 - a failed unit is a result, not a crash
         text = str(exc).splitlines()[0] if str(exc) else ""
         return dict(key=unit.key, status="failed", error=f"{type(exc).__name__}: {text}".strip(),

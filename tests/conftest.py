@@ -97,6 +97,29 @@ def kill_when_rows(args, csv: Path, rows: int = 3, timeout: float = 180) -> tupl
     return finished_early, (csv.read_text().count("\n") - 1 if csv.exists() else 0)
 
 
+def row_keys(df) -> list[tuple[str, str, int]]:
+    """The sorted ``(pair, method, iteration)`` keys of a metrics table."""
+    return sorted(zip(df["pair"], df["method"], df["iteration"].astype(int)))
+
+
+def finished_unit_rows(out: Path):
+    """Rows of ``out/metrics.csv`` (whole lines only) of the units that a resumed run must keep.
+
+    A unit (pair, method) is finished once its artifact exists: the runner saves it after the
+    unit's last row (:meth:`experiments.runner.Runner.measure`).
+    """
+    import io
+
+    import pandas as pd
+
+    from experiments.runner import load_artifact
+
+    text = (out / "metrics.csv").read_text()
+    df = pd.read_csv(io.StringIO(text[: text.rfind("\n") + 1]))  # drop a torn last line
+    done = [load_artifact(out, p, m) is not None for p, m in zip(df["pair"], df["method"])]
+    return df[done].reset_index(drop=True)
+
+
 # Small but complete compare run shared by the CLI tests (about 20 s on 2 cores).
 TINY_ARGS = ("--max-size", "48", "--pm-iterations", "2", "--dpm-iterations", "3", "--dpm-reference",
              "--threads", "1")

@@ -27,11 +27,18 @@ def _bilinear(img: np.ndarray, yx: np.ndarray) -> np.ndarray:
 def test_transposed_pair_is_taller_and_its_ground_truth_points_at_the_same_pixels():
     p = _ramp_identity(5, 9)
     p.gt[..., 1] += 1.0  # a translation: A(y, x) matches B(y, x + 1)
+    p.b = p.b[:, ::-1] + 0.25  # B unlike A, so taking B from A (or A from B) shows
+    p.valid[:, -1] = False  # the last column's match leaves B
+    p.valid[2, 4] = False
     t = transposed(p)
     assert t.a.shape == (9, 5, 3) and t.b.shape == (9, 5, 3) and t.valid.shape == (9, 5)
-    for y, x in [(0, 0), (2, 7), (4, 3)]:
+    assert t.valid.sum() == p.valid.sum() == 5 * 8 - 1
+    for y, x in [(0, 0), (2, 7), (4, 3), (2, 4), (1, 8)]:
         assert np.array_equal(t.a[x, y], p.a[y, x])
+        assert np.array_equal(t.b[x, y], p.b[y, x])
+        assert t.valid[x, y] == p.valid[y, x]
         assert tuple(t.gt[x, y]) == (p.gt[y, x, 1], p.gt[y, x, 0])  # (y_B', x_B') = (x_B, y_B)
+    assert not t.valid[4, 2] and not t.valid[8].any()
 
 
 def test_b_scaled_ground_truth_samples_the_same_colour():

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from experiments import metrics
-from experiments.datasets import (KINDS, detect_layout, read_flo, read_kitti_flow, read_pfm,
-                                  resolve_data, resolve_dataset)
+from experiments.datasets import (detect_layout, read_flo, read_kitti_flow, read_pfm, resolve_data,
+                                  resolve_dataset)
 from experiments.errors import UserError
 from experiments.pairs import Pair, resize_pair
 
@@ -299,32 +299,29 @@ def test_sintel_gt_and_occlusions(data, render_pass):
     assert not pair.valid[0].any()  # v = -0.5 leaves B at the top
 
 
-def test_kitti_flow_gt(data):
-    u, v, occ_valid, noc_valid, *_ = _kitti_gt()
-    spec = f"kitti-flow:{data['kitti']}"
-    assert [s.name for s in resolve_dataset(spec)] == ["kitti-flow/000000", "kitti-flow/000001"]
-    pair = _load(spec, "kitti-flow/000000")
-    _assert_gt(pair, *_expected(KT_H, KT_W, (KT_H, KT_W), lambda y, x: (
-        (y + float(v[y, x]), x + float(u[y, x])) if occ_valid[y, x] else None)))
-    assert pair.gt[3, 1].tolist() == [3.5, 0.984375]
-    np.testing.assert_array_equal(pair.masks["noc"], noc_valid)
-    b = cv2.imread(str(data["kitti"] / "training" / "image_2" / "000000_11.png"))[:, :, ::-1]
-    np.testing.assert_array_equal(pair.b, b / np.float32(255))
-    assert pair.info["dataset"] == "kitti-flow"
+@pytest.mark.parametrize("kind, b_file, spot", [
+    ("kitti-flow", "image_2/000000_11.png", ((3, 1), [3.5, 0.984375])),  # u, v in 1/64 px steps
+    ("kitti-stereo", "image_3/000000_10.png", ((4, 6), [4.0, 1.99609375])),  # d = 1025 / 256
+])
+def test_kitti_gt(data, kind, b_file, spot):
+    u, v, occ_valid, noc_valid, d, d_valid, d_noc = _kitti_gt()
 
+    def match(y, x):
+        if kind == "kitti-flow":  # B is the next frame; the match moves by the flow (u, v)
+            return (y + float(v[y, x]), x + float(u[y, x])) if occ_valid[y, x] else None
+        return (y, x - float(d[y, x])) if d_valid[y, x] else None  # B: the right image
 
-def test_kitti_stereo_gt(data):
-    *_, d, d_valid, d_noc = _kitti_gt()
-    spec = f"kitti-stereo:{data['kitti']}"
-    assert [s.name for s in resolve_dataset(spec)] == ["kitti-stereo/000000", "kitti-stereo/000001"]
-    pair = _load(spec, "kitti-stereo/000000")
-    _assert_gt(pair, *_expected(KT_H, KT_W, (KT_H, KT_W), lambda y, x: (
-        (y, x - float(d[y, x])) if d_valid[y, x] else None)))
-    assert pair.gt[4, 6].tolist() == [4.0, 1.99609375]
-    np.testing.assert_array_equal(pair.masks["noc"], d_noc)
-    b = cv2.imread(str(data["kitti"] / "training" / "image_3" / "000000_10.png"))[:, :, ::-1]
+    noc = noc_valid if kind == "kitti-flow" else d_noc
+    spec = f"{kind}:{data['kitti']}"
+    assert [s.name for s in resolve_dataset(spec)] == [f"{kind}/000000", f"{kind}/000001"]
+    pair = _load(spec, f"{kind}/000000")
+    _assert_gt(pair, *_expected(KT_H, KT_W, (KT_H, KT_W), match))
+    (y, x), gt = spot
+    assert pair.gt[y, x].tolist() == gt
+    np.testing.assert_array_equal(pair.masks["noc"], noc)
+    b = cv2.imread(str(data["kitti"] / "training" / b_file))[:, :, ::-1]
     np.testing.assert_array_equal(pair.b, b / np.float32(255))
-    assert pair.info["dataset"] == "kitti-stereo"
+    assert pair.info["dataset"] == kind
 
 
 def test_hpatches_gt_other_size(data):
@@ -350,10 +347,25 @@ def test_deeppruner_keeps_names(data):
 
 
 def test_max_size_scales_gt_and_masks(data):
-    """resize_pair carries the dataset's masks; GT follows the pixel-centre rule."""
+    """resize_pair carries the dataset's masks; GT follows the pixel-centre rule
+    ``u' = (u + 0.5) * s - 0.5`` (A and B scaled alike, so an identity stays an identity)."""
+    # integer scale: the 6 x 8 identity pair (H = I) at max_size 4 is 3 x 4 (s = 1/2). A 2 x 2 block
+    # averages to u = 2i + 0.5, mapped to (2i + 0.5 + 0.5) / 2 - 0.5 = i: the small grid, exactly
+    pair = _load(f"hpatches:{data['hpatches']}", "hpatches/i_ajuntament/1-2", max_size=4)
+    assert pair.a.shape == pair.b.shape == (3, 4, 3)
+    grid = np.stack(np.mgrid[0:3, 0:4], axis=-1).astype(np.float32)
+    assert pair.valid.all() and pair.valid.dtype == bool
+    np.testing.assert_array_equal(pair.gt, grid)
+    # non-integer scale: the 5 x 8 zero-flow KITTI pair at max_size 4 is 2 x 4 (rows scaled by 2/5):
+    # rows are area averages over 2.5 input rows, so y' = 0.02 and 0.98 (by the rule above), not 0
+    # and 1; the border matches must stay valid (float32 round-off may not push them out of B)
     pair = _load(f"kitti-flow:{data['kitti']}", "kitti-flow/000001", max_size=4)
-    assert pair.a.shape[:2] == pair.masks["noc"].shape == pair.valid.shape
-    assert pair.masks["noc"].dtype == bool
+    assert pair.a.shape[:2] == pair.masks["noc"].shape == pair.valid.shape == (2, 4)
+    assert pair.masks["noc"].dtype == bool and pair.masks["noc"].all()  # all True stays all True
+    grid = np.stack(np.mgrid[0:2, 0:4], axis=-1).astype(np.float32)
+    assert pair.valid.all()
+    np.testing.assert_allclose(pair.gt, grid, atol=0.05)
+    np.testing.assert_allclose(pair.gt[:, 0, 0], [0.02, 0.98], atol=1e-5)
 
 
 def test_resize_pair_mask_area_rule():
@@ -437,9 +449,19 @@ def test_limit_and_select(data):
         resolve_dataset(spec, limit=0)
 
 
-def test_kinds_listed():
-    assert KINDS == ("middlebury", "sintel", "sintel-final", "kitti-flow", "kitti-stereo",
-                     "hpatches", "deeppruner")
+def test_every_kind_the_error_lists_reads_its_layout(data):
+    """The kinds an unknown kind's error offers are exactly those that read a dataset: each one
+    resolves its tiny copy here, and its pairs say which dataset they come from."""
+    with pytest.raises(UserError, match=r"unknown dataset kind 'nosuchkind' .*; choose from ") as e:
+        resolve_dataset(f"nosuchkind:{data['sintel']}")
+    listed = str(e.value).split("choose from ")[1].split(", ")
+    roots = {"middlebury": "middlebury", "sintel": "sintel", "sintel-final": "sintel",
+             "kitti-flow": "kitti", "kitti-stereo": "kitti", "hpatches": "hpatches",
+             "deeppruner": "deeppruner"}
+    assert sorted(listed) == sorted(roots) and len(set(listed)) == len(listed)
+    for kind in listed:
+        srcs = resolve_dataset(f"{kind}:{data[roots[kind]]}")
+        assert srcs and srcs[0].load(None).info["dataset"] == kind, kind
 
 
 # --------------------------------------------------------------------------- errors

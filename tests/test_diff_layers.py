@@ -161,19 +161,29 @@ def test_memory_saving_scores_equal_materialized(device, dtype, backend):
 
 
 FRAMES = [(), ("a_frame", "half_pixel"), ("y_clamp_width", "a_frame", "half_pixel"), ("half_pixel",)]
+#: B of A's size (14 x 12: the shared-strip path even with ``a_frame``, whose scale is then 1) and of
+#: another size (``a_frame`` scales points: no sharing)
+SIZES_B = [(14, 12), (11, 16)]
+# The compiled backend ("auto" on CPU) in every combination. backend="torch" only composes
+# propagate -> Frame.points -> torch patch_scores, each tested on its own above and below, so a few
+# cases suffice: each frame (quirk set) once, each border rule, direction and size of B twice.
+_TORCH_CASES = [("horizontal", "replicate", FRAMES[0], SIZES_B[0]),
+                ("vertical", "zeros", FRAMES[1], SIZES_B[0]),
+                ("horizontal", "zeros", FRAMES[2], SIZES_B[1]),
+                ("vertical", "replicate", FRAMES[3], SIZES_B[1])]
+COMPOSITION_CASES = ([("auto", d, b, q, s) for s in SIZES_B for d in ("horizontal", "vertical")
+                      for b in ("replicate", "zeros") for q in FRAMES]
+                     + [("torch", *case) for case in _TORCH_CASES])
 
 
-@pytest.mark.parametrize("quirks", FRAMES)
-@pytest.mark.parametrize("border", ["replicate", "zeros"])
-@pytest.mark.parametrize("direction", ["horizontal", "vertical"])
-@pytest.mark.parametrize("backend", ["auto", "torch"])
-@pytest.mark.parametrize("size_b", [(12, 14), (11, 16)])
+@pytest.mark.parametrize("backend, direction, border, quirks, size_b", COMPOSITION_CASES)
 def test_propagated_scores_equal_composition(device, direction, backend, border, quirks, size_b):
     """The propagation-aware scorer equals propagate -> frame points -> materialised scores, fwd and bwd.
 
-    Same-size pairs with offsets of a few pixels take the shared-strip path for most particles; a B
-    of another size with the ``a_frame`` quirk scales points (no sharing); taller-than-wide A with
-    ``y_clamp_width`` clamps the base y of the last rows.
+    Same-size pairs with offsets of a few pixels take the shared-strip path for most particles (with
+    every frame, ``a_frame`` and ``y_clamp_width`` included); a B of another size with the
+    ``a_frame`` quirk scales points (no sharing); taller-than-wide A with ``y_clamp_width`` clamps
+    the base y of the last rows.
     """
     g = _gen(device, 5)
     ha, wa = 14, 12

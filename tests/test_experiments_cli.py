@@ -9,15 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import kill_when_rows, run_cli
+from conftest import finished_unit_rows, kill_when_rows, row_keys, run_cli
 from experiments.runner import COLUMNS
 
 PAIRS = ["chelsea", "demo-a_shift", "demo-b_gray16", "demo-c_same"]
 ITERS = {"pm": [1, 2], "dpm": [1, 2, 3], "dpm-reference": [1, 2, 3], "exact": [0]}
-
-
-def _keys(df):
-    return sorted(zip(df["pair"], df["method"], df["iteration"].astype(int)))
 
 
 def _expected_keys():
@@ -38,7 +34,7 @@ def test_compare_table(tiny_run):
     out = tiny_run["out"]
     df = pd.read_csv(out / "metrics.csv")
     assert list(df.columns) == COLUMNS
-    assert _keys(df) == _expected_keys()  # one row per (pair, method, iteration), no duplicate
+    assert row_keys(df) == _expected_keys()  # one row per (pair, method, iteration), no duplicate
     assert (df["time_s"] > 0).all()
     for _, g in df.groupby(["pair", "method"]):
         g = g.sort_values("iteration")
@@ -132,7 +128,7 @@ def test_resume_after_interruption(tiny_run, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert "resuming" in res.stdout
     df = pd.read_csv(out / "metrics.csv")
-    assert _keys(df) == _expected_keys()
+    assert row_keys(df) == _expected_keys()
     assert len(df) == len(full)
     for p, m in done_units:  # finished units were not recomputed (same timings)
         old = full[(full["pair"] == p) & (full["method"] == m)].sort_values("iteration")
@@ -141,22 +137,30 @@ def test_resume_after_interruption(tiny_run, tmp_path):
 
 
 def test_resume_after_kill(tmp_path, seed_folder):
-    """Kill a real run once rows exist, rerun the same command: a complete table."""
+    """Kill a real run once rows exist, rerun the same command: it resumes, keeps the finished
+    units' rows (same timings) and completes the table."""
     out = tmp_path / "out"
     args = ["compare", "--data", str(seed_folder), "--out", str(out), "--max-size", "48",
             "--pm-iterations", "2", "--dpm-iterations", "12", "--threads", "1",
             "--exact-max-pixels", "0"]
     csv = out / "metrics.csv"
     finished_early, rows_at_kill = kill_when_rows(args, csv)
-    if not finished_early:
-        assert rows_at_kill < 3 * (2 + 12)  # really interrupted mid-run
+    if finished_early:
+        pytest.skip("the run finished before it could be killed: resume not exercised")
+    assert rows_at_kill < 3 * (2 + 12)  # really interrupted mid-run
+    kept = finished_unit_rows(out)
+    assert len(kept) > 0  # 3 rows at the kill: at least the first pair's pm unit had finished
     res = run_cli(*args)
     assert res.returncode == 0, res.stderr[-3000:]
+    assert f"resuming the unfinished run in {out}" in res.stdout
     df = pd.read_csv(csv)
+    after = df.set_index(["pair", "method", "iteration"])["time_s"]
+    for p, m, i, t in zip(kept["pair"], kept["method"], kept["iteration"], kept["time_s"]):
+        assert after[(p, m, i)] == t, (p, m, i)  # finished units were not recomputed
     pairs = ["demo-a_shift", "demo-b_gray16", "demo-c_same"]
     expected = sorted((p, m, i) for p in pairs for m, n in (("pm", 2), ("dpm", 12))
                       for i in range(1, n + 1))
-    assert _keys(df) == expected
+    assert row_keys(df) == expected
     assert not (out / "artifacts" / "demo-a_shift__exact.npz").exists()
     assert "exact NNF disabled" in json.dumps(json.loads((out / "config.json").read_text()))
 

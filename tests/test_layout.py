@@ -8,7 +8,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO
+
 PACKAGES = ("classic_pm", "diff_pm", "experiments", "learning", "benchmarks")
 # What each package may import from the project (besides external libraries).
 ALLOWED = {
@@ -108,6 +109,20 @@ def test_scanner_sees_imports_inside_functions():
     assert "learning.checkpoint" in graph["experiments.cli"]
     # relative imports resolve to modules: `from . import _kernels` in classic_pm/core.py
     assert "classic_pm._kernels" in graph["classic_pm.core"]
+
+
+def test_cycles_finds_exactly_the_strongly_connected_groups():
+    """Tarjan on hand-made graphs: each cycle once, as its sorted members, in the order found
+    (depth-first from the sorted nodes); nodes only reaching a cycle are not part of it."""
+    assert _cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
+    # a 3-cycle, a 2-cycle that reaches it, a tail, an edge to a node without entry, a self-loop
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "x"}, "e": {"d", "a"}, "d": {"e"}, "f": {"e", "f"}}
+    assert _cycles(graph) == [["a", "b", "c"], ["d", "e"]]
+
+
+def test_cycles_none_in_an_acyclic_graph():
+    # a diamond (two paths to the same node are no cycle) with a chain into it
+    assert _cycles({"a": {"b", "c"}, "b": {"d"}, "c": {"d"}, "d": set(), "e": {"a"}}) == []
 
 
 def test_no_import_cycles():

@@ -16,18 +16,16 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import numba
 import pytest
 import torch
 
+from conftest import REPO
 from experiments import methods
 from experiments.devices import ThreadCounts, resolve_device, thread_scope
 from experiments.errors import UserError
 from experiments.pairs import builtin_pair
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

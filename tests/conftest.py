@@ -120,6 +120,31 @@ def finished_unit_rows(out: Path):
     return df[done].reset_index(drop=True)
 
 
+def kill_and_resume(args, out: Path, total_rows: int):
+    """Kill ``compare *args`` once rows exist, rerun it; return the final ``metrics.csv`` table.
+
+    Asserts what a resume must show: the run was really interrupted (fewer than ``total_rows`` rows),
+    the rerun says it resumes, and the rows of the units finished at the kill keep their timings
+    (they were not recomputed). Skips when the run ended before the kill (resume not exercised).
+    """
+    import pandas as pd
+
+    finished_early, rows_at_kill = kill_when_rows(args, out / "metrics.csv")
+    if finished_early:
+        pytest.skip("the run finished before it could be killed: resume not exercised")
+    assert rows_at_kill < total_rows  # really interrupted mid-run
+    kept = finished_unit_rows(out)
+    assert len(kept) > 0  # 3 rows at the kill: at least the first pair's pm unit had finished
+    res = run_cli(*args)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"resuming the unfinished run in {out}" in res.stdout
+    df = pd.read_csv(out / "metrics.csv")
+    after = df.set_index(["pair", "method", "iteration"])["time_s"]
+    for p, m, i, t in zip(kept["pair"], kept["method"], kept["iteration"], kept["time_s"]):
+        assert after[(p, m, i)] == t, (p, m, i)  # finished units were not recomputed
+    return df
+
+
 # Small but complete compare run shared by the CLI tests (about 20 s on 2 cores).
 TINY_ARGS = ("--max-size", "48", "--pm-iterations", "2", "--dpm-iterations", "3", "--dpm-reference",
              "--threads", "1")

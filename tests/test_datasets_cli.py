@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import finished_unit_rows, kill_when_rows, row_keys, run_cli
+from conftest import kill_and_resume, row_keys, run_cli
 
 H, W = 30, 40
 FLOW = (2.0, -1.0)  # (u, v): frame_{i+1}(y + v, x + u) = frame_i(y, x)
@@ -54,20 +54,7 @@ NAMES = ["sintel-clean/alley_1/0001", "sintel-clean/alley_1/0002", "sintel-clean
 def test_compare_on_a_sintel_folder_resumes_after_a_kill(sintel, tmp_path):
     out = tmp_path / "out"
     args = ["compare", "--data", f"sintel:{sintel}", "--out", str(out), *ARGS]
-    csv = out / "metrics.csv"
-    finished_early, rows_at_kill = kill_when_rows(args, csv)
-    if finished_early:
-        pytest.skip("the run finished before it could be killed: resume not exercised")
-    assert rows_at_kill < len(NAMES) * (2 + 10)  # really interrupted
-    kept = finished_unit_rows(out)
-    assert len(kept) > 0  # 3 rows at the kill: at least the first pair's pm unit had finished
-    res = run_cli(*args)
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert f"resuming the unfinished run in {out}" in res.stdout
-    df = pd.read_csv(csv)
-    after = df.set_index(["pair", "method", "iteration"])["time_s"]
-    for p, m, i, t in zip(kept["pair"], kept["method"], kept["iteration"], kept["time_s"]):
-        assert after[(p, m, i)] == t, (p, m, i)  # finished units were not recomputed
+    df = kill_and_resume(args, out, len(NAMES) * (2 + 10))
     assert row_keys(df) == sorted((p, m, i) for p in NAMES for m, n in (("pm", 2), ("dpm", 10))
                                for i in range(1, n + 1))
     # ground truth from the .flo files and the occlusion masks: EPE split, no KITTI/Middlebury metric

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import finished_unit_rows, kill_when_rows, row_keys, run_cli
+from conftest import kill_and_resume, row_keys, run_cli
 from experiments.runner import COLUMNS
 
 PAIRS = ["chelsea", "demo-a_shift", "demo-b_gray16", "demo-c_same"]
@@ -143,20 +143,7 @@ def test_resume_after_kill(tmp_path, seed_folder):
     args = ["compare", "--data", str(seed_folder), "--out", str(out), "--max-size", "48",
             "--pm-iterations", "2", "--dpm-iterations", "12", "--threads", "1",
             "--exact-max-pixels", "0"]
-    csv = out / "metrics.csv"
-    finished_early, rows_at_kill = kill_when_rows(args, csv)
-    if finished_early:
-        pytest.skip("the run finished before it could be killed: resume not exercised")
-    assert rows_at_kill < 3 * (2 + 12)  # really interrupted mid-run
-    kept = finished_unit_rows(out)
-    assert len(kept) > 0  # 3 rows at the kill: at least the first pair's pm unit had finished
-    res = run_cli(*args)
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert f"resuming the unfinished run in {out}" in res.stdout
-    df = pd.read_csv(csv)
-    after = df.set_index(["pair", "method", "iteration"])["time_s"]
-    for p, m, i, t in zip(kept["pair"], kept["method"], kept["iteration"], kept["time_s"]):
-        assert after[(p, m, i)] == t, (p, m, i)  # finished units were not recomputed
+    df = kill_and_resume(args, out, 3 * (2 + 12))
     pairs = ["demo-a_shift", "demo-b_gray16", "demo-c_same"]
     expected = sorted((p, m, i) for p in pairs for m, n in (("pm", 2), ("dpm", 12))
                       for i in range(1, n + 1))

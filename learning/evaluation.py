@@ -49,6 +49,16 @@ def _mean_rows(rows: list[dict]) -> dict:
     return {k: mean([r[k] for r in rows]) for k in rows[0]}
 
 
+def _heldout_means(pairs: list[Pair], run_pair, *, patch_size: int) -> dict:
+    """Mean :func:`heldout_metrics` over ``pairs`` of each ``run_pair(pair)``'s last iteration."""
+    rows = []
+    for pair in pairs:
+        run = run_pair(pair)
+        nnf = run.nnfs[-1]
+        rows.append(heldout_metrics(pair, run.matches(nnf), run.reconstruct(nnf), patch_size=patch_size))
+    return _mean_rows(rows)
+
+
 def evaluate_heldout(model, pairs: list[Pair], *, device: str, seed: int, patch_size: int,
                      threads: int | None = None) -> dict:
     """Mean held-out metrics of a DPM after its own number of iterations (:func:`heldout_metrics`).
@@ -58,28 +68,19 @@ def evaluate_heldout(model, pairs: list[Pair], *, device: str, seed: int, patch_
     within-1px average over the pairs with ground truth (all built-in pairs have it).
     """
     was_training = model.training
-    rows = []
     try:
-        for pair in pairs:
-            run = methods.run_dpm(model, pair, method="heldout", device=device, seed=seed,
-                                  patch_size=patch_size, threads=threads)
-            nnf = run.nnfs[-1]
-            rows.append(heldout_metrics(pair, run.matches(nnf), run.reconstruct(nnf), patch_size=patch_size))
+        return _heldout_means(pairs, lambda pair: methods.run_dpm(
+            model, pair, method="heldout", device=device, seed=seed, patch_size=patch_size, threads=threads),
+            patch_size=patch_size)
     finally:
         model.train(was_training)
-    return _mean_rows(rows)
 
 
 def evaluate_pm(pairs: list[Pair], *, iterations: int, seed: int, threads: int,
                 patch_size: int) -> dict:
     """Held-out means of classic PatchMatch after ``iterations`` (as :func:`evaluate_heldout`)."""
-    rows = []
-    for pair in pairs:
-        run = methods.run_pm(pair, iterations=iterations, patch_size=patch_size, seed=seed,
-                             threads=threads)
-        nnf = run.nnfs[-1]
-        rows.append(heldout_metrics(pair, run.matches(nnf), run.reconstruct(nnf), patch_size=patch_size))
-    return _mean_rows(rows)
+    return _heldout_means(pairs, lambda pair: methods.run_pm(
+        pair, iterations=iterations, patch_size=patch_size, seed=seed, threads=threads), patch_size=patch_size)
 
 
 def final_evaluation(features, pairs: list[Pair], *, iterations: int, device: str, seed: int,

@@ -61,7 +61,8 @@ def quirk_configs() -> dict[str, dict]:
 
 
 def reference_configs() -> dict[str, dict]:
-    return {"default": {}, "default +half_pixel": dict(quirks=("half_pixel",)), "reference": dict(reference_quirks=True)}
+    return {"default": {}, "default +half_pixel": dict(quirks=("half_pixel",)),
+            "default, outside=reflect": dict(outside="reflect"), "reference": dict(reference_quirks=True)}
 
 
 def measure(pair, seed: int, config: dict) -> dict:

@@ -225,6 +225,17 @@ class Frame:
             qx, qy = qx - 0.5, qy - 0.5
         return qx, qy
 
+    def reflect(self, offset_x, offset_y, size_a, size_b):
+        """Offsets whose point ``q`` lies outside the clamp limits, mirrored into them.
+
+        ``q`` is reflected at ``0`` and at ``L`` (:meth:`limits`) as often as needed, so every returned
+        offset designates a point that the evaluation compares unclamped; offsets inside are unchanged.
+        Shape: two ``(N, K, Ha, Wa)`` tensors -> the same.
+        """
+        x, y = self.base(size_a, like=offset_x)
+        ly, lx = self.limits(size_a, size_b)
+        return x - _mirror(x - offset_x, lx), y - _mirror(y - offset_y, ly)
+
     def evaluated(self, px, py, size_a, size_b):
         """Raw points (B pixels) -> the points the evaluation compares (clamped as :meth:`points`)."""
         sy, sx = self.scales(size_a, size_b)
@@ -240,3 +251,11 @@ class Frame:
         qx = (px - s) / sx if sx != 1.0 else px - s
         qy = (py - s) / sy if sy != 1.0 else py - s
         return x - qx, y - qy
+
+
+def _mirror(q: torch.Tensor, limit: float) -> torch.Tensor:
+    """``q`` reflected into ``[0, limit]`` (period ``2 * limit``); ``limit == 0`` maps everything to 0."""
+    if limit <= 0:
+        return torch.zeros_like(q)
+    r = torch.remainder(q, 2.0 * limit)
+    return limit - torch.abs(r - limit)

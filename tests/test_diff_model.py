@@ -158,6 +158,45 @@ def test_search_range_bounds_the_particles(search_range):
         assert ((y - py) >= 0).all() and ((y - py) <= 13).all()
 
 
+def test_frame_reflect_mirrors_points_into_the_limits():
+    """Points past a limit come back mirrored at it (as often as needed); points inside are kept.
+    Worked by hand for Wb = 11 (Lx = 10) and Hb = 1 (Ly = 0: every y point becomes row 0)."""
+    import diff_pm
+
+    frame, size_a, size_b = diff_pm.Frame(), (1, 4), (1, 11)
+    qx = torch.tensor([-3.0, 12.0, 25.0, 7.5]).view(1, 1, 1, 4)      # points of pixels x = 0, 1, 2, 3
+    base = torch.arange(4.0).view(1, 1, 1, 4)
+    dx, dy = frame.reflect(base - qx, torch.full_like(qx, -2.0), size_a, size_b)
+    assert torch.equal(base - dx, torch.tensor([3.0, 8.0, 5.0, 7.5]).view(1, 1, 1, 4))
+    assert torch.equal(0 - dy, torch.zeros_like(dy))
+    # a_frame: the limits are A's extents (the frame the quirk compares in)
+    _, dy = diff_pm.Frame(a_frame=True).reflect(base - qx, torch.full_like(qx, -2.0), size_a, (5, 11))
+    assert torch.equal(dy, torch.zeros_like(dy))
+
+
+def test_outside_reflect_keeps_every_particle_in_b():
+    """outside="reflect": every particle the evaluation receives designates a point of B (so the
+    matches lie at most a pixel past B's border, where a neighbour's particle was handed over); with
+    the default "clamp" most of iteration 1's particles lie outside B, compared at its border."""
+    a, b = _textured(12, 20), _textured(14, 16)
+    x, y = torch.arange(20.0).view(1, 1, 1, 20), torch.arange(12.0).view(1, 1, 12, 1)
+    share = {}
+    for outside in ("clamp", "reflect"):
+        model = DifferentiablePatchMatch(iterations=2, outside=outside)
+        seen = []
+        model.horizontal.register_forward_pre_hook(lambda m, args: seen.append(args[2:]))
+        pos = model(a, b, generator=_gen("cpu"))
+        qx = torch.cat([x - px for px, _ in seen], 1)
+        qy = torch.cat([y - py for _, py in seen], 1)
+        share[outside] = ((qx >= 0) & (qx <= 15) & (qy >= 0) & (qy <= 13)).float().mean().item()
+        if outside == "reflect":
+            assert pos[:, 0].min() >= -1 and pos[:, 0].max() <= 14 and pos[:, 1].min() >= -1 and pos[:, 1].max() <= 16
+            assert not model.reference_quirks and "outside='reflect'" in repr(model)
+    assert share["reflect"] == 1.0 and share["clamp"] < 0.5
+    with pytest.raises(ValueError, match="outside must be one of 'clamp', 'reflect'"):
+        DifferentiablePatchMatch(outside="wrap")
+
+
 def test_model_reconstruct_is_diff_pm_reconstruct_by_default():
     a = _textured(20, 24)
     b = _textured(20, 24).roll(2, -1)

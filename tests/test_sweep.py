@@ -518,7 +518,7 @@ window = [20, 100]
 def test_dpm_options_reach_the_model(tmp_path):
     """noise, search_range, quirks ... are handed to DifferentiablePatchMatch as given."""
     raw = _with(data={"sources": ["chelsea"]},
-                methods={"dpm": {"noise": ["shared", "independent"], "search_range": "inside",
+                methods={"dpm": {"noise": ["shared", "independent"], "search_range": "inside", "outside": "reflect",
                                  "quirks": [[], ["zero_border", "a_frame"]], "window": [[10, 30]],
                                  "evaluation": "hard", "temperature": 5}})
     units = plan(parse_spec_dict(raw, base=tmp_path)).units
@@ -526,6 +526,6 @@ def test_dpm_options_reach_the_model(tmp_path):
     for u in units:
         model = worker_mod.build_dpm(u, "cpu", None, None)
         given = dict(u.given)
-        assert model.noise == given["noise"] and model.search_range == "inside"
+        assert model.noise == given["noise"] and model.search_range == "inside" and model.outside == "reflect"
         assert model.quirks == frozenset(given["quirks"]) and model.window == (10.0, 30.0)
         assert u.params["keep_current"] is False  # a default, filled in for the key and columns

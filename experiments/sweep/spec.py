@@ -101,10 +101,13 @@ METHOD_PARAMS: dict[str, dict[str, Param]] = {
                             choices=("soft", "hard")),
         "keep_current": Param("bool", "keep each pixel's current offset as a candidate"),
         "reference_quirks": Param("bool", "every quirk of the DeepPruner reference"),
-        "noise": Param("choice", "particle noise shared by all pixels or drawn per pixel",
+        "noise": Param("choice", "one uniform draw serves a particle's x and y sample (shared, the "
+                                "reference) or separate draws (independent)",
                        choices=("shared", "independent")),
         "search_range": Param("choice", "initial range: the reference's full [-W, W] x [-H, H] "
                                         "or the offsets inside B", choices=("full", "inside")),
+        "outside": Param("choice", "particles outside B: compared at B's border (clamp, the reference) "
+                                   "or mirrored into B (reflect)", choices=("clamp", "reflect")),
         "quirks": Param("names", "reference quirks to reproduce (names from diff_pm.QUIRKS)"),
         "patch_size": _PATCH,
         "checkpoint": Param("path", "learnt DPM checkpoint (from `train`); the parameters not "

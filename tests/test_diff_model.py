@@ -211,8 +211,8 @@ def test_gradients_reach_features_and_images(device):
     a = _textured(16, 20).to(device).requires_grad_(True)
     b = _textured(16, 20).roll(1, -1).to(device).requires_grad_(True)
     conv = torch.nn.Conv2d(3, 8, 3, padding=1).to(device)
-    for features in (None, conv):
-        model = DifferentiablePatchMatch(iterations=2, temperature=10.0, features=features)
+    for features, outside in ((None, "clamp"), (conv, "clamp"), (None, "reflect")):
+        model = DifferentiablePatchMatch(iterations=2, temperature=10.0, features=features, outside=outside)
         pos = model(a, b, generator=_gen(device))
         loss = (reconstruct(b, pos, patch_size=3) - a).abs().mean()
         params = [a, b] + ([] if features is None else list(conv.parameters()))

@@ -1,14 +1,15 @@
 """DPM quality against the original DeepPruner code: fidelity traces, the reference CSV, quirk by quirk.
 
-Run ``.venv/bin/python -m benchmarks.dpm_quality [--study reference|quirks] [--sizes 320 native] [--seeds 0 1 2]``.
+Run ``.venv/bin/python -m benchmarks.dpm_quality [--study reference|quirks|shapes] [--sizes 320 native] [--seeds 0 1 2]``.
 
 * ``--study reference`` (part of ``make bench``): the fidelity of ``reference_quirks=True`` against the
-  original's traces, then the default configuration and ``reference_quirks=True`` on the five built-in
+  original's traces, then the configurations of :func:`reference_configs` (the default, ``default
+  +half_pixel``, ``default, outside=reflect`` and ``reference_quirks=True``) on the five built-in
   pairs at 320 px, seeds 0-2, against ``tests/data/dpm_reference/reference_builtin_320.csv`` (the
   original's own numbers).
 * ``--study quirks``: every quirk of the reference one at a time, added to the default (``+name``)
   and removed from the reference (``-name``), at each size: the table of ``docs/diff_pm.md``.
-* ``--study shapes``: the default, ``default +half_pixel`` and the reference on the built-in pairs
+* ``--study shapes``: the configurations of :func:`reference_configs` on the built-in pairs
   turned taller than wide (A and B transposed) and with B 1.25x larger than A (B upscaled), where
   the original's frame bugs (``y_clamp_width``, ``a_frame``) act; ground truth transformed with them.
 

@@ -6,6 +6,7 @@ command line (``conftest.run_cli``); the in-process ones use Dask's synchronous 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -271,6 +272,22 @@ def test_units_grid_and_keys(tmp_path, monkeypatch):
     u = next(u for u in p.units if u.method == "dpm" and dict(u.given)["window"] == (10, 30))
     assert u.options == {"keep_current": False, "window": (10, 30)}
     assert u.params["iterations"] == spec_mod.method_defaults("dpm")["iterations"]
+
+
+def test_later_parameters_keep_the_keys_of_earlier_studies():
+    """reports/example-sweep was run before DPM's ``outside`` existed: its spec still plans the same
+    setting keys (``outside="clamp"``, the earlier behaviour, is left out of the key); another value
+    is a new setting."""
+    example = REPO / "reports" / "example-sweep"
+    spec = load_spec(example / "spec.toml")
+    spec_mod.resolve_settings(spec)
+    done = set(pd.read_csv(example / "results.csv", usecols=["setting_key"])["setting_key"])
+    dpm = [s for s in spec.settings if s.method == "dpm"]
+    assert dpm and all(dict(s.resolved)["outside"] == "clamp" for s in dpm)
+    assert {spec_mod.setting_key(s) for s in dpm} <= done
+    moved = dataclasses.replace(dpm[0], resolved=tuple((k, "reflect" if k == "outside" else v)
+                                                       for k, v in dpm[0].resolved))
+    assert spec_mod.setting_key(moved) not in done
 
 
 def test_failed_unit_is_recorded_and_retried(tmp_path, monkeypatch):

@@ -33,7 +33,8 @@ name or a list of names (``[]``: none). Relative paths are relative to the curre
 
 A *unit* is one (pair, method setting, max_size, seed); its key (:attr:`Unit.key`) hashes
 everything that defines its numbers: the pair's name and origin, the size, the method and all its
-parameters *with the defaults filled in* (so a changed default is a new unit), the checkpoint's
+parameters *with the defaults filled in* (so a changed default is a new unit; a parameter added
+later is left out while it has the value of the earlier behaviour, :data:`LATER_PARAMS`), the checkpoint's
 content, the seed, the repeats, the device, the threads and the timing mode. ``exact`` does not
 depend on the seed: it has one unit per (pair, size).
 
@@ -58,6 +59,10 @@ from ..pairs import BUILTIN_PAIRS, PairSource
 
 #: Bump when the meaning of a unit's numbers changes for reasons the key does not see.
 KEY_VERSION = 1
+#: Parameters added to the schema after studies were run with KEY_VERSION 1, with the value that
+#: reproduces the earlier behaviour: left out of the key at that value, so that a study begun before
+#: keeps its finished units (their numbers are the same).
+LATER_PARAMS = {"dpm": {"outside": "clamp"}}
 TIMING_MODES = ("shared", "exclusive")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -563,8 +568,10 @@ def _hash(obj) -> str:
 
 def setting_key(s: Setting) -> str:
     """Hash of the method and its parameters with defaults filled in (checkpoint: content)."""
+    later = LATER_PARAMS.get(s.method, {})
     return _hash(dict(v=KEY_VERSION, method=s.method,
-                      params={k: v for k, v in s.resolved if k != "checkpoint"}))
+                      params={k: v for k, v in s.resolved
+                              if k != "checkpoint" and not (k in later and v == later[k])}))
 
 
 @dataclass

@@ -438,7 +438,8 @@ def detect_layout(path: str | Path) -> str:
     """The dataset kind (one of :data:`KINDS`) whose layout ``path`` has.
 
     ``path`` may be the dataset root or its ``training`` folder (Sintel, KITTI), a folder of
-    scenes / sequences or one of them (Middlebury, HPatches), or a DeepPruner ``BASE``. A Sintel
+    scenes / sequences or one of them (Middlebury, HPatches; Middlebury also a folder holding a
+    folder of scenes, as ``middlebury:PATH`` reads it), or a DeepPruner ``BASE``. A Sintel
     folder with both passes is ``sintel`` (the clean pass). Raises :class:`UserError` (one line,
     listing what was looked for) when no kind or several match.
     """
@@ -449,9 +450,8 @@ def detect_layout(path: str | Path) -> str:
     found = []
     if (path / "image_1").is_dir() and (path / "image_2").is_dir():
         found.append("deeppruner")
-    if _is_middlebury_scene(path) or any(_is_middlebury_scene(d) for d in sub) or any(
-            _is_middlebury_scene(s) for d in sub if d.name.lower().startswith("training")
-            for s in _subdirs(d)):
+    if _is_middlebury_scene(path) or any(_is_middlebury_scene(d) or any(_is_middlebury_scene(s) for s in _subdirs(d))
+                                         for d in sub):  # the folders middlebury:PATH reads
         found.append("middlebury")
     for root in [path] + [d for d in sub if d.name == "training"]:
         if (root / "flow").is_dir() and (root / "clean").is_dir():

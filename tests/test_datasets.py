@@ -395,6 +395,16 @@ def test_detect_each_kind(data):
     assert detect_layout(data["deeppruner"]) == "deeppruner"
 
 
+def test_detect_finds_middlebury_wherever_middlebury_path_reads_it(tmp_path, data):
+    """Scenes one folder down under any name (not only training*): detection and middlebury:PATH
+    agree, and read the same pairs."""
+    shutil.copytree(data["middlebury"], tmp_path / "copy" / "scenes")
+    assert detect_layout(tmp_path / "copy") == "middlebury"
+    names = [s.name for s in resolve_dataset(str(tmp_path / "copy"))]
+    assert names == [s.name for s in resolve_dataset(f"middlebury:{tmp_path / 'copy'}")]
+    assert names == [s.name for s in resolve_dataset(str(data["middlebury"]))] and names
+
+
 def test_detect_single_kinds(tmp_path, data):
     """A KITTI copy with only the flow (or stereo) part, a Sintel copy with only final."""
     t = data["kitti"] / "training"

@@ -174,18 +174,18 @@ def test_frame_reflect_mirrors_points_into_the_limits():
     assert torch.equal(dy, torch.zeros_like(dy))
 
 
-def test_outside_reflect_keeps_every_particle_in_b():
+def test_outside_reflect_keeps_every_particle_in_b(device):
     """outside="reflect": every particle the evaluation receives designates a point of B (so the
     matches lie at most a pixel past B's border, where a neighbour's particle was handed over); with
     the default "clamp" most of iteration 1's particles lie outside B, compared at its border."""
-    a, b = _textured(12, 20), _textured(14, 16)
-    x, y = torch.arange(20.0).view(1, 1, 1, 20), torch.arange(12.0).view(1, 1, 12, 1)
+    a, b = _textured(12, 20).to(device), _textured(14, 16).to(device)
+    x, y = torch.arange(20.0, device=device).view(1, 1, 1, 20), torch.arange(12.0, device=device).view(1, 1, 12, 1)
     share = {}
     for outside in ("clamp", "reflect"):
         model = DifferentiablePatchMatch(iterations=2, outside=outside)
         seen = []
         model.horizontal.register_forward_pre_hook(lambda m, args: seen.append(args[2:]))
-        pos = model(a, b, generator=_gen("cpu"))
+        pos = model(a, b, generator=_gen(device))
         qx = torch.cat([x - px for px, _ in seen], 1)
         qy = torch.cat([y - py for _, py in seen], 1)
         share[outside] = ((qx >= 0) & (qx <= 15) & (qy >= 0) & (qy <= 13)).float().mean().item()

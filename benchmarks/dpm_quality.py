@@ -193,6 +193,38 @@ def markdown(rows: list[dict], ref: list[dict] | None) -> str:
     return "\n".join(lines)
 
 
+def paired_table(rows: list[dict], base: str = "reference") -> str:
+    """Each configuration against ``base`` seed by seed (same draws of the generator): per size and
+    pair, the mean relative difference of L1, MSE and EPE with its standard error over the seeds.
+    Empty without ``base`` or with fewer than two seeds."""
+    by = {(r["size"], r["pair"], r["config"], r["seed"]): r for r in rows}
+    seeds = sorted({r["seed"] for r in rows})
+    configs = [c for c in dict.fromkeys(r["config"] for r in rows) if c != base]
+    if len(seeds) < 2 or not any(r["config"] == base for r in rows) or not configs:
+        return ""
+    lines = []
+    for size in dict.fromkeys(r["size"] for r in rows):
+        lines += [f"\n{size} px, paired against `{base}` over {len(seeds)} seeds (mean ± standard error of "
+                  "the per-seed relative difference): L1 / MSE / EPE", "",
+                  "| config | " + " | ".join(PAIRS) + " |", "|---|" + "---|" * len(PAIRS)]
+        for c in configs:
+            cells = []
+            for p in PAIRS:
+                pairs = [(by.get((size, p, c, s)), by.get((size, p, base, s))) for s in seeds]
+                pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+                if len(pairs) < 2:
+                    cells.append("")
+                    continue
+                parts = []
+                for m in ("l1", "mse", "epe"):
+                    mean_base = np.mean([y[m] for _, y in pairs])
+                    d = np.array([x[m] - y[m] for x, y in pairs]) / mean_base * 100
+                    parts.append(f"{d.mean():+.2f} ± {d.std(ddof=1) / np.sqrt(len(d)):.2f}%")
+                cells.append(" / ".join(parts))
+            lines.append(f"| `{c}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.dpm_quality", description=__doc__.splitlines()[0])
     parser.add_argument("--study", choices=("reference", "quirks", "shapes"), default="reference")
@@ -241,6 +273,10 @@ def study(args, configs: dict, sizes: list, result: dict) -> None:
     table = markdown(rows, ref)
     print(table)
     result["table"] = table
+    paired = paired_table(rows)
+    if paired:
+        print(paired)
+        result["paired"] = paired
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import torch
 
 import diff_pm
 from diff_pm import QUIRKS
+from experiments import provenance
 from experiments.devices import thread_scope
 from experiments.methods import to_torch
 from experiments.metrics import epe, l1, mse, psnr, within_1px
@@ -225,6 +226,15 @@ def paired_table(rows: list[dict], base: str = "reference") -> str:
     return "\n".join(lines)
 
 
+def metadata(threads: int) -> dict:
+    """What the numbers depend on: the code (commit of diff_pm, the data and this script) and versions."""
+    git = provenance.git_state(paths=("diff_pm", "experiments", "benchmarks", "tests/data/dpm_reference"))
+    versions = provenance.package_versions()
+    return dict(commit=git["commit"][:7] + (" (dirty)" if git["dirty"] else ""), threads=threads,
+                **{k: versions[k] for k in ("python", "torch", "numba", "numpy")}, cpu=provenance.cpu_name(),
+                time=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.dpm_quality", description=__doc__.splitlines()[0])
     parser.add_argument("--study", choices=("reference", "quirks", "shapes"), default="reference")
@@ -244,7 +254,8 @@ def main(argv=None) -> int:
         if unknown:
             parser.error(f"unknown configuration {unknown[0]!r}; choose from {', '.join(configs)}")
         configs = {c: configs[c] for c in args.configs}
-    result = dict(study=args.study, sizes=sizes, seeds=args.seeds, configs=configs)
+    result = dict(metadata=metadata(args.threads), study=args.study, sizes=sizes, seeds=args.seeds, configs=configs)
+    print("metadata: " + ", ".join(f"{k} {v}" for k, v in result["metadata"].items()), flush=True)
     with thread_scope(args.threads):
         study(args, configs, sizes, result)
     out = args.output or Path(f"reports/bench_dpm_{args.study}.json")

@@ -8,7 +8,7 @@ own subprocess so that its peak memory is its own, under ``--threads`` threads f
 (default 2):
 
 * ``default``: ``DifferentiablePatchMatch()``; ``reference``: ``reference_quirks=True`` (the original
-  end to end); ``learned``: the committed checkpoint's learnt features (``data/dpm_learned.pt``,
+  end to end); ``reflect``: ``outside="reflect"``; ``learned``: the committed checkpoint's learnt features (``data/dpm_learned.pt``,
   scored through ``tiled_scores``); ``materialize``: the default with ``materialize=True`` (the
   reference's own evaluation: ``K x 147 x H x W`` features per step), the baseline of the ratios.
 * forward (no gradients), and forward + backward of one iteration at the reference temperature
@@ -85,7 +85,8 @@ def _model(spec: dict, iterations: int, device):
         from learning.checkpoint import load_checkpoint  # deferred: only this configuration needs it
         model, _ = load_checkpoint(CHECKPOINT, device=str(device), **kw)
         return model
-    extra = {"default": {}, "reference": dict(reference_quirks=True), "materialize": dict(materialize=True)}
+    extra = {"default": {}, "reference": dict(reference_quirks=True), "reflect": dict(outside="reflect"),
+             "materialize": dict(materialize=True)}
     return diff_pm.DifferentiablePatchMatch(**kw, **extra[spec["config"]]).to(device)
 
 
@@ -243,7 +244,8 @@ def plan(iterations: int, materialize_iterations: int, *, learned: bool) -> list
     """The measurements, in order (``label`` names each)."""
     fwd = dict(mode="forward", temperature=None)
     out = [dict(label="default", config="default", iterations=iterations, **fwd),
-           dict(label="reference", config="reference", iterations=iterations, **fwd)]
+           dict(label="reference", config="reference", iterations=iterations, **fwd),
+           dict(label="reflect", config="reflect", iterations=iterations, **fwd)]
     if learned:
         out.append(dict(label="learned", config="learned", iterations=iterations, **fwd))
     out += [dict(label="materialize", config="materialize", iterations=materialize_iterations, agree=True, **fwd),
@@ -271,6 +273,7 @@ def summarise(records: list[dict]) -> dict:
         "forward speedup (materialize / default)": ratio("materialize", "default", "seconds_per_iteration"),
         "forward memory ratio (materialize / default)": ratio("materialize", "default", "peak_memory_mib"),
         "reference / default time per iteration": ratio("reference", "default", "seconds_per_iteration"),
+        "outside=reflect / default time per iteration": ratio("reflect", "default", "seconds_per_iteration"),
         "learned / default time per iteration": ratio("learned", "default", "seconds_per_iteration"),
         f"{bwd} speedup (materialize / default)": ratio(f"materialize {bwd}", f"default {bwd}",
                                                           "seconds_per_iteration"),

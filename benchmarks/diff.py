@@ -290,7 +290,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int_at_least(1, "--threads"), default=2,
                         help="torch and numba threads (default 2)")
     parser.add_argument("--iterations", type=int_at_least(2, "--iterations"), default=None,
-                        help="timed iterations of the fast paths (default 5; 2 with --quick)")
+                        help="timed iterations of the fast paths (default 10; 2 with --quick)")
     parser.add_argument("--materialize-iterations", type=int_at_least(2, "--materialize-iterations"), default=2,
                         help="timed iterations of the materialising path (slow, several GB)")
     parser.add_argument("--quick", action="store_true", help="half-size pair, fewer iterations")
@@ -306,7 +306,7 @@ def main(argv=None) -> int:
         device = resolve_device(args.device)
     except UserError as exc:
         parser.error(str(exc))
-    fast_iters = args.iterations or (2 if args.quick else 5)
+    fast_iters = args.iterations or (2 if args.quick else 10)
     mat_iters = min(args.materialize_iterations, fast_iters)
     meta = _metadata(device, args.quick, args.threads)
     print("metadata: " + ", ".join(f"{k} {v}" for k, v in meta.items()), flush=True)

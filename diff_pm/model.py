@@ -123,7 +123,8 @@ class DifferentiablePatchMatch(nn.Module):
 
     @property
     def reference_quirks(self) -> bool:
-        """True when this model is the reference end to end (every quirk, shared noise, full range)."""
+        """True when this model is the reference end to end (every quirk, shared noise, full range,
+        particles outside B clamped)."""
         return (self.quirks == frozenset(QUIRKS) and self.noise == "shared" and self.search_range == "full"
                 and self.outside == "clamp")
 

@@ -450,8 +450,9 @@ def detect_layout(path: str | Path) -> str:
     found = []
     if (path / "image_1").is_dir() and (path / "image_2").is_dir():
         found.append("deeppruner")
-    if _is_middlebury_scene(path) or any(_is_middlebury_scene(d) or any(_is_middlebury_scene(s) for s in _subdirs(d))
-                                         for d in sub):  # the folders middlebury:PATH reads
+    # the folders middlebury:PATH reads: PATH, its sub-folders, or theirs
+    if _is_middlebury_scene(path) or any(
+            _is_middlebury_scene(d) or any(_is_middlebury_scene(s) for s in _subdirs(d)) for d in sub):
         found.append("middlebury")
     for root in [path] + [d for d in sub if d.name == "training"]:
         if (root / "flow").is_dir() and (root / "clean").is_dir():

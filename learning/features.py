@@ -132,7 +132,8 @@ def feature_config(features: LearnedFeatures) -> dict:
 
 #: The search of a learnt-feature model unless a checkpoint says otherwise: DPM's default search (that of
 #: the fixed-feature ``dpm``, so that the two differ only in their features); saved in every checkpoint.
-SEARCH_DEFAULTS = dict(sample_count=1, window=[100, 100], keep_current=False, noise="shared", search_range="full")
+SEARCH_DEFAULTS = dict(sample_count=1, window=[100, 100], keep_current=False, noise="shared", search_range="full",
+                       outside="clamp")
 
 
 def build_model(features: nn.Module, *, iterations: int, evaluation: str = "soft",
@@ -142,8 +143,8 @@ def build_model(features: nn.Module, *, iterations: int, evaluation: str = "soft
     ``temperature`` multiplies the features' own (learnt) temperature: 1 (default) runs at the learnt
     temperature, :data:`REFERENCE_TEMPERATURE` runs practically hard like the fixed-feature ``dpm``.
     ``search`` overrides :data:`SEARCH_DEFAULTS` (``sample_count``, ``window``, ``keep_current``, ``noise``,
-    ``search_range``). Checkpoints written before ``noise`` and ``search_range`` existed do not name them
-    and run with these defaults.
+    ``search_range``, ``outside``). Checkpoints written before ``noise``, ``search_range`` and ``outside``
+    existed do not name them and run with these defaults.
     """
     unknown = sorted(set(search) - set(SEARCH_DEFAULTS))
     if unknown:

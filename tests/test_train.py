@@ -99,13 +99,18 @@ def test_reference_temperature_gives_no_useful_gradient(camera):
 
     Exception: candidates whose points are clamped to the same border point of B tie exactly, and a
     tie passes gradient at any temperature; with the full search range (the default) such ties are
-    common near the border, so the property is checked with the inside range, which has none.
+    common near the border, so the property is checked with the inside range, which has none, and
+    with the full range whose particles are mirrored into B (``outside="reflect"``: build_model
+    passes it through), which has none either.
     """
-    features = LearnedFeatures(temperature=20.0, generator=torch.Generator().manual_seed(0))
-    model = build_model(features, iterations=2, temperature=REFERENCE_TEMPERATURE, search_range="inside")
-    loss_at(model, tiny_batch(camera)).backward()
-    grad = model.features.proj.weight.grad
-    assert grad is None or float(grad.abs().max()) < 1e-6
+    for search in (dict(search_range="inside"), dict(outside="reflect")):
+        features = LearnedFeatures(temperature=20.0, generator=torch.Generator().manual_seed(0))
+        model = build_model(features, iterations=2, temperature=REFERENCE_TEMPERATURE, **search)
+        assert model.search_range == search.get("search_range", "full") and model.outside == search.get(
+            "outside", "clamp")
+        loss_at(model, tiny_batch(camera)).backward()
+        grad = model.features.proj.weight.grad
+        assert grad is None or float(grad.abs().max()) < 1e-6
     soft = tiny_model()
     loss_at(soft, tiny_batch(camera)).backward()
     assert float(soft.features.proj.weight.grad.abs().max()) > 1e-4   # what training relies on

@@ -158,64 +158,68 @@ def _legend(axes, colours: dict, methods: dict) -> None:
                        fontsize=7, frameon=False)
 
 
-def plot_quality_time(points: pd.DataFrame, metric: str, label: str, higher: bool,
-                      path: Path) -> str | None:
-    """Metric against cumulative time per (dataset, size); Pareto front in black."""
+def _plot_settings(points: pd.DataFrame, metric: str, path: Path, title: str, draw, finish, *,
+                   draw_exact: bool) -> str | None:
+    """One panel per (dataset, size); per setting ``draw(ax, h, colour, marker)`` with ``h`` its rows
+    by iteration (the exact NNF: a dotted line at its value, and ``draw`` too if ``draw_exact``);
+    then ``finish(ax, panel_title, g)`` per panel."""
     if points[metric].notna().sum() == 0:
         return None
     colours, methods = _style(points["setting"], points["method"])
     fig, axes, panels = _panels(points)
-    for ax, title, g in panels:
+    for ax, panel_title, g in panels:
         for s, h in g.groupby("setting", sort=False):
             h = h.sort_values("iteration")
-            c, mk = colours[s], MARKERS.get(methods[s], "o")
-            if methods[s] == "exact":
-                ax.axhline(h[metric].iloc[-1], color=c, ls=":", lw=1)
-            ax.plot(h["cum_time_s"], h[metric], color=c, lw=0.8, alpha=0.6)
-            last = h.iloc[-1]
-            ax.errorbar(last["cum_time_s"], last[metric],
-                        xerr=[[last["cum_time_s"] - last["cum_time_s_min"]],
-                              [last["cum_time_s_max"] - last["cum_time_s"]]],
-                        yerr=[[last[metric] - last[f"{metric}_min"]],
-                              [last[f"{metric}_max"] - last[metric]]],
-                        color=c, marker=mk, ms=5, lw=0.8, capsize=2)
+            exact = methods[s] == "exact"
+            if exact:
+                ax.axhline(h[metric].iloc[-1], color=colours[s], ls=":", lw=1)
+            if draw_exact or not exact:
+                draw(ax, h, colours[s], MARKERS.get(methods[s], "o"))
+        finish(ax, panel_title, g)
+    _legend(axes, colours, methods)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def plot_quality_time(points: pd.DataFrame, metric: str, label: str, higher: bool,
+                      path: Path) -> str | None:
+    """Metric against cumulative time per (dataset, size); Pareto front in black."""
+    def draw(ax, h, c, mk):
+        ax.plot(h["cum_time_s"], h[metric], color=c, lw=0.8, alpha=0.6)
+        last = h.iloc[-1]
+        ax.errorbar(last["cum_time_s"], last[metric],
+                    xerr=[[last["cum_time_s"] - last["cum_time_s_min"]],
+                          [last["cum_time_s_max"] - last["cum_time_s"]]],
+                    yerr=[[last[metric] - last[f"{metric}_min"]],
+                          [last[f"{metric}_max"] - last[metric]]],
+                    color=c, marker=mk, ms=5, lw=0.8, capsize=2)
+
+    def finish(ax, panel_title, g):
         front = pareto(g[g["method"] != "exact"], metric, higher)
         if len(front):  # the best value reachable within each time, to the panel's end
             xs = [*front["cum_time_s"], g["cum_time_s_max"].max()]
             ys = [*front[metric], front[metric].iloc[-1]]
             ax.step(xs, ys, where="post", color="k", lw=1.2, ls="--")
         ax.set_xscale("log")
-        _label_panel(ax, title, "cumulative time (s, median of repeats)", label)
+        _label_panel(ax, panel_title, "cumulative time (s, median of repeats)", label)
         ax.grid(alpha=0.3, which="both")
-    _legend(axes, colours, methods)
-    fig.suptitle(f"{label} against time (median over seeds; bars: seeds' min-max; "
-                 "dashed: Pareto front)", fontsize=10)
-    return _save(fig, path)
+
+    return _plot_settings(points, metric, path, f"{label} against time (median over seeds; bars: seeds' "
+                          "min-max; dashed: Pareto front)", draw, finish, draw_exact=True)
 
 
 def plot_quality_iteration(points: pd.DataFrame, metric: str, label: str, path: Path) -> str | None:
     """Metric against iteration with the seeds' band, per (dataset, size)."""
-    if points[metric].notna().sum() == 0:
-        return None
-    colours, methods = _style(points["setting"], points["method"])
-    fig, axes, panels = _panels(points)
-    for ax, title, g in panels:
-        for s, h in g.groupby("setting", sort=False):
-            h = h.sort_values("iteration")
-            c = colours[s]
-            if methods[s] == "exact":
-                ax.axhline(h[metric].iloc[-1], color=c, ls=":", lw=1)
-                continue
-            ax.plot(h["iteration"], h[metric], color=c, lw=1,
-                    marker=MARKERS.get(methods[s], "o"), ms=2.5)
-            ax.fill_between(h["iteration"], h[f"{metric}_min"], h[f"{metric}_max"],
-                            color=c, alpha=0.18, lw=0)
-        _label_panel(ax, title, "iteration", label)
+    def draw(ax, h, c, mk):
+        ax.plot(h["iteration"], h[metric], color=c, lw=1, marker=mk, ms=2.5)
+        ax.fill_between(h["iteration"], h[f"{metric}_min"], h[f"{metric}_max"], color=c, alpha=0.18, lw=0)
+
+    def finish(ax, panel_title, g):
+        _label_panel(ax, panel_title, "iteration", label)
         ax.grid(alpha=0.3)
-    _legend(axes, colours, methods)
-    fig.suptitle(f"{label} against iteration (median over seeds; band: seeds' min-max; "
-                 "dotted: exact NNF)", fontsize=10)
-    return _save(fig, path)
+
+    return _plot_settings(points, metric, path, f"{label} against iteration (median over seeds; band: seeds' "
+                          "min-max; dotted: exact NNF)", draw, finish, draw_exact=False)
 
 
 def plot_quality_size(finals: pd.DataFrame, path: Path) -> str | None:

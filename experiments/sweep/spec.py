@@ -231,6 +231,19 @@ def _run_list(where: str, value, check: Callable[[Any], Any], what: str) -> list
 _INVALID = object()
 
 
+def _count(where: str, v) -> int:
+    """A run setting that must be an integer >= 1."""
+    if not _is_int(v) or v < 1:
+        raise UserError(f"{where}: expected an integer >= 1, got {v!r}")
+    return v
+
+
+def _one_of(where: str, v, choices: tuple[str, ...]) -> str:
+    if v not in choices:
+        raise UserError(f"{where}: expected one of {', '.join(choices)}, got {v!r}")
+    return v
+
+
 def _size(v):
     if v == "native":
         return None
@@ -332,8 +345,8 @@ def parse_spec_dict(raw: dict, *, path: str = "<spec>", text: str = "",
     if not sources:
         raise UserError("data.sources: empty grid; give at least one pair, dataset or folder")
     limit = data.get("limit")
-    if limit is not None and (not _is_int(limit) or limit < 1):
-        raise UserError(f"data.limit: expected an integer >= 1, got {limit!r}")
+    if limit is not None:
+        _count("data.limit", limit)
     select = data.get("select")
     if select is not None and (not isinstance(select, str) or not select):
         raise UserError(f"data.select: expected a glob (string), got {select!r}")
@@ -341,18 +354,10 @@ def parse_spec_dict(raw: dict, *, path: str = "<spec>", text: str = "",
     max_sizes = _run_list("max_size", raw.get("max_size", "native"), _size,
                           'an integer >= 8 or "native"')
     seeds = _run_list("seeds", raw.get("seeds", 0), _seed, "an integer >= 0")
-    repeats = raw.get("repeats", 3)
-    if not _is_int(repeats) or repeats < 1:
-        raise UserError(f"repeats: expected an integer >= 1, got {repeats!r}")
-    device = raw.get("device", "auto")
-    if device not in DEVICES:
-        raise UserError(f"device: expected one of {', '.join(DEVICES)}, got {device!r}")
-    threads = raw.get("threads", 1)
-    if not _is_int(threads) or threads < 1:
-        raise UserError(f"threads: expected an integer >= 1, got {threads!r}")
-    timing = raw.get("timing", "shared")
-    if timing not in TIMING_MODES:
-        raise UserError(f"timing: expected one of {', '.join(TIMING_MODES)}, got {timing!r}")
+    repeats = _count("repeats", raw.get("repeats", 3))
+    device = _one_of("device", raw.get("device", "auto"), DEVICES)
+    threads = _count("threads", raw.get("threads", 1))
+    timing = _one_of("timing", raw.get("timing", "shared"), TIMING_MODES)
 
     methods = raw.get("methods")
     if not isinstance(methods, dict) or not methods:

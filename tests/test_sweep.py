@@ -276,12 +276,15 @@ def test_units_grid_and_keys(tmp_path, monkeypatch):
 
 def test_later_parameters_keep_the_keys_of_earlier_studies():
     """reports/example-sweep was run before DPM's ``outside`` existed: its spec still plans the same
-    setting keys (``outside="clamp"``, the earlier behaviour, is left out of the key); another value
-    is a new setting."""
+    setting and unit keys (``outside="clamp"``, the earlier behaviour, is left out of the keys), so a
+    resume would run nothing again; another value is a new setting."""
     example = REPO / "reports" / "example-sweep"
+    stored = pd.read_csv(example / "results.csv", usecols=["setting_key", "unit", "method"])
+    done = set(stored["setting_key"])
+    units = [u for u in plan(load_spec(example / "spec.toml")).units if u.method == "dpm"]
+    assert units and {u.key for u in units} == set(stored.loc[stored["method"] == "dpm", "unit"])
     spec = load_spec(example / "spec.toml")
     spec_mod.resolve_settings(spec)
-    done = set(pd.read_csv(example / "results.csv", usecols=["setting_key"])["setting_key"])
     dpm = [s for s in spec.settings if s.method == "dpm"]
     assert dpm and all(dict(s.resolved)["outside"] == "clamp" for s in dpm)
     assert {spec_mod.setting_key(s) for s in dpm} <= done

@@ -571,12 +571,16 @@ def _hash(obj) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def setting_key(s: Setting) -> str:
-    """Hash of the method and its parameters with defaults filled in (checkpoint: content)."""
+def key_params(s: Setting) -> dict:
+    """The parameters that the setting's and its units' keys hash: defaults filled in, the checkpoint
+    by content (not path), :data:`LATER_PARAMS` left out at their earlier behaviour."""
     later = LATER_PARAMS.get(s.method, {})
-    return _hash(dict(v=KEY_VERSION, method=s.method,
-                      params={k: v for k, v in s.resolved
-                              if k != "checkpoint" and not (k in later and v == later[k])}))
+    return {k: v for k, v in s.resolved if k != "checkpoint" and not (k in later and v == later[k])}
+
+
+def setting_key(s: Setting) -> str:
+    """Hash of the method and its :func:`key_params`."""
+    return _hash(dict(v=KEY_VERSION, method=s.method, params=key_params(s)))
 
 
 @dataclass
@@ -640,9 +644,7 @@ def expand(spec: Spec, sources: list[Source]) -> list[Unit]:
     """Every unit of the study, in run order: pair, size, setting, seed."""
     per_setting = []  # what each setting's units share: (setting, its key, params, checkpoint)
     for s in spec.settings:
-        resolved = dict(s.resolved)
-        params = {k: v for k, v in resolved.items() if k != "checkpoint"}
-        per_setting.append((s, setting_key(s), params, resolved.get("checkpoint_sha256")))
+        per_setting.append((s, setting_key(s), key_params(s), dict(s.resolved).get("checkpoint_sha256")))
     units = []
     for src in sources:
         for size in spec.max_sizes:

@@ -52,8 +52,9 @@ class DifferentiablePatchMatch(nn.Module):
     outside : {"clamp", "reflect"}
         Sampled particles whose point lies outside B (the full range puts about three in four of
         iteration 1's there): ``"clamp"`` (the reference) evaluates them at the nearest border point;
-        ``"reflect"`` (not in the reference) mirrors them into B at its border first, so every particle
-        is a distinct point of B and the window stays centred. It lowers the reconstruction's L1 and
+        ``"reflect"`` (not in the reference) mirrors them into B at its border first, so every sampled
+        particle is a point of B (a neighbour's, handed over by propagation, can lie a pixel outside)
+        and the window stays centred. It lowers the reconstruction's L1 and
         MSE, not the end-point error (``docs/diff_pm.md``).
     quirks : collection of str
         The reference's quirks to reproduce, by name (:data:`diff_pm.QUIRKS`, ``docs/diff_pm.md``):

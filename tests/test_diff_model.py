@@ -175,8 +175,8 @@ def test_frame_reflect_mirrors_points_into_the_limits():
 
 
 def test_outside_reflect_keeps_every_particle_in_b(device):
-    """outside="reflect": every particle the evaluation receives designates a point of B (so the
-    matches lie at most a pixel past B's border, where a neighbour's particle was handed over); with
+    """outside="reflect": every sampled particle (the propagation's input) designates a point of B,
+    so the matches lie at most a pixel past B's border (a neighbour's particle handed over); with
     the default "clamp" most of iteration 1's particles lie outside B, compared at its border."""
     a, b = _textured(12, 20).to(device), _textured(14, 16).to(device)
     x, y = torch.arange(20.0, device=device).view(1, 1, 1, 20), torch.arange(12.0, device=device).view(1, 1, 12, 1)

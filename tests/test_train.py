@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import inspect
 import math
 
 import numpy as np
@@ -17,7 +18,7 @@ from experiments.errors import UserError
 from learning.checkpoint import load_checkpoint, save_checkpoint
 from learning.cli import add_arguments
 from learning.data import TRAIN_IMAGES, PairSampler, check_disjoint, heldout_sources, load_sample, stack_pairs
-from learning.features import REFERENCE_TEMPERATURE, LearnedFeatures, build_model, count_parameters
+from learning.features import REFERENCE_TEMPERATURE, SEARCH_DEFAULTS, LearnedFeatures, build_model, count_parameters
 from learning.loss import reconstruction_loss
 from learning.train import run, train_step
 
@@ -99,9 +100,10 @@ def test_reference_temperature_gives_no_useful_gradient(camera):
 
     Exception: candidates whose points are clamped to the same border point of B tie exactly, and a
     tie passes gradient at any temperature; with the full search range (the default) such ties are
-    common near the border, so the property is checked with the inside range, which has none, and
-    with the full range whose particles are mirrored into B (``outside="reflect"``: build_model
-    passes it through), which has none either.
+    common near the border, so the property is checked where they are rare (only a neighbour's
+    particle handed over by propagation can lie a pixel outside B): the inside range, and the full
+    range with its sampled particles mirrored into B (``outside="reflect"``: build_model passes it
+    through).
     """
     for search in (dict(search_range="inside"), dict(outside="reflect")):
         features = LearnedFeatures(temperature=20.0, generator=torch.Generator().manual_seed(0))
@@ -256,3 +258,10 @@ def test_cli_bad_options_one_line_error(tmp_path, capsys, bad, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and err[0].startswith("error:") and message in err[0]
+
+
+def test_search_defaults_are_the_fixed_dpm_defaults():
+    """dpm-learned searches as dpm does: SEARCH_DEFAULTS equals DifferentiablePatchMatch's own
+    defaults for those options (a changed model default must be a deliberate change here too)."""
+    sig = inspect.signature(diff_pm.DifferentiablePatchMatch.__init__).parameters
+    assert {k: sig[k].default for k in SEARCH_DEFAULTS} == {**SEARCH_DEFAULTS, "window": tuple(SEARCH_DEFAULTS["window"])}

@@ -181,16 +181,24 @@ def _subdirs(d: Path) -> list[Path]:
                   key=lambda p: p.name)
 
 
-def _middlebury_scenes(path: Path) -> list[Path]:
-    """Scene folders: PATH itself, its sub-folders, or those of its one ``training*`` folder."""
+def _middlebury_layout(path: Path) -> tuple[list[Path], list[Path]]:
+    """``(scenes, holders)``: PATH itself or its sub-folders when they are scenes; else the
+    sub-folders that hold scenes (``training*`` ones preferred). Both empty: no Middlebury here."""
     if _is_middlebury_scene(path):
-        return [path]
+        return [path], []
     scenes = [d for d in _subdirs(path) if _is_middlebury_scene(d)]
     if scenes:
-        return scenes
+        return scenes, []
     holders = [d for d in _subdirs(path) if any(_is_middlebury_scene(s) for s in _subdirs(d))]
     training = [d for d in holders if d.name.lower().startswith("training")]
-    holders = training or holders
+    return [], training or holders
+
+
+def _middlebury_scenes(path: Path) -> list[Path]:
+    """Scene folders: PATH itself, its sub-folders, or those of its one holder of scenes."""
+    scenes, holders = _middlebury_layout(path)
+    if scenes:
+        return scenes
     if len(holders) > 1:
         raise UserError(f"{path} holds several sets of Middlebury scenes "
                         f"({', '.join(d.name for d in holders)}); point --data at one of them, "
@@ -450,9 +458,7 @@ def detect_layout(path: str | Path) -> str:
     found = []
     if (path / "image_1").is_dir() and (path / "image_2").is_dir():
         found.append("deeppruner")
-    # the folders middlebury:PATH reads: PATH, its sub-folders, or theirs
-    if _is_middlebury_scene(path) or any(
-            _is_middlebury_scene(d) or any(_is_middlebury_scene(s) for s in _subdirs(d)) for d in sub):
+    if any(_middlebury_layout(path)):  # where middlebury:PATH reads
         found.append("middlebury")
     for root in [path] + [d for d in sub if d.name == "training"]:
         if (root / "flow").is_dir() and (root / "clean").is_dir():

@@ -114,7 +114,10 @@ def epe(nnf: np.ndarray, gt: np.ndarray | None, valid: np.ndarray | None) -> flo
 
 def within_1px(nnf: np.ndarray, gt: np.ndarray | None, valid: np.ndarray | None) -> float:
     """Fraction of valid pixels whose end-point error is at most 1 pixel (NaN without GT)."""
-    err = _errors(nnf, gt, valid)
+    return _within_1px(_errors(nnf, gt, valid))
+
+
+def _within_1px(err: np.ndarray | None) -> float:
     return _mean(None if err is None else err <= 1.0)
 
 
@@ -148,7 +151,7 @@ def iteration_metrics(pair, nnf: np.ndarray, recon: np.ndarray, *,
     err = _errors(nnf, pair.gt, pair.valid)  # once for every ground-truth column
     return dict(**image_metrics(pair.a, recon),
                 energy=energy(pair.a, pair.b, nnf, patch_size=patch_size),
-                epe=_mean(err), within_1px=_mean(None if err is None else err <= 1.0),
+                epe=_mean(err), within_1px=_within_1px(err),
                 **_dataset_metrics(pair, err))
 
 
@@ -163,7 +166,10 @@ def bad_percent(nnf: np.ndarray, gt: np.ndarray | None, valid: np.ndarray | None
                 threshold_px: float = 2.0) -> float:
     """Percentage of valid pixels whose end-point error exceeds ``threshold_px`` (Middlebury
     bad-2.0 with the default); NaN without ground truth or valid pixels."""
-    err = _errors(nnf, gt, valid)
+    return _bad_percent(_errors(nnf, gt, valid), threshold_px)
+
+
+def _bad_percent(err: np.ndarray | None, threshold_px: float = 2.0) -> float:
     return _mean(None if err is None else err > threshold_px, 100.0)
 
 
@@ -218,7 +224,7 @@ def _dataset_metrics(pair, err: np.ndarray | None) -> dict[str, float]:
         return out
     own = _OWN_METRIC.get(pair.info.get("dataset"))
     if own == "bad_2_0":
-        out[own] = _mean(err > 2.0, 100.0)
+        out[own] = _bad_percent(err)
     elif own is not None:
         out[own] = _outliers(err, pair.gt, pair.valid)
     noc = pair.masks.get("noc")

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 import learning.cli
 
 from .devices import DEVICE_CHOICES, available_cores, resolve_device
-from .errors import UserError
+from .errors import UserError, one_line
 from .options import int_at_least, odd_patch
 from .datasets import KINDS, check_subset_options, resolve_data
 from .pairs import BUILTIN_PAIRS, check_pair, folder_pair, name_mismatch_note, safe_name, save_image, scan_folder
@@ -153,8 +153,7 @@ def load_learned(path: str, device: str, *, iterations: int):
     try:
         return load_checkpoint(path, device=device, iterations=iterations)
     except Exception as exc:  # a corrupt or foreign file: say so in one line
-        raise UserError(f"--checkpoint {path} could not be loaded ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else 'no message'}); "
+        raise UserError(f"--checkpoint {path} could not be loaded ({one_line(exc, empty='no message')}); "
                         "pass a checkpoint written by `python -m experiments train`") from None
 
 

@@ -229,6 +229,13 @@ def default_dpm(*, iterations: int, patch_size: int, keep_current: bool = False,
                                             keep_current=keep_current, reference_quirks=reference_quirks)
 
 
+def tiny_pair() -> Pair:
+    """The small seeded pair (24 x 28) on which every code path is compiled and warmed up."""
+    rng = np.random.default_rng(0)
+    img = rng.random((24, 28, 3)).astype(np.float32)
+    return warp_pair(img, warp_matrix((24, 28), rotation=3.0), rng=0, name="warmup")
+
+
 def warm_up(*, patch_size: int, threads: int, device: str, exact: bool,
             learned=None) -> float:
     """Compile / warm every code path on a tiny pair so no timed run pays for JIT. Returns s.
@@ -237,9 +244,7 @@ def warm_up(*, patch_size: int, threads: int, device: str, exact: bool,
     starts its thread pool here, not in a timed run).
     """
     t0 = time.perf_counter()
-    rng = np.random.default_rng(0)
-    img = rng.random((24, 28, 3)).astype(np.float32)
-    tiny = warp_pair(img, warp_matrix((24, 28), rotation=3.0), rng=0, name="warmup")
+    tiny = tiny_pair()
     with thread_scope(threads):
         for _ in range(2):  # the second round catches lazily compiled paths
             run = run_pm(tiny, iterations=2, patch_size=patch_size, seed=0, threads=threads)

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from . import methods, provenance
 from .devices import ThreadCounts, thread_scope
-from .errors import UserError
+from .errors import UserError, one_line
 from .metrics import DATASET_COLUMNS, iteration_metrics
 from .pairs import Pair, PairSource, check_pair, file_stem
 
@@ -463,7 +463,7 @@ class Runner:
 
         No artifact is written, so a resumed run tries the unit again.
         """
-        msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        msg = one_line(exc)
         self.meta.setdefault("failures", {})[u.key] = msg
         self.log(f"{pair.name:>14s} {u.method:<11s} FAILED ({msg}); NaN rows written")
         for it in u.iterations:  # timing, metric and thread-count columns left empty (NaN)

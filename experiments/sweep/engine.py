@@ -31,7 +31,7 @@ from typing import Callable
 
 from .. import provenance
 from ..devices import available_cores, resolve_device
-from ..errors import UserError
+from ..errors import UserError, one_line
 from ..pairs import Pair, check_pair
 from .spec import (Source, Spec, Unit, expand, resolve_settings, resolve_sources,
                    setting_key, setting_labels)
@@ -157,9 +157,8 @@ class _Distributed:
         if fut.status == "finished":
             return unit, fut.result()
         exc = fut.exception() if fut.status == "error" else None
-        text = (f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                if exc is not None else f"task {fut.status}")
-        return unit, dict(key=unit.key, status="failed", error=text.strip(), host=None,
+        text = one_line(exc) if exc is not None else f"task {fut.status}"
+        return unit, dict(key=unit.key, status="failed", error=text, host=None,
                           worker=None)
 
     def close(self) -> None:
@@ -199,8 +198,7 @@ def open_executor(*, scheduler: str | None, workers: int | None, threads: int, l
             client = Client(scheduler, timeout="20s")
         except Exception as exc:  # noqa: BLE001 - unreachable, refused, not an address: one line
             raise UserError(f"--scheduler {scheduler}: cannot reach a Dask scheduler there "
-                            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                            "); start one with `dask scheduler` and workers with `dask worker "
+                            f"({one_line(exc)}); start one with `dask scheduler` and workers with `dask worker "
                             f"{scheduler} --nthreads 1`") from None
         ex = _Distributed(client)
         nthreads = client.nthreads()
@@ -429,7 +427,7 @@ def _load(source, max_size, units) -> tuple[Pair | None, str | None]:
         pair = source.load(max_size)
         check_pair(pair, max(u.patch_size for u in units))
     except Exception as exc:  # noqa: BLE001 - an unreadable pair fails its units, not the sweep
-        return None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return None, one_line(exc)
     return pair, None
 
 

@@ -54,7 +54,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..datasets import KINDS, check_subset_options, is_builtin, parse_spec, resolve_data
-from ..errors import UserError
+from ..devices import DEVICE_CHOICES
+from ..errors import UserError, first_line, one_line
 from ..pairs import BUILTIN_PAIRS, PairSource
 
 #: Bump when the meaning of a unit's numbers changes for reasons the key does not see.
@@ -64,7 +65,7 @@ KEY_VERSION = 1
 #: keeps its finished units (their numbers are the same).
 LATER_PARAMS = {"dpm": {"outside": "clamp"}}
 TIMING_MODES = ("shared", "exclusive")
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = DEVICE_CHOICES
 
 
 # --------------------------------------------------------------------------- schema
@@ -491,7 +492,7 @@ def _check_dpm(s: Setting, where: str) -> None:
     try:
         diff_pm.DifferentiablePatchMatch(**s.options)
     except (TypeError, ValueError) as exc:
-        raise UserError(f"{where} {_fmt_given(s)}: {str(exc).splitlines()[0]}") from None
+        raise UserError(f"{where} {_fmt_given(s)}: {first_line(exc)}") from None
 
 
 def _check_checkpoint(s: Setting, where: str, loader) -> None:
@@ -501,8 +502,7 @@ def _check_checkpoint(s: Setting, where: str, loader) -> None:
         raise UserError(f"{where}.checkpoint: {exc}") from None
     except Exception as exc:  # a corrupt or foreign file: say so in one line
         raise UserError(f"{where}.checkpoint: {s.checkpoint} could not be loaded "
-                        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-                        ) from None
+                        f"({one_line(exc)})") from None
 
 
 def _fmt_given(s: Setting) -> str:

@@ -36,8 +36,9 @@ import numpy as np
 
 from .. import methods
 from ..devices import available_cores, resolve_device, thread_scope
+from ..errors import one_line
 from ..metrics import iteration_metrics
-from ..pairs import Pair, warp_matrix, warp_pair
+from ..pairs import Pair
 from .spec import Unit, param_values
 
 #: Finished entries of the host registry older than this are deleted (seconds).
@@ -212,12 +213,6 @@ def exclusive_timing(mode: str, host: str) -> Iterator[bool]:
 
 
 # --------------------------------------------------------------------------- methods
-def _tiny_pair() -> Pair:
-    rng = np.random.default_rng(0)
-    img = rng.random((24, 28, 3)).astype(np.float32)
-    return warp_pair(img, warp_matrix((24, 28), rotation=3.0), rng=0, name="warmup")
-
-
 def build_dpm(unit: Unit, device: str, checkpoint: bytes | None, loader: Callable | None):
     """The unit's ``diff_pm.DifferentiablePatchMatch`` (from its checkpoint when it has one)."""
     options = unit.options
@@ -264,7 +259,7 @@ def warm(unit: Unit, device: str, run: Callable[[Pair], methods.MethodRun]) -> f
     own = ("setting", unit.setting_key, unit.threads, device)
     if own not in _WARM:
         t0 = time.perf_counter()
-        tiny = _tiny_pair()
+        tiny = methods.tiny_pair()
         with thread_scope(unit.threads):
             done = run(tiny)
             done.reconstruct(done.nnfs[-1])
@@ -295,8 +290,7 @@ def run_unit(unit: Unit, pair: Pair, *, checkpoint: bytes | None = None,
         rows = _run(unit, pair, host=host, worker=worker, checkpoint=checkpoint, loader=loader,
                     registry=HostRegistry())
     except Exception as exc:  # noqa: BLE001 - a failed unit is a result, not a crash
-        text = str(exc).splitlines()[0] if str(exc) else ""
-        return dict(key=unit.key, status="failed", error=f"{type(exc).__name__}: {text}".strip(),
+        return dict(key=unit.key, status="failed", error=one_line(exc),
                     host=host, worker=worker, wall_s=time.perf_counter() - t_start)
     return dict(key=unit.key, status="done", rows=rows, host=host, worker=worker,
                 wall_s=time.perf_counter() - t_start)

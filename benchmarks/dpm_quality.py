@@ -154,6 +154,12 @@ def run_study(configs: dict, sizes: list, seeds: list, *, shapes=("same",), log=
     return rows
 
 
+def _heading(label: str) -> str:
+    """A size label of :func:`run_study` ("320", "native", "320 tall") as a table heading."""
+    size, _, shape = label.partition(" ")
+    return (f"{size} px" if size != "native" else size) + (f", {shape}" if shape else "")
+
+
 def mean_table(rows: list[dict]) -> dict:
     """Means over seeds: ``{(size, pair, config): {metric: mean}}``."""
     groups: dict = {}
@@ -169,7 +175,7 @@ def markdown(rows: list[dict], ref: list[dict] | None) -> str:
     lines = []
     for size in dict.fromkeys(r["size"] for r in rows):
         configs = list(dict.fromkeys(r["config"] for r in rows if r["size"] == size))
-        lines += [f"\n{size} px, mean over seeds {sorted({r['seed'] for r in rows})}: L1 / MSE / EPE (px) / within 1 px"
+        lines += [f"\n{_heading(size)}, mean over seeds {sorted({r['seed'] for r in rows})}: L1 / MSE / EPE (px) / within 1 px"
                   + (f" (%: against the original's own numbers, seeds {sorted({r['seed'] for r in ref})})"
                      if size == "320" and ref_means
                      else " (%: against `reference`)" if "reference" in configs else ""), "",
@@ -205,8 +211,8 @@ def paired_table(rows: list[dict], base: str = "reference") -> str:
         return ""
     lines = []
     for size in dict.fromkeys(r["size"] for r in rows):
-        lines += [f"\n{size} px, paired against `{base}` over {len(seeds)} seeds (mean ± standard error of "
-                  "the per-seed relative difference): L1 / MSE / EPE", "",
+        lines += [f"\n{_heading(size)}, paired against `{base}` over {len(seeds)} seeds (mean ± standard error "
+                  f"of the per-seed difference, relative to `{base}`'s mean): L1 / MSE / EPE", "",
                   "| config | " + " | ".join(PAIRS) + " |", "|---|" + "---|" * len(PAIRS)]
         for c in configs:
             cells = []

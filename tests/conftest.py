@@ -125,13 +125,17 @@ def kill_and_resume(args, out: Path, total_rows: int):
 
     Asserts what a resume must show: the run was really interrupted (fewer than ``total_rows`` rows),
     the rerun says it resumes, and the rows of the units finished at the kill keep their timings
-    (they were not recomputed). Skips when the run ended before the kill (resume not exercised).
+    (they were not recomputed). When the run ended before the kill, the resume is not exercised: a
+    warning says so and the finished table is returned, so the caller's checks of it still run.
     """
+    import warnings
+
     import pandas as pd
 
     finished_early, rows_at_kill = kill_when_rows(args, out / "metrics.csv")
     if finished_early:
-        pytest.skip("the run finished before it could be killed: resume not exercised")
+        warnings.warn("the run finished before it could be killed: resume not exercised", stacklevel=2)
+        return pd.read_csv(out / "metrics.csv")
     assert rows_at_kill < total_rows  # really interrupted mid-run
     kept = finished_unit_rows(out)
     assert len(kept) > 0  # 3 rows at the kill: at least the first pair's pm unit had finished

@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import REPO
 from experiments.errors import UserError
 from experiments.sweep import load_spec, parse_spec_dict, plan, result_columns, run_sweep
 from experiments.sweep import spec as spec_mod
 from experiments.sweep import worker as worker_mod
 
-REPO = Path(__file__).resolve().parents[1]
 QUALITY = ["psnr", "ssim", "l1", "mse", "energy", "epe", "within_1px", "bad_2_0", "fl", "d1",
            "epe_noc", "epe_occ"]
 ROW_KEY = ["pair", "setting_key", "seed", "iteration"]
@@ -548,4 +548,5 @@ def test_dpm_options_reach_the_model(tmp_path):
         given = dict(u.given)
         assert model.noise == given["noise"] and model.search_range == "inside" and model.outside == "reflect"
         assert model.quirks == frozenset(given["quirks"]) and model.window == (10.0, 30.0)
+        assert model.horizontal.mode == model.vertical.mode == "hard" and model.vertical.temperature == 5.0
         assert u.params["keep_current"] is False  # a default, filled in for the key and columns

@@ -27,11 +27,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from ..figures import METHOD_MARKER as MARKERS  # noqa: E402
 from ..figures import _save as _save_figure  # noqa: E402
 
 #: Metrics drawn and tabled: (column, label, higher is better).
 METRICS = (("psnr", "PSNR (dB)", True), ("epe", "EPE (px)", False))
-MARKERS = {"pm": "o", "dpm": "s", "exact": "*"}
 BUDGETS = 4  # equal-time budgets per (dataset, size) in the table
 
 

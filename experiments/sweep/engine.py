@@ -158,7 +158,7 @@ class _Distributed:
             return unit, fut.result()
         exc = fut.exception() if fut.status == "error" else None
         text = one_line(exc) if exc is not None else f"task {fut.status}"
-        return unit, dict(key=unit.key, status="failed", error=text, host=None,
+        return unit, dict(status="failed", error=text, host=None,
                           worker=None)
 
     def close(self) -> None:
@@ -398,7 +398,7 @@ def _execute(ex, p: Plan, todo: list[Unit], store: UnitStore, counts: dict,
                 pair, error = _load(sources[u.pair], u.max_size, groups[g])
                 if error is not None:
                     for v in [u] + [v for v in queue if (v.pair, v.max_size) == g]:
-                        record(v, dict(key=v.key, status="failed", error=error, host=None,
+                        record(v, dict(status="failed", error=error, host=None,
                                        worker="client"))
                     queue = deque(v for v in queue if (v.pair, v.max_size) != g)
                     continue

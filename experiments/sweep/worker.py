@@ -281,19 +281,16 @@ def run_unit(unit: Unit, pair: Pair, *, checkpoint: bytes | None = None,
     Returns
     -------
     dict
-        ``key``, ``status``, ``host``, ``worker``, and ``rows`` (list of dicts, one per
-        iteration) or ``error`` (one line).
+        ``status``, ``host``, ``worker``, and ``rows`` (list of dicts, one per iteration) or
+        ``error`` (one line).
     """
     host, worker = socket.gethostname(), worker_name()
-    t_start = time.perf_counter()
     try:
         rows = _run(unit, pair, host=host, worker=worker, checkpoint=checkpoint, loader=loader,
                     registry=HostRegistry())
     except Exception as exc:  # noqa: BLE001 - a failed unit is a result, not a crash
-        return dict(key=unit.key, status="failed", error=one_line(exc),
-                    host=host, worker=worker, wall_s=time.perf_counter() - t_start)
-    return dict(key=unit.key, status="done", rows=rows, host=host, worker=worker,
-                wall_s=time.perf_counter() - t_start)
+        return dict(status="failed", error=one_line(exc), host=host, worker=worker)
+    return dict(status="done", rows=rows, host=host, worker=worker)
 
 
 def _run(unit: Unit, pair: Pair, *, host: str, worker: str, checkpoint, loader,

@@ -38,7 +38,7 @@ from experiments.devices import thread_scope
 from experiments.methods import to_torch
 from experiments.metrics import epe, l1, mse, psnr, within_1px
 from experiments.options import int_at_least
-from experiments.pairs import Pair, builtin_pair
+from experiments.data import Pair, builtin_pair
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "dpm_reference"
 REFERENCE_CSV = DATA / "reference_builtin_320.csv"

@@ -19,8 +19,8 @@ import learning.cli
 from .devices import DEVICE_CHOICES, available_cores, resolve_device
 from .errors import UserError, one_line
 from .options import int_at_least, odd_patch
-from .datasets import KINDS, check_subset_options, resolve_data
-from .pairs import BUILTIN_PAIRS, check_pair, folder_pair, name_mismatch_note, safe_name, save_image, scan_folder
+from .data import KINDS, check_subset_options, resolve_data
+from .data import BUILTIN_PAIRS, check_pair, folder_pair, name_mismatch_note, safe_name, save_image, scan_folder
 
 DEFAULT_OUT = "reports/latest"
 # The exact NNF runs only when sqrt(pixels of A x pixels of B) <= this many pixels. CPU: up to

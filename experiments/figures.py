@@ -27,7 +27,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from .methods import METHOD_LABELS  # noqa: E402
-from .pairs import Pair, file_stem  # noqa: E402
+from .data import Pair, file_stem  # noqa: E402
 from .runner import METHOD_ORDER, load_artifact, summary_table  # noqa: E402
 
 DPI = 100

@@ -28,7 +28,7 @@ import classic_pm
 
 from .devices import ThreadCounts, thread_scope
 from .metrics import energy, round_nnf
-from .pairs import Pair, warp_matrix, warp_pair
+from .data import Pair, warp_matrix, warp_pair
 
 METHOD_LABELS = {
     "pm": "classic PatchMatch",

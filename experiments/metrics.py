@@ -132,7 +132,7 @@ def iteration_metrics(pair, nnf: np.ndarray, recon: np.ndarray, *,
 
     Parameters
     ----------
-    pair : experiments.pairs.Pair
+    pair : experiments.data.Pair
         Uses ``a``, ``b``, ``gt``, ``valid`` (and, for :func:`dataset_metrics`, ``info`` and ``masks``).
     nnf : ndarray, shape (Ha, Wa, 2)
         Absolute (y, x) positions in B (int or float): the matches the method compared.
@@ -209,7 +209,7 @@ def dataset_metrics(pair, nnf: np.ndarray) -> dict[str, float]:
 
     Parameters
     ----------
-    pair : experiments.pairs.Pair
+    pair : experiments.data.Pair
         Uses ``gt``, ``valid``, ``info["dataset"]`` and ``masks``.
     nnf : ndarray, shape (Ha, Wa, 2)
         Absolute (y, x) positions in B.

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from .methods import METHOD_LABELS
-from .pairs import file_stem
+from .data import file_stem
 from .runner import METHOD_ORDER
 
 SUMMARY_COLS = [("pair", "pair"), ("method", "method"), ("iteration", "it"),

@@ -36,7 +36,7 @@ from . import methods, provenance
 from .devices import ThreadCounts, thread_scope
 from .errors import UserError, one_line
 from .metrics import DATASET_COLUMNS, iteration_metrics
-from .pairs import Pair, PairSource, check_pair, file_stem
+from .data import Pair, PairSource, check_pair, file_stem
 
 COLUMNS = [
     "pair", "method", "iteration", "time_s", "cum_time_s",

@@ -1,7 +1,7 @@
 """Training and held-out data of the learnt DPM features.
 
 Training pairs are made on the fly: a random crop (random scale, flip, colour-channel order) of one
-of :data:`TRAIN_IMAGES`, warped by :func:`experiments.pairs.make_warped_pair` (random rotation,
+of :data:`TRAIN_IMAGES`, warped by :func:`experiments.data.make_warped_pair` (random rotation,
 scale, translation, perspective, gain, bias and noise; exact ground truth). The held-out pairs are
 the built-in pairs of ``compare`` (``motorcycle`` and the synthetic ``astronaut``, ``coffee``,
 ``chelsea``, ``rocket``); :func:`check_disjoint` verifies, by pixel content, that no training image
@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from experiments.errors import UserError
-from experiments.pairs import (BUILTIN_PAIRS, Pair, builtin_pair, builtin_sources, make_warped_pair,
+from experiments.data import (BUILTIN_PAIRS, Pair, builtin_pair, builtin_sources, make_warped_pair,
                                to_rgb_float)
 
 __all__ = ["TRAIN_IMAGES", "load_sample", "heldout_sources", "heldout_pairs", "check_disjoint",

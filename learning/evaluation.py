@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from experiments import methods
 from experiments.metrics import iteration_metrics
-from experiments.pairs import Pair
+from experiments.data import Pair
 
 from .features import REFERENCE_TEMPERATURE, build_model
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks.dpm_quality import b_scaled, transposed
-from experiments.pairs import Pair
+from experiments.data import Pair
 
 
 def _ramp_identity(h: int, w: int) -> Pair:

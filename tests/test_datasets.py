@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from experiments import metrics
-from experiments.datasets import (detect_layout, read_flo, read_kitti_flow, read_pfm, resolve_data,
+from experiments.data import (detect_layout, read_flo, read_kitti_flow, read_pfm, resolve_data,
                                   resolve_dataset)
 from experiments.errors import UserError
-from experiments.pairs import Pair, resize_pair
+from experiments.data import Pair, resize_pair
 
 
 def _rgb(seed: int, h: int, w: int) -> np.ndarray:

@@ -8,7 +8,7 @@ import pytest
 
 import classic_pm
 from experiments import methods, metrics
-from experiments.pairs import Pair, make_warped_pair
+from experiments.data import Pair, make_warped_pair
 
 
 def _identity_nnf(h: int, w: int) -> np.ndarray:
@@ -17,7 +17,7 @@ def _identity_nnf(h: int, w: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def image():
-    from experiments.pairs import builtin_pair
+    from experiments.data import builtin_pair
 
     return builtin_pair("chelsea", max_size=40).a
 

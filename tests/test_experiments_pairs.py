@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from experiments.errors import UserError
-from experiments.pairs import (BUILTIN_PAIRS, builtin_pair, check_pair, load_image,
+from experiments.data import (BUILTIN_PAIRS, builtin_pair, check_pair, load_image,
                                make_warped_pair, name_mismatch_note, nonfinite_pixels, read_image,
                                resize_pair, scan_folder, to_rgb_float)
-from experiments.datasets import resolve_data
+from experiments.data import resolve_data
 
 
 def _sample(b: np.ndarray, gt: np.ndarray) -> np.ndarray:

@@ -10,8 +10,8 @@ import pytest
 
 from experiments import methods
 from experiments.cli import finish
-from experiments.datasets import resolve_data
-from experiments.pairs import PairSource, builtin_pair
+from experiments.data import resolve_data
+from experiments.data import PairSource, builtin_pair
 from experiments.runner import COLUMNS, RunSettings, Runner, load_pairs
 
 

@@ -25,7 +25,7 @@ from conftest import REPO
 from experiments import methods
 from experiments.devices import ThreadCounts, resolve_device, thread_scope
 from experiments.errors import UserError
-from experiments.pairs import builtin_pair
+from experiments.data import builtin_pair
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +141,7 @@ def test_callback_overhead_is_subtracted(small_pair, method):
 _WARM_UP_SCRIPT = textwrap.dedent("""
     import json
     from experiments import methods
-    from experiments.pairs import builtin_pair
+    from experiments.data import builtin_pair
 
     pair = builtin_pair("chelsea", max_size=64)
     methods.warm_up(patch_size=7, threads=1, device="cpu", exact=False)

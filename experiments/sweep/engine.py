@@ -32,7 +32,7 @@ from typing import Callable
 from .. import provenance
 from ..devices import available_cores, resolve_device
 from ..errors import UserError, one_line
-from ..pairs import Pair, check_pair
+from ..data import Pair, check_pair
 from .spec import (Source, Spec, Unit, expand, resolve_settings, resolve_sources,
                    setting_key, setting_labels)
 from .store import UnitStore

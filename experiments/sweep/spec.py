@@ -53,10 +53,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from ..datasets import KINDS, check_subset_options, is_builtin, parse_spec, resolve_data
+from ..data import KINDS, check_subset_options, is_builtin, parse_spec, resolve_data
 from ..devices import DEVICE_CHOICES
 from ..errors import UserError, first_line, one_line
-from ..pairs import BUILTIN_PAIRS, PairSource
+from ..data import BUILTIN_PAIRS, PairSource
 
 #: Bump when the meaning of a unit's numbers changes for reasons the key does not see.
 KEY_VERSION = 1
@@ -592,7 +592,7 @@ class Source:
 
 
 def resolve_sources(spec: Spec, log=None) -> list[Source]:
-    """The spec's ``[data]`` as pair sources (:func:`experiments.datasets.resolve_data`).
+    """The spec's ``[data]`` as pair sources (:func:`experiments.data.resolve_data`).
 
     Paths are made absolute first (they are part of the unit keys, through each pair's origin).
     Raises :class:`UserError` (one line, naming ``data.sources``) for bad data.

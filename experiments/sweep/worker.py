@@ -38,7 +38,7 @@ from .. import methods
 from ..devices import available_cores, resolve_device, thread_scope
 from ..errors import one_line
 from ..metrics import iteration_metrics
-from ..pairs import Pair
+from ..data import Pair
 from .spec import Unit, param_values
 
 #: Finished entries of the host registry older than this are deleted (seconds).

@@ -1,6 +1,6 @@
 """Standard correspondence datasets, read as they are distributed, as the suite's pairs.
 
-Every kind of ground truth is converted to the one convention of :mod:`experiments.pairs`:
+Every kind of ground truth is converted to the one convention of :mod:`experiments.data.pairs`:
 ``gt[y, x] = (y_B, x_B)``, float32 absolute pixel coordinates in B, NaN where ``valid`` is False
 (no ground truth, or a match outside B's frame). ``pair.info["dataset"]`` names the kind and
 ``pair.masks["noc"]`` (bool, A's shape) marks the pixels not occluded in B where the dataset says.
@@ -24,150 +24,39 @@ Kinds (``KIND:PATH`` in :func:`resolve_dataset`), files and conversions:
 * ``deeppruner``: ``BASE/image_1/*`` -> ``BASE/image_2/*`` (:func:`experiments.pairs.scan_folder`),
   no ground truth, names as ``--data BASE`` gives them.
 
-File formats are read by OpenCV (checked by writing files with known content and reading them
-back, see ``tests/test_datasets.py``):
-
-* PFM: ``cv2.imdecode(..., IMREAD_UNCHANGED)`` returns float32 rows top-to-bottom (the file
-  stores them bottom-to-top; OpenCV flips them), either byte order, ``inf`` kept. OpenCV divides
-  the values by ``|scale|`` of the header; Middlebury's ``pfmwrite`` writes scale -1 (no change).
-* ``.flo``: ``cv2.readOpticalFlow`` returns float32 ``(H, W, 2)`` with channel 0 = u (x) and
-  channel 1 = v (y); it returns ``None`` for a bad magic number or a truncated file.
-* 16-bit PNG: ``IMREAD_UNCHANGED`` keeps uint16 and returns colour channels in BGR order, so the
-  KITTI flow file's R, G, B are channels 2, 1, 0.
-
-Malformed files become one-line :class:`UserError` messages naming the file. Resolving a dataset
-only scans its layout and checks that the ground-truth files exist; ``PairSource.load`` decodes.
+Files are read by :mod:`experiments.data.readers`. Scanning a dataset only lists its layout and
+checks that the ground-truth files exist; ``PairSource.load`` decodes.
 """
 from __future__ import annotations
 
-import fnmatch
 import re
 from pathlib import Path
 from typing import Callable
 
-import cv2
 import numpy as np
 
-from .errors import UserError
-from .pairs import (BUILTIN_PAIRS, Pair, PairSource, builtin_pair, correspondence_from_matrix, decode_file,
-                    displacement_to_gt, folder_pair, name_mismatch_note, read_pair_images, resize_pair, safe_name,
-                    scan_folder)
+from ..errors import UserError
+from .folders import folder_pair, name_mismatch_note, read_pair_images, scan_folder
+from .pairs import (Pair, PairSource, correspondence_from_matrix, displacement_to_gt, resize_pair,
+                    safe_name)
+from .readers import (_check_shape, _decode, _read_mask, read_flo, read_homography,
+                      read_kitti_disparity, read_kitti_flow, read_pfm)
+
 
 KINDS = ("middlebury", "sintel", "sintel-final", "kitti-flow", "kitti-stereo", "hpatches",
          "deeppruner")
 
+
 _MIDDLEBURY_GT = ("disp0GT.pfm", "disp0.pfm")  # MiddEval3 first, then 2014 / 2021
+
+
 _SINTEL_FRAME = re.compile(r"frame_(\d+)\.png")
+
+
 _HPATCHES_IMAGE = re.compile(r"(\d+)\.ppm")
+
+
 _KITTI_A = re.compile(r"(\d+)_10\.png")
-
-
-# --------------------------------------------------------------------------- file readers
-def _decode(path: Path, what: str) -> np.ndarray:
-    """Any image file as OpenCV decodes it (``IMREAD_UNCHANGED``: dtype kept, BGR order)."""
-    img = decode_file(path)
-    if img is None:
-        raise UserError(f"{path} is not a readable {what} (bad header, wrong size or truncated "
-                        "file); download it again")
-    return img
-
-
-def _describe(img: np.ndarray) -> str:
-    bits = {np.dtype(np.uint8): "8-bit", np.dtype(np.uint16): "16-bit"}.get(img.dtype,
-                                                                           str(img.dtype))
-    article = "an" if bits[0] in "8aeiou" else "a"
-    return f"{article} {bits} {1 if img.ndim == 2 else img.shape[2]}-channel image"
-
-
-def read_pfm(path: str | Path) -> np.ndarray:
-    """Single-channel PFM (``Pf``) as float32 ``(H, W)``, top row first, non-finite values kept.
-
-    Raises :class:`UserError` naming the file when it is not a readable one-channel PFM.
-    """
-    path = Path(path)
-    img = _decode(path, "PFM file")
-    if img.ndim != 2 or img.dtype != np.float32:
-        raise UserError(f"{path} is {_describe(img)}; a disparity PFM has one float channel (Pf)")
-    return img
-
-
-def read_flo(path: str | Path) -> np.ndarray:
-    """Middlebury ``.flo`` optical flow as float32 ``(H, W, 2)``: channel 0 = u (x), 1 = v (y).
-
-    Raises :class:`UserError` naming the file for a bad magic number or a truncated file.
-    """
-    path = Path(path)
-    flow = cv2.readOpticalFlow(str(path))
-    if flow is None or flow.size == 0:  # say why from the header
-        try:
-            with open(path, "rb") as f:
-                head = f.read(12)
-        except OSError as exc:
-            raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
-        if head[:4] != b"PIEH":
-            why = f"bad magic number {head[:4]!r}, expected b'PIEH'"
-        else:
-            w, h = np.frombuffer(head[4:12].ljust(8, b"\0"), "<i4")
-            why = f"truncated or wrong size for the {w} x {h} flow its header states"
-        raise UserError(f"{path} is not a readable .flo file ({why}); download it again")
-    return flow
-
-
-def read_kitti_flow(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """KITTI 16-bit flow PNG as ``flow`` float32 ``(H, W, 2)`` (u, v) and ``valid`` ``(H, W)``.
-
-    ``u = (R - 2**15) / 64``, ``v = (G - 2**15) / 64``, valid where B is nonzero (OpenCV returns
-    B, G, R). Raises :class:`UserError` naming the file unless it is 16-bit with 3 channels.
-    """
-    path = Path(path)
-    img = _decode(path, "PNG image")
-    if img.dtype != np.uint16 or img.ndim != 3 or img.shape[2] != 3:
-        raise UserError(f"{path} is {_describe(img)}; KITTI flow ground truth is a 16-bit "
-                        "3-channel PNG (download it again; do not convert it)")
-    u = (img[:, :, 2].astype(np.float32) - 2.0 ** 15) / 64.0
-    v = (img[:, :, 1].astype(np.float32) - 2.0 ** 15) / 64.0
-    return np.stack([u, v], axis=-1), img[:, :, 0] != 0
-
-
-def read_kitti_disparity(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """KITTI 16-bit disparity PNG as ``disp`` float32 ``(H, W)`` (value / 256) and ``valid``.
-
-    0 = no ground truth. Raises :class:`UserError` naming the file unless it is 16-bit gray.
-    """
-    path = Path(path)
-    img = _decode(path, "PNG image")
-    if img.dtype != np.uint16 or img.ndim != 2:
-        raise UserError(f"{path} is {_describe(img)}; KITTI disparity ground truth is a 16-bit "
-                        "1-channel PNG (download it again; do not convert it)")
-    return img.astype(np.float32) / 256.0, img > 0
-
-
-def read_homography(path: str | Path) -> np.ndarray:
-    """3 x 3 text matrix (HPatches ``H_1_k``) as float64; :class:`UserError` when malformed."""
-    path = Path(path)
-    try:
-        m = np.loadtxt(path, dtype=np.float64, ndmin=2)
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except ValueError:
-        m = None
-    if m is None or m.shape != (3, 3) or not np.isfinite(m).all():
-        raise UserError(f"{path} is not a 3 x 3 homography (nine numbers in three text rows)")
-    return m
-
-
-def _read_mask(path: Path) -> np.ndarray:
-    """8-bit mask image as uint8 ``(H, W)`` (first channel of a colour file)."""
-    img = _decode(path, "mask image")
-    if img.dtype != np.uint8:
-        raise UserError(f"{path} is {_describe(img)}; expected an 8-bit mask")
-    return img if img.ndim == 2 else img[:, :, 0]
-
-
-def _check_shape(array: np.ndarray, shape: tuple[int, int], path: Path, image: Path) -> None:
-    if array.shape[:2] != tuple(shape):
-        raise UserError(f"{path} is {array.shape[1]} x {array.shape[0]} but {image} is "
-                        f"{shape[1]} x {shape[0]}; ground truth and image must have the same size")
 
 
 # --------------------------------------------------------------------------- conversions
@@ -427,165 +316,3 @@ def _load_deeppruner(pa: Path, pb: Path, name: str, max_size: int | None, log=No
     pair = folder_pair(pa, pb, name, max_size, log=log)
     pair.info["dataset"] = "deeppruner"
     return pair
-
-
-# --------------------------------------------------------------------------- layout, selection
-# What detect_layout looks for, per kind (also the text of its error messages).
-_LOOKED_FOR = {
-    "middlebury": "SCENE/im0.png + im1.png (Middlebury)",
-    "sintel": "training/clean/ + training/flow/ (MPI-Sintel)",
-    "sintel-final": "training/final/ + training/flow/ (MPI-Sintel)",
-    "kitti-flow": "training/image_2/ + flow_occ/ (KITTI 2015 flow)",
-    "kitti-stereo": "training/image_2/ + image_3/ + disp_occ_0/ (KITTI 2015 stereo)",
-    "hpatches": "SEQ/1.ppm (HPatches)",
-    "deeppruner": "image_1/ + image_2/ (DeepPruner demo folder)",
-}
-
-
-def detect_layout(path: str | Path) -> str:
-    """The dataset kind (one of :data:`KINDS`) whose layout ``path`` has.
-
-    ``path`` may be the dataset root or its ``training`` folder (Sintel, KITTI), a folder of
-    scenes / sequences or one of them (Middlebury, HPatches; Middlebury also a folder holding a
-    folder of scenes, as ``middlebury:PATH`` reads it), or a DeepPruner ``BASE``. A Sintel
-    folder with both passes is ``sintel`` (the clean pass). Raises :class:`UserError` (one line,
-    listing what was looked for) when no kind or several match.
-    """
-    path = Path(path)
-    if not path.is_dir():
-        raise UserError(f"--data {path} is not a folder")
-    sub = _subdirs(path)
-    found = []
-    if (path / "image_1").is_dir() and (path / "image_2").is_dir():
-        found.append("deeppruner")
-    if any(_middlebury_layout(path)):  # where middlebury:PATH reads
-        found.append("middlebury")
-    for root in [path] + [d for d in sub if d.name == "training"]:
-        if (root / "flow").is_dir() and (root / "clean").is_dir():
-            found.append("sintel")
-        elif (root / "flow").is_dir() and (root / "final").is_dir():
-            found.append("sintel-final")
-        if (root / "image_2").is_dir() and (root / "flow_occ").is_dir():
-            found.append("kitti-flow")
-        if all((root / d).is_dir() for d in ("image_2", "image_3", "disp_occ_0")):
-            found.append("kitti-stereo")
-    if _is_hpatches_sequence(path) or any(_is_hpatches_sequence(d) for d in sub):
-        found.append("hpatches")
-    found = list(dict.fromkeys(found))
-    if len(found) == 1:
-        return found[0]
-    if found:
-        raise UserError(f"{path} looks like several datasets ({', '.join(found)}); say which "
-                        f"with KIND:PATH, e.g. --data {found[0]}:{path}")
-    raise UserError(f"{path} has no known dataset layout; looked for "
-                    f"{'; '.join(_LOOKED_FOR.values())}; or say KIND:PATH with KIND in "
-                    f"{', '.join(KINDS)}")
-
-
-def parse_spec(spec: str) -> tuple[str, Path]:
-    """``KIND:PATH`` or a bare ``PATH`` -> (kind, path); the kind of a bare path is detected."""
-    kind, sep, rest = spec.partition(":")
-    if sep and kind in KINDS:
-        if not rest:
-            raise UserError(f"--data {spec!r} names no folder; write {kind}:PATH")
-        path = Path(rest)
-    elif sep and re.fullmatch(r"[a-z][a-z0-9-]+", kind) and not Path(spec).exists():
-        raise UserError(f"unknown dataset kind {kind!r} in {spec!r}; choose from "
-                        f"{', '.join(KINDS)}")
-    else:
-        kind, path = "", Path(spec)
-    if not path.exists():
-        raise UserError(f"dataset folder {path} does not exist")
-    if not path.is_dir():
-        raise UserError(f"--data {path} is a file; pass the dataset's folder")
-    return kind or detect_layout(path), path
-
-
-def resolve_dataset(spec: str, *, limit: int | None = None, select: str | None = None,
-                    log: Callable[[str], None] | None = None) -> list[PairSource]:
-    """Pairs of a dataset as loadable sources, in sorted name order.
-
-    Parameters
-    ----------
-    spec : str
-        ``KIND:PATH`` (KIND in :data:`KINDS`; ``sintel`` is the clean pass) or a bare ``PATH``
-        whose layout :func:`detect_layout` recognises.
-    limit : int, optional
-        Keep the first ``limit`` pairs (after ``select``).
-    select : str, optional
-        ``fnmatch`` pattern on the pair name (e.g. ``"sintel-clean/alley_*"``), applied first.
-    log : callable, optional
-        Receives one-line notes: DeepPruner folders whose paired file names differ, and (when a
-        pair is loaded) image files whose NaN or inf pixels were replaced.
-
-    Only the layout is scanned and the ground-truth files' existence checked; nothing is decoded
-    until ``PairSource.load(max_size)``. Raises :class:`UserError` (one line) for an unknown or
-    ambiguous layout, a missing ground-truth file, an empty dataset or an empty selection.
-    """
-    if limit is not None and limit < 1:
-        raise UserError(f"--limit {limit}: give a positive number of pairs")
-    kind, path = parse_spec(spec)
-    if kind == "middlebury":
-        sources = _middlebury(path, log=log)
-    elif kind in ("sintel", "sintel-final"):
-        sources = _sintel(path, "clean" if kind == "sintel" else "final", log=log)
-    elif kind in ("kitti-flow", "kitti-stereo"):
-        sources = _kitti(path, kind.removeprefix("kitti-"), log=log)
-    elif kind == "hpatches":
-        sources = _hpatches(path, log=log)
-    else:
-        sources = _deeppruner(path, log)
-    sources.sort(key=lambda s: s.name)
-    if select is not None:
-        picked = [s for s in sources if fnmatch.fnmatchcase(s.name, select)]
-        if not picked:
-            raise UserError(f"--select {select!r} matches none of the {len(sources)} pairs of "
-                            f"{spec} (names look like {sources[0].name})")
-        sources = picked
-    return sources[:limit] if limit is not None else sources
-
-
-def is_builtin(spec: str) -> bool:
-    """Whether a ``--data`` value names a built-in pair (a folder of that name takes precedence)."""
-    return spec in BUILTIN_PAIRS and not Path(spec).is_dir()
-
-
-def check_subset_options(specs: list[str], *, limit: int | None, select: str | None,
-                         names: tuple[str, str] = ("--limit", "--select")) -> None:
-    """Refuse ``limit``/``select`` when no value of ``specs`` is a dataset or folder.
-
-    They pick pairs of datasets and folders only (built-in pairs are always kept), so with
-    built-ins alone they would silently do nothing. ``names`` are the options' names in messages.
-    """
-    if (limit is None and select is None) or not all(is_builtin(s) for s in specs):
-        return
-    option = names[1] if select is not None else names[0]
-    raise UserError(f"{option} picks pairs of a dataset or folder, but the data are built-in pairs "
-                    f"only ({', '.join(specs)}); add a dataset (KIND:PATH or a folder) or drop {option}")
-
-
-def resolve_data(specs: list[str], *, limit: int | None = None, select: str | None = None,
-                 log: Callable[[str], None] | None = None) -> list[PairSource]:
-    """Turn ``--data`` values into loadable pair sources, in the order given.
-
-    Each value is a built-in pair name (:data:`experiments.pairs.BUILTIN_PAIRS`), ``KIND:PATH`` or a
-    folder whose layout is detected (:func:`resolve_dataset`; ``limit`` and ``select`` apply to each
-    dataset or folder, built-in names are always kept). Raises :class:`UserError` for unknown
-    names, bad folders and pair names that occur twice.
-    """
-    sources: list[PairSource] = []
-    for spec in specs:
-        if is_builtin(spec):
-            sources.append(PairSource(spec, f"built-in {spec}", lambda m, n=spec: builtin_pair(n, max_size=m)))
-        elif ":" not in spec and not Path(spec).exists():
-            raise UserError(f"--data {spec!r} is neither a built-in pair ({', '.join(BUILTIN_PAIRS)}), "
-                            f"nor KIND:PATH (KIND in {', '.join(KINDS)}), nor an existing folder")
-        else:
-            sources.extend(resolve_dataset(spec, limit=limit, select=select, log=log))
-    seen: set[str] = set()
-    for s in sources:
-        if s.name in seen:
-            raise UserError(f"pair name {s.name!r} occurs twice in --data; list each pair or "
-                            "folder once (folders with the same name need different names)")
-        seen.add(s.name)
-    return sources

@@ -228,17 +228,14 @@ def score_implementations(device: str, threads: int, repeats: int = 3) -> list[d
 
 def _metadata(device: str, quick: bool, threads: int) -> dict:
     from experiments import provenance
-    git = provenance.git_state(paths=(*provenance.CODE_PATHS, "benchmarks"))
-    versions = provenance.package_versions()
-    return {
-        "commit": git["commit"], "dirty": git["dirty"], "python": versions["python"], "torch": versions["torch"],
-        "numba": versions["numba"], "numpy": versions["numpy"], "device": device,
-        "gpu": provenance.gpu_name(device), "cpu": provenance.cpu_name(), "threads": threads,
-        "image": "motorcycle (half size)" if quick else "motorcycle 500x741",
-        "configurations": "21-iteration DPM; default = sample_count 1, window 100 x 100, temperature 1e10, soft, "
-                          "7 x 7 RGB features",
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    from experiments.devices import thread_scope
+
+    with thread_scope(threads):
+        return provenance.record(
+            device=device, threads=threads, paths=(*provenance.CODE_PATHS, "benchmarks"),
+            image="motorcycle (half size)" if quick else "motorcycle 500x741",
+            configurations="21-iteration DPM; default = sample_count 1, window 100 x 100, temperature "
+                           "1e10, soft, 7 x 7 RGB features")
 
 
 def plan(iterations: int, materialize_iterations: int, *, learned: bool) -> list[dict]:
@@ -310,7 +307,9 @@ def main(argv=None) -> int:
     fast_iters = args.iterations or (2 if args.quick else 10)
     mat_iters = min(args.materialize_iterations, fast_iters)
     meta = _metadata(device, args.quick, args.threads)
-    print("metadata: " + ", ".join(f"{k} {v}" for k, v in meta.items()), flush=True)
+    from experiments.provenance import summary
+
+    print("metadata: " + summary(meta), flush=True)
     records = []
     with tempfile.TemporaryDirectory() as tmp:
         files = {}

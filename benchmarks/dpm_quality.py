@@ -36,7 +36,7 @@ from diff_pm import QUIRKS
 from experiments import provenance
 from experiments.devices import thread_scope
 from experiments.methods import to_torch
-from experiments.metrics import epe, l1, mse, psnr, within_1px
+from experiments.report.metrics import epe, l1, mse, psnr, within_1px
 from experiments.options import int_at_least
 from experiments.data import Pair, builtin_pair
 
@@ -233,12 +233,11 @@ def paired_table(rows: list[dict], base: str = "reference") -> str:
 
 
 def metadata(threads: int) -> dict:
-    """What the numbers depend on: the code (commit of diff_pm, the data and this script) and versions."""
-    git = provenance.git_state(paths=("diff_pm", "experiments", "benchmarks", "tests/data/dpm_reference"))
-    versions = provenance.package_versions()
-    return dict(commit=git["commit"][:7] + (" (dirty)" if git["dirty"] else ""), threads=threads,
-                **{k: versions[k] for k in ("python", "torch", "numba", "numpy")}, cpu=provenance.cpu_name(),
-                time=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    """What the numbers depend on (:func:`experiments.provenance.record`): the code (commit of diff_pm,
+    the data and this script), versions, CPU, the threads in force."""
+    with thread_scope(threads):
+        return provenance.record(device="cpu", threads=threads,
+                                 paths=("diff_pm", "experiments", "benchmarks", "tests/data/dpm_reference"))
 
 
 def main(argv=None) -> int:
@@ -261,7 +260,7 @@ def main(argv=None) -> int:
             parser.error(f"unknown configuration {unknown[0]!r}; choose from {', '.join(configs)}")
         configs = {c: configs[c] for c in args.configs}
     result = dict(metadata=metadata(args.threads), study=args.study, sizes=sizes, seeds=args.seeds, configs=configs)
-    print("metadata: " + ", ".join(f"{k} {v}" for k, v in result["metadata"].items()), flush=True)
+    print("metadata: " + provenance.summary(result["metadata"]), flush=True)
     with thread_scope(args.threads):
         study(args, configs, sizes, result)
     out = args.output or Path(f"reports/bench_dpm_{args.study}.json")

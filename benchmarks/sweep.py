@@ -34,20 +34,16 @@ from distributed import Client
 from experiments import provenance
 from experiments.devices import available_cores
 from experiments.options import int_at_least
-from experiments.sweep import load_spec, run_sweep
-from experiments.sweep.engine import local_cluster
+from experiments.run import load_spec, run_sweep
+from experiments.run.cluster import local_cluster
 
 SPEC = Path(__file__).resolve().parents[1] / "experiments" / "specs" / "dpm_vs_pm.toml"
 TARGET_RATIO = 1.7
 
 
 def metadata() -> dict:
-    git = provenance.git_state(paths=(*provenance.CODE_PATHS, "benchmarks"))
-    versions = provenance.package_versions()
-    return dict(git_commit=git["commit"][:7] + (" (dirty)" if git["dirty"] else ""),
-                **{k: versions.get(k) for k in ("python", "numpy", "numba", "torch", "dask",
-                                                "distributed", "pyarrow")},
-                cpu=provenance.cpu_name(), cores=available_cores(), cpu_count=os.cpu_count())
+    """The run's metadata record (:func:`experiments.provenance.record`) and the cores in use."""
+    return provenance.record(paths=(*provenance.CODE_PATHS, "benchmarks"), cores=available_cores())
 
 
 @contextlib.contextmanager
@@ -100,8 +96,7 @@ def main(argv=None) -> int:
     meta = metadata()
     print(f"sweep benchmark: {Path(args.spec).name}, repeats 1, seeds {spec.seeds}, "
           f"{len(chunks)} chunks (one per pair) alternating between the two clusters")
-    for k, v in meta.items():
-        print(f"  {k}: {v}")
+    print(f"  metadata: {provenance.summary(meta)}")
     totals = {n: dict(workers=n, units=0, failed=0, work_s=0.0, own_cpu_s=0.0, others_cpu_s=0.0)
               for n in (1, 2)}
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
@@ -112,7 +107,7 @@ def main(argv=None) -> int:
                 for n in ((1, 2) if i % 2 == 0 else (2, 1)):
                     busy0, own0, t0 = _machine_busy_s(), _own_cpu_s(), time.perf_counter()
                     res = run_sweep(chunk, out=Path(tmp) / f"{n}-{i}", client=clients[n],
-                                    log=lambda m: None, report=False)
+                                    log=lambda m: None)
                     wall = time.perf_counter() - t0
                     own = _own_cpu_s() - own0
                     others = (_machine_busy_s() - busy0) - own

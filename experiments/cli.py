@@ -1,5 +1,10 @@
 """Command line: ``python -m experiments {compare,reconstruct,train,sweep} ...``.
 
+The composer: it parses options (with the kinds of :mod:`experiments.options`), resolves the data
+(:mod:`experiments.data`), runs units (:mod:`experiments.run`), writes reports
+(:mod:`experiments.report`) and hands :mod:`learning` in where it is needed: the ``train``
+command and the checkpoint loader of ``dpm-learned`` and of studies' checkpoint settings.
+
 Bad input never ends in a traceback: it prints one line ``error: <what is wrong and how to fix
 it>`` on stderr and exits with status 2 (130 on Ctrl-C, after saying how to resume).
 """
@@ -7,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -16,17 +20,18 @@ from tqdm.auto import tqdm
 
 import learning.cli
 
+from .data import (BUILTIN_PAIRS, KINDS, check_pair, check_subset_options, folder_pair,
+                   name_mismatch_note, resolve_data, safe_name, save_image, scan_folder)
 from .devices import DEVICE_CHOICES, available_cores, resolve_device
 from .errors import UserError, one_line
+from .methods.registry import EXACT_MAX_PIXELS, METHODS, NAMED, Context, order
 from .options import int_at_least, odd_patch
-from .data import KINDS, check_subset_options, resolve_data
-from .data import BUILTIN_PAIRS, check_pair, folder_pair, name_mismatch_note, safe_name, save_image, scan_folder
 
 DEFAULT_OUT = "reports/latest"
-# The exact NNF runs only when sqrt(pixels of A x pixels of B) <= this many pixels. CPU: up to
-# 200 x 200 pixels, 5-15 s per pair on 2 shared cores (320 x 213 takes about 50 s, too slow for
-# `make compare`). CUDA: about 1200 x 800 pixels, seconds on a current GPU.
-DEFAULT_EXACT_MAX_PIXELS = {"cpu": 40000, "cuda": 1_000_000}
+#: ``compare``'s methods when ``--methods`` is not given (the exact NNF where it is affordable).
+DEFAULT_METHODS = ("pm", "dpm", "exact")
+#: The old add-a-method flags and the named setting each adds.
+METHOD_FLAGS = {"dpm_reference": "dpm-reference", "dpm_keep_current": "dpm-keep"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,11 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
                                 parser_class=_Parser)
     sub.required = True
 
-    c = sub.add_parser("compare", help="both methods per iteration on image pairs; tables, "
+    c = sub.add_parser("compare", help="the methods per iteration on image pairs; tables, "
                                        "figures and REPORT.md",
-                       description="Run classic PatchMatch (pm), differentiable PatchMatch (dpm), "
-                                   "the exact NNF (exact, when affordable) and optionally a "
-                                   "learnt DPM (dpm-learned) per iteration on every pair.")
+                       description="Run methods per iteration on every pair: by default classic "
+                                   "PatchMatch (pm), differentiable PatchMatch (dpm) and the exact "
+                                   "NNF (exact, when affordable); --methods chooses any of "
+                                   + ", ".join(NAMED) + ".")
     c.add_argument("--data", nargs="+", default=list(BUILTIN_PAIRS), metavar="NAME_OR_DIR",
                    help="built-in pair names (" + ", ".join(BUILTIN_PAIRS) + "), datasets as "
                         "KIND:PATH (KIND in " + ", ".join(KINDS) + ") and/or folders whose layout "
@@ -76,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the pairs of each dataset or folder whose name matches GLOB "
                         "(e.g. 'sintel-clean/alley_*'; applied before --limit)")
     c.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT}/)")
+    c.add_argument("--methods", type=_method_list, default=None, metavar="NAME,...",
+                   help="methods to run, comma-separated, from " + ", ".join(NAMED)
+                        + f" (default {','.join(DEFAULT_METHODS)}; dpm-learned needs --checkpoint)")
     c.add_argument("--pm-iterations", type=int_at_least(1, "--pm-iterations"), default=5,
                    metavar="N", help="classic PatchMatch iterations (default 5)")
     c.add_argument("--dpm-iterations", type=int_at_least(1, "--dpm-iterations"), default=21,
@@ -85,14 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--exact-max-pixels", type=int_at_least(0, "--exact-max-pixels"),
                    default=None, metavar="N",
                    help="compute the exact NNF only when sqrt(pixels of A x pixels of B) <= N "
-                        f"(default {DEFAULT_EXACT_MAX_PIXELS['cpu']} on CPU, "
-                        f"{DEFAULT_EXACT_MAX_PIXELS['cuda']} on CUDA; 0: never)")
+                        f"(default {EXACT_MAX_PIXELS['cpu']} on CPU, "
+                        f"{EXACT_MAX_PIXELS['cuda']} on CUDA; 0: never)")
     c.add_argument("--dpm-reference", action="store_true",
                    help="also run DPM exactly as the original DeepPruner code, its quirks included "
-                        "(method dpm-reference; reference_quirks=True)")
+                        "(= adding dpm-reference to --methods; reference_quirks=True)")
     c.add_argument("--dpm-keep-current", action="store_true",
                    help="also run DPM keeping each pixel's current offset as a candidate "
-                        "(method dpm-keep; an improvement over the reference, off by default)")
+                        "(= adding dpm-keep to --methods; not in the original)")
     c.add_argument("--fresh", action="store_true",
                    help="discard an unfinished run in --out instead of resuming it (a "
                         "finished run there is always replaced)")
@@ -141,26 +150,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_learned(path: str, device: str, *, iterations: int):
-    """Load a ``dpm-learned`` checkpoint (:func:`learning.checkpoint.load_checkpoint`).
+def _method_list(text: str) -> tuple[str, ...]:
+    """argparse type of ``--methods``: registered names, comma-separated, in registry order."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in NAMED]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"expected method names from {', '.join(NAMED)} "
+                                         f"(comma-separated), got {text!r}")
+    return tuple(order(names))
 
-    ``iterations`` (``--dpm-iterations``) makes the learnt DPM run as many iterations as ``dpm``,
-    so that the two compare at equal iterations. A missing, corrupt or foreign file raises
-    :class:`UserError` (one line). Returns ``(model, info)`` for the runner.
+
+def load_checkpoint_model(data: bytes, *, device: str, options: dict):
+    """The learnt DPM of a checkpoint's content, with ``options`` on top: ``(model, info)``.
+
+    The loader of ``dpm-learned`` and of a study's checkpoint settings, handed to the run room
+    (which may not import :mod:`learning`) and to the Dask workers:
+    :func:`learning.checkpoint.load_checkpoint` builds the model through
+    :func:`learning.features.build_model`.
     """
     from learning.checkpoint import load_checkpoint  # deferred: imports torch and diff_pm
 
-    try:
-        return load_checkpoint(path, device=device, iterations=iterations)
-    except Exception as exc:  # a corrupt or foreign file: say so in one line
-        raise UserError(f"--checkpoint {path} could not be loaded ({one_line(exc, empty='no message')}); "
-                        "pass a checkpoint written by `python -m experiments train`") from None
+    return load_checkpoint(data, device=device, **options)
+
+
+def compare_methods(args) -> tuple[str, ...]:
+    """``--methods`` (default :data:`DEFAULT_METHODS`) plus the add-a-method flags' settings."""
+    names = list(args.methods or DEFAULT_METHODS)
+    names += [name for flag, name in METHOD_FLAGS.items() if getattr(args, flag)]
+    if args.checkpoint:
+        names.append("dpm-learned")
+    names = order(names)
+    for name in names:
+        if "checkpoint" in NAMED[name].needs and not args.checkpoint:
+            raise UserError(f"--methods {name} needs --checkpoint PATH (a checkpoint written by "
+                            "`python -m experiments train`, e.g. data/dpm_learned.pt)")
+    return tuple(names)
 
 
 def cmd_compare(args) -> int:
-    from .runner import RunSettings, Runner, load_pairs  # deferred: imports numba and pandas
+    from .run.local import RunSettings, Runner, load_pairs  # deferred: imports numba and pandas
 
     log = lambda m: print(m, flush=True)  # noqa: E731
+    methods = compare_methods(args)
     # validates names and folder layouts, decodes nothing
     check_subset_options(args.data, limit=args.limit, select=args.select)
     sources = resolve_data(args.data, limit=args.limit, select=args.select, log=log)
@@ -175,20 +206,16 @@ def cmd_compare(args) -> int:
     device = resolve_device(args.device)
     settings = RunSettings(
         pairs=tuple(s.name for s in sources), origins=tuple((s.name, s.origin) for s in sources),
-        max_size=args.max_size, pm_iterations=args.pm_iterations,
+        max_size=args.max_size, methods=methods, pm_iterations=args.pm_iterations,
         dpm_iterations=args.dpm_iterations, patch_size=args.patch_size, seed=args.seed,
         device=device, threads=args.threads,
-        exact_max_pixels=(DEFAULT_EXACT_MAX_PIXELS[device.split(":")[0]]
+        exact_max_pixels=(EXACT_MAX_PIXELS[device.split(":")[0]]
                           if args.exact_max_pixels is None else args.exact_max_pixels),
-        dpm_keep_current=bool(args.dpm_keep_current), dpm_reference=bool(args.dpm_reference),
         checkpoint=str(Path(args.checkpoint).resolve()) if args.checkpoint else None,
-        out=str(out), command="python -m experiments " + " ".join(sys.argv[1:]),
+        out=str(out), command=args.command_line,
     )
-    model = info = None
-    if settings.checkpoint:  # loaded before anything in --out is touched
-        model, info = load_learned(settings.checkpoint, device, iterations=args.dpm_iterations)
-    runner = Runner(settings, pairs, fresh=args.fresh, log=log, learned_model=model,
-                    learned_info=info)
+    # planned (checkpoints read and loaded once) before anything in --out is touched
+    runner = Runner(settings, pairs, fresh=args.fresh, log=log, loader=load_checkpoint_model)
     runner.prepare_output()
     t0 = time.perf_counter()
     try:
@@ -204,8 +231,8 @@ def cmd_compare(args) -> int:
 
 def finish(runner, df, wall: float) -> None:
     """summary.csv, figures, REPORT.md, final config.json and the console table."""
-    from . import figures, report  # deferred: matplotlib and pandas, needed only at the end
-    from .runner import summary_table  # deferred: as in cmd_compare
+    from .report import compare, figures  # deferred: matplotlib and pandas, needed only at the end
+    from .report.tables import summary_table
 
     out = runner.out
     summary = summary_table(df)
@@ -213,41 +240,25 @@ def finish(runner, df, wall: float) -> None:
     runner.meta["wall_s"] = round(wall, 2)
     made = figures.make_all(out, df, runner.pairs)
     runner.write_config("complete", figures=made)
-    report.write_report(out, df, summary, runner.pairs, runner.meta)
+    compare.write_report(out, df, summary, runner.pairs, runner.meta)
     print()
-    print(report.console_table(summary))
+    print(compare.console_table(summary))
     print(f"\nwrote {out / 'REPORT.md'}, {out / 'metrics.csv'} ({len(df)} rows), "
           f"{len(made)} figures  [{wall:.0f} s]")
 
 
-def load_sweep_checkpoint(data: bytes, *, device: str, options: dict):
-    """A ``dpm`` setting of a sweep with a ``checkpoint``: the learnt DPM, ready to run.
-
-    Runs on the Dask workers (``experiments.sweep`` may not import :mod:`learning`, so the CLI
-    hands this function in). ``data`` is the checkpoint file's content; ``options`` are the
-    setting's DPM parameters, which replace the checkpoint's own (iterations, window ...).
-    """
-    import diff_pm  # deferred: heavy imports (torch), only checkpoint settings need them
-    from learning.checkpoint import load_checkpoint
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "checkpoint.pt"
-        path.write_bytes(data)
-        model, info = load_checkpoint(path, device=device)
-    config = dict(info["model"], **options)
-    return diff_pm.DifferentiablePatchMatch(features=model.features, **config).to(device).eval()
-
-
 def cmd_sweep(args) -> int:
-    from .sweep import load_spec, run_sweep  # deferred: imports dask, pandas
+    from .report.sweep import write_report  # deferred: imports matplotlib, pandas
+    from .run import load_spec, run_sweep  # deferred: imports dask, pandas
 
     log = lambda m: print(m, flush=True)  # noqa: E731
     spec = load_spec(args.spec).with_overrides(timing=args.timing, repeats=args.repeats)
     out = Path(args.out or f"reports/sweep-{Path(args.spec).stem}")
     try:
         res = run_sweep(spec, out=out, workers=args.workers, scheduler=args.scheduler,
-                        fresh=args.fresh, log=log, checkpoint_loader=load_sweep_checkpoint,
-                        command="python -m experiments " + " ".join(sys.argv[1:]))
+                        fresh=args.fresh, log=log, checkpoint_loader=load_checkpoint_model,
+                        command=args.command_line,
+                        report=write_report)
     except KeyboardInterrupt:
         print(f"interrupted: finished units are in {out / 'units'}; rerun the same command to "
               "resume", file=sys.stderr)
@@ -265,7 +276,6 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_reconstruct(args) -> int:
-    from . import methods  # deferred: imports numba; bad folders fail before it
 
     log = lambda m: print(m, flush=True)  # noqa: E731
     pairs = scan_folder(args.base_dir)
@@ -278,7 +288,12 @@ def cmd_reconstruct(args) -> int:
     except OSError as exc:
         raise UserError(f"cannot create --save_dir {save}: {exc.strerror or exc}") from None
     device = resolve_device(args.device)
-    iterations = args.iterations or (21 if args.method == "dpm" else 5)
+    method = METHODS[args.method]
+    options = dict(patch_size=args.patch_size)
+    if args.iterations:
+        options["iterations"] = args.iterations
+    run = method.prepare(dict(method.defaults(), **options), options,
+                         Context(device=device, threads=args.threads))
 
     # Load and check every pair before computing anything: bad input fails fast, in one line.
     loaded = []
@@ -287,20 +302,18 @@ def cmd_reconstruct(args) -> int:
         check_pair(pair, args.patch_size)
         loaded.append((pa, pair))
     for pa, pair in tqdm(loaded, desc=f"reconstruct ({args.method})", unit="pair"):
-        if args.method == "pm":
-            run = methods.run_pm(pair, iterations=iterations, patch_size=args.patch_size,
-                                 seed=args.seed, threads=args.threads)
-        else:
-            model = methods.default_dpm(iterations=iterations, patch_size=args.patch_size)
-            run = methods.run_dpm(model, pair, method="dpm", device=device, seed=args.seed,
-                                  patch_size=args.patch_size, threads=args.threads)
-        recon = np.clip(run.reconstruct(run.nnfs[-1]), 0.0, 1.0)
+        done = run(pair, seed=args.seed)
+        recon = np.clip(done.reconstruct(done.nnfs[-1]), 0.0, 1.0)
         save_image(save / pa.name, recon)
     print(f"wrote {len(pairs)} reconstructions to {save}/")
     return 0
 
 
-COMMANDS = {"compare": cmd_compare, "reconstruct": cmd_reconstruct, "train": learning.cli.main,
+def cmd_train(args) -> int:
+    return learning.cli.main(args, command=args.command_line)
+
+
+COMMANDS = {"compare": cmd_compare, "reconstruct": cmd_reconstruct, "train": cmd_train,
             "sweep": cmd_sweep}
 
 
@@ -308,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
+        args.command_line = "python -m experiments " + " ".join(argv)  # for the record
         return COMMANDS[args.command](args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

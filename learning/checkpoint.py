@@ -13,11 +13,13 @@ Checkpoint format (``torch.save`` of plain types and tensors, loadable with ``we
     config        everything needed to rebuild the model (features, DPM, evaluation) and the
                   training options (seed, steps, crop, iterations, lr, training images ...)
     seed, step    training seed and number of optimisation steps done
-    versions      python and package versions, git commit (:mod:`experiments.provenance`)
+    provenance    the metadata record of the run (:func:`experiments.provenance.record`: git
+                  commit, package versions, CPU); checkpoints before it held ``versions`` instead
     metrics       optional held-out results recorded at save time
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
@@ -26,16 +28,10 @@ from experiments import provenance
 
 from .features import LearnedFeatures, build_model, count_parameters, feature_config
 
-__all__ = ["save_checkpoint", "load_checkpoint", "versions", "CHECKPOINT_FORMAT",
-           "CHECKPOINT_VERSION"]
+__all__ = ["save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION"]
 
 CHECKPOINT_FORMAT = "patchmatch-bench/dpm-learned"
 CHECKPOINT_VERSION = 1
-
-
-def versions() -> dict:
-    """Package versions and git commit recorded in checkpoints (the same facts as ``compare``)."""
-    return dict(provenance.package_versions(), git=provenance.git_state())
 
 
 def save_checkpoint(path, model, config: dict, *, seed: int, step: int, metrics: dict | None = None) -> Path:
@@ -64,7 +60,7 @@ def save_checkpoint(path, model, config: dict, *, seed: int, step: int, metrics:
                    state_dict={k: v.detach().to("cpu", torch.float32).clone()
                                for k, v in features.state_dict().items()},
                    features=feature_config(features), config=config, seed=int(seed), step=int(step),
-                   versions=versions(), metrics=metrics or {})
+                   provenance=provenance.record(), metrics=metrics or {})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -73,41 +69,43 @@ def save_checkpoint(path, model, config: dict, *, seed: int, step: int, metrics:
     return path
 
 
-def load_checkpoint(path, *, device="cpu", iterations: int | None = None, temperature: float | None = None,
-                    evaluation: str | None = None):
+def load_checkpoint(source, *, device="cpu", **overrides):
     """Rebuild the learnt DPM of a checkpoint, ready to run (eval mode, on ``device``).
 
-    The model is configured by the checkpoint's ``config["model"]``: by default the DPM reference
-    configuration (21 iterations, window 100, one sample) with the learnt features, evaluated at
-    ``temperature`` x the learnt temperature (``1e10``: practically hard, like the fixed ``dpm``).
-    The keyword arguments override those three settings.
+    ``source`` is the checkpoint's path or its content (``bytes``: a study reads the file once, so
+    its hash and the model come from the same bytes). The model is built by
+    :func:`learning.features.build_model` from the checkpoint's ``config["model"]``: by default the
+    DPM reference configuration (21 iterations, window 100, one sample) with the learnt features,
+    evaluated at ``temperature`` x the learnt temperature (``1e10``: practically hard, like the
+    fixed ``dpm``). ``overrides`` replace any of those settings or add other options of
+    :class:`diff_pm.DifferentiablePatchMatch` (``iterations=5``, ``window=(20, 20)``,
+    ``keep_current=True`` ...).
 
     Returns
     -------
     model : diff_pm.DifferentiablePatchMatch
     info : dict
-        ``iterations``, ``config``, ``seed``, ``step``, ``versions``, ``metrics``, ``parameters``,
-        ``learned_temperature``, ``path``.
+        ``iterations``, ``model`` (the configuration built), ``config``, ``seed``, ``step``,
+        ``provenance`` (None for older checkpoints), ``versions`` (package versions), ``metrics``,
+        ``parameters``, ``learned_temperature``, ``path`` (None for bytes).
     """
-    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    what = "the checkpoint's content" if isinstance(source, (bytes, bytearray)) else str(source)
+    stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else Path(source)
+    payload = torch.load(stream, map_location="cpu", weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a dpm-learned checkpoint (written by `python -m experiments train`)")
+        raise ValueError(f"{what} is not a dpm-learned checkpoint (written by `python -m experiments train`)")
     if payload.get("format_version", 0) > CHECKPOINT_VERSION:
-        raise ValueError(f"{path} has checkpoint format {payload['format_version']}, newer than this code "
+        raise ValueError(f"{what} has checkpoint format {payload['format_version']}, newer than this code "
                          f"understands ({CHECKPOINT_VERSION})")
-    fconf = payload["features"]
-    features = LearnedFeatures(**fconf)
+    features = LearnedFeatures(**payload["features"])
     features.load_state_dict(payload["state_dict"])
-    mconf = dict(payload["config"]["model"])
-    if iterations is not None:
-        mconf["iterations"] = int(iterations)
-    if temperature is not None:
-        mconf["temperature"] = float(temperature)
-    if evaluation is not None:
-        mconf["evaluation"] = evaluation
+    mconf = dict(payload["config"]["model"], **overrides)
     model = build_model(features, **mconf).to(device).eval()
-    info = dict(path=str(path), iterations=model.iterations, model=mconf, config=payload["config"],
-                seed=payload["seed"], step=payload["step"], versions=payload["versions"],
+    info = dict(path=None if isinstance(source, (bytes, bytearray)) else str(source),
+                iterations=model.iterations, model=mconf, config=payload["config"],
+                seed=payload["seed"], step=payload["step"],
+                provenance=payload.get("provenance"),
+                versions=payload["provenance"]["versions"] if "provenance" in payload else payload.get("versions"),
                 metrics=payload.get("metrics", {}), parameters=count_parameters(features),
                 learned_temperature=features.temperature)
     return model, info

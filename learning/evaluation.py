@@ -13,9 +13,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+import diff_pm
+
 from experiments import methods
-from experiments.metrics import iteration_metrics
-from experiments.data import Pair
+from experiments.data.pairs import Pair
+from experiments.report.metrics import iteration_metrics
 
 from .features import REFERENCE_TEMPERATURE, build_model
 
@@ -94,7 +96,7 @@ def final_evaluation(features, pairs: list[Pair], *, iterations: int, device: st
     learnt temperature, as trained).
     """
     configs = [("pm", None),
-               ("dpm", methods.default_dpm(iterations=iterations, patch_size=patch_size)),
+               ("dpm", diff_pm.DifferentiablePatchMatch(iterations=iterations, patch_size=patch_size)),
                ("dpm-learned", build_model(features, iterations=iterations, patch_size=patch_size,
                                            temperature=REFERENCE_TEMPERATURE)),
                ("dpm-learned-soft", build_model(features, iterations=iterations,

@@ -137,19 +137,19 @@ SEARCH_DEFAULTS = dict(sample_count=1, window=[100, 100], keep_current=False, no
 
 
 def build_model(features: nn.Module, *, iterations: int, evaluation: str = "soft",
-                temperature: float = 1.0, patch_size: int = PATCH_SIZE, **search):
+                temperature: float = 1.0, patch_size: int = PATCH_SIZE, **options):
     """A :class:`diff_pm.DifferentiablePatchMatch` that scores with ``features``.
 
     ``temperature`` multiplies the features' own (learnt) temperature: 1 (default) runs at the learnt
     temperature, :data:`REFERENCE_TEMPERATURE` runs practically hard like the fixed-feature ``dpm``.
-    ``search`` overrides :data:`SEARCH_DEFAULTS` (``sample_count``, ``window``, ``keep_current``, ``noise``,
-    ``search_range``, ``outside``). Checkpoints written before ``noise``, ``search_range`` and ``outside``
-    existed do not name them and run with these defaults.
+    The search is :data:`SEARCH_DEFAULTS` unless ``options`` say otherwise; ``options`` may be any
+    other keyword of :class:`diff_pm.DifferentiablePatchMatch` too (``quirks``, ``materialize`` ...;
+    an unknown one is its ``TypeError``). Checkpoints written before ``noise``, ``search_range`` and
+    ``outside`` existed do not name them and run with these defaults.
     """
-    unknown = sorted(set(search) - set(SEARCH_DEFAULTS))
-    if unknown:
-        raise TypeError(f"build_model() got an unexpected keyword argument {unknown[0]!r}")
-    conf = {**SEARCH_DEFAULTS, **search}
+    if "features" in options:
+        raise TypeError("build_model() got an unexpected keyword argument 'features' (pass them first)")
+    conf = {**SEARCH_DEFAULTS, **options}
     return diff_pm.DifferentiablePatchMatch(iterations=iterations, temperature=temperature, evaluation=evaluation,
                                             patch_size=patch_size, features=features,
                                             **dict(conf, window=tuple(conf["window"])))

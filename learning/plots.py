@@ -1,21 +1,26 @@
-"""``training.png``: training and held-out curves of a ``train`` run against the baselines."""
+"""``training.png``: training and held-out curves of a ``train`` run against the baselines.
+
+The figure is a :class:`matplotlib.figure.Figure` of its own (no pyplot, no backend chosen at
+import); :func:`save_training_plot` writes it with Agg.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-__all__ = ["plot_training"]
+__all__ = ["plot_training", "save_training_plot"]
 
 
-def plot_training(rows: list[dict], baselines: dict, path: Path, *, title: str = "") -> Path:
-    """``training.png``: train/held-out loss, held-out PSNR, EPE and within-1px against step."""
+def plot_training(rows: list[dict], baselines: dict, *, title: str = "", fig: Figure | None = None) -> Figure:
+    """Train/held-out loss, held-out PSNR, EPE and within-1px against step, into ``fig`` (a new
+    11 x 7.5 in figure when None); returns the figure."""
     train = [r for r in rows if r["kind"] == "train"]
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    if fig is None:
+        fig = Figure(figsize=(11, 7.5))
+    axes = fig.subplots(2, 2)
     ax = axes[0, 0]
     if train:
         steps = np.array([r["step"] for r in train])
@@ -51,7 +56,13 @@ def plot_training(rows: list[dict], baselines: dict, path: Path, *, title: str =
         axx.legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
+    FigureCanvasAgg(fig)  # tight_layout needs a renderer
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
+
+
+def save_training_plot(rows: list[dict], baselines: dict, path: Path, *, title: str = "") -> Path:
+    """``training.png``: :func:`plot_training` written as PNG (Agg, 100 dpi)."""
+    fig = plot_training(rows, baselines, title=title)
+    FigureCanvasAgg(fig).print_figure(path, dpi=100)
     return path

@@ -43,16 +43,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+import diff_pm
 from experiments.devices import resolve_device, thread_scope
 from experiments.errors import UserError
-from experiments.methods import default_dpm
 
 from .checkpoint import save_checkpoint
 from .data import PairSampler, check_disjoint, heldout_pairs, load_sample
 from .evaluation import evaluate_heldout, evaluate_pm, final_evaluation, summarise
 from .features import PATCH_SIZE, REFERENCE_TEMPERATURE, SEARCH_DEFAULTS, LearnedFeatures, build_model, count_parameters
 from .loss import reconstruction_loss
-from .plots import plot_training
+from .plots import save_training_plot
+from .settings import TrainSettings
 
 __all__ = ["run", "train_step", "TrainLog", "LOG_FIELDS"]
 
@@ -100,7 +101,7 @@ class TrainLog:
         self.file.close()
 
 
-def run(args) -> int:
+def run(settings: TrainSettings) -> int:
     """Train, log, plot, save the checkpoint and compare on the held-out pairs. Returns 0.
 
     Global settings changed for the run (deterministic algorithms, oneDNN off on CPU, and the
@@ -113,83 +114,84 @@ def run(args) -> int:
         # oneDNN's convolutions are not bitwise repeatable from one call to the next even with
         # deterministic algorithms requested; the native kernels are (and these convs are tiny)
         torch.backends.mkldnn.enabled = False
-        with thread_scope(args.threads):
-            return _run(args)
+        with thread_scope(settings.threads):
+            return _run(settings)
     finally:
         torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
         torch.backends.mkldnn.enabled = previous[2]
 
 
-def _run(args) -> int:
-    device = resolve_device(args.device)
+def _run(s: TrainSettings) -> int:
+    device = resolve_device(s.device)
     # deterministic kernels on CPU; on CUDA grid_sample's backward has no deterministic version
     torch.use_deterministic_algorithms(True, warn_only=device != "cpu")
-    out = Path(args.out)
+    out = Path(s.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; choose a folder")
     out.mkdir(parents=True, exist_ok=True)
 
-    names = list(dict.fromkeys(args.images))
+    names = list(s.images)
     train_images = {n: load_sample(n) for n in names}
     check_disjoint(train_images)
-    rng = np.random.default_rng(args.seed)
-    sampler = PairSampler(list(train_images.values()), args.crop, rng)
-    pairs = heldout_pairs(args.eval_size)
+    rng = np.random.default_rng(s.seed)
+    sampler = PairSampler(list(train_images.values()), s.crop, rng)
+    pairs = heldout_pairs(s.eval_size)
 
-    init_gen = torch.Generator().manual_seed(args.seed)
-    features = LearnedFeatures(channels=args.channels, hidden=args.hidden, temperature=args.temperature,
-                               learn_temperature=args.learn_temperature, generator=init_gen).to(device)
-    model = build_model(features, iterations=args.iterations, temperature=1.0, patch_size=PATCH_SIZE).to(device)
-    reference = build_model(features, iterations=args.iterations, temperature=REFERENCE_TEMPERATURE,
+    init_gen = torch.Generator().manual_seed(s.seed)
+    features = LearnedFeatures(channels=s.channels, hidden=s.hidden, temperature=s.temperature,
+                               learn_temperature=s.learn_temperature, generator=init_gen).to(device)
+    model = build_model(features, iterations=s.iterations, temperature=1.0, patch_size=PATCH_SIZE).to(device)
+    reference = build_model(features, iterations=s.iterations, temperature=REFERENCE_TEMPERATURE,
                             patch_size=PATCH_SIZE).to(device)
-    optimizer = torch.optim.Adam(features.parameters(), lr=args.lr)
+    optimizer = torch.optim.Adam(features.parameters(), lr=s.lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / max(args.steps, 1))))
+        optimizer, lambda k: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(k, s.steps) / max(s.steps, 1))))
     dpm_gen = torch.Generator(device=device)
-    dpm_gen.manual_seed(args.seed + 1)
+    dpm_gen.manual_seed(s.seed + 1)
 
-    config = dict(model=dict(iterations=args.eval_iterations, evaluation="soft", temperature=REFERENCE_TEMPERATURE,
+    config = dict(model=dict(iterations=s.eval_iterations, evaluation="soft", temperature=REFERENCE_TEMPERATURE,
                              patch_size=PATCH_SIZE, **SEARCH_DEFAULTS),
-                  train=dict(steps=args.steps, seed=args.seed, device=device, threads=args.threads,
-                             crop=args.crop, batch=args.batch, images=names, iterations=args.iterations,
-                             temperature_init=args.temperature, learn_temperature=args.learn_temperature,
-                             channels=args.channels, hidden=args.hidden, lr=args.lr, lr_schedule="cosine to 0.1x",
-                             epe_weight=args.epe_weight, grad_clip=1.0, loss="masked L1 reconstruction + epe_weight x EPE / crop side",
-                             eval_size=args.eval_size, eval_every=args.eval_every,
+                  train=dict(steps=s.steps, seed=s.seed, device=device, threads=s.threads,
+                             crop=s.crop, batch=s.batch, images=names, iterations=s.iterations,
+                             temperature_init=s.temperature, learn_temperature=s.learn_temperature,
+                             channels=s.channels, hidden=s.hidden, lr=s.lr, lr_schedule="cosine to 0.1x",
+                             epe_weight=s.epe_weight, grad_clip=1.0, loss="masked L1 reconstruction + epe_weight x EPE / crop side",
+                             eval_size=s.eval_size, eval_every=s.eval_every,
                              heldout=[p.name for p in pairs]),
-                  command="python -m experiments train " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["train"] else []))
+                  command=s.command)
     (out / "config.json").write_text(json.dumps(dict(config, parameters=count_parameters(features)), indent=2))
-    print(f"training {count_parameters(features)} parameters on {device} ({args.threads} threads): "
-          f"{args.steps} steps x {args.batch} pairs of {args.crop}x{args.crop}, {args.iterations} DPM iterations; "
-          f"held-out: {', '.join(p.name for p in pairs)} at {args.eval_size} px", flush=True)
+    print(f"training {count_parameters(features)} parameters on {device} ({s.threads} threads): "
+          f"{s.steps} steps x {s.batch} pairs of {s.crop}x{s.crop}, {s.iterations} DPM iterations; "
+          f"held-out: {', '.join(p.name for p in pairs)} at {s.eval_size} px", flush=True)
 
     log = TrainLog(out / "train_log.csv")
     t0 = time.perf_counter()
 
     baselines = {}
-    base = evaluate_heldout(default_dpm(iterations=args.iterations, patch_size=PATCH_SIZE).to(device), pairs,
-                            device=device, seed=args.seed, patch_size=PATCH_SIZE)
+    fixed = diff_pm.DifferentiablePatchMatch(iterations=s.iterations, patch_size=PATCH_SIZE)
+    base = evaluate_heldout(fixed.to(device), pairs,
+                            device=device, seed=s.seed, patch_size=PATCH_SIZE)
     baselines["dpm"] = base
     log.add(step=0, kind="baseline", mode="dpm", **base, elapsed_s=time.perf_counter() - t0)
-    base = evaluate_pm(pairs, iterations=args.iterations, seed=args.seed, threads=args.threads,
+    base = evaluate_pm(pairs, iterations=s.iterations, seed=s.seed, threads=s.threads,
                        patch_size=PATCH_SIZE)
     baselines["pm"] = base
     log.add(step=0, kind="baseline", mode="pm", **base, elapsed_s=time.perf_counter() - t0)
 
     def heldout(step: int) -> None:
         for mode, m in (("soft", model), ("reference", reference)):
-            res = evaluate_heldout(m, pairs, device=device, seed=args.seed, patch_size=PATCH_SIZE)
+            res = evaluate_heldout(m, pairs, device=device, seed=s.seed, patch_size=PATCH_SIZE)
             log.add(step=step, kind="heldout", mode=mode, **res, temperature=features.temperature,
                     elapsed_s=time.perf_counter() - t0)
 
     heldout(0)
     done, running = 0, None  # done: optimisation steps whose update reached the weights
-    bar = tqdm(total=args.steps, desc="train", unit="step", disable=not args.progress, dynamic_ncols=True,
+    bar = tqdm(total=s.steps, desc="train", unit="step", disable=not s.progress, dynamic_ncols=True,
                file=sys.stderr)
     try:
-        for step in range(1, args.steps + 1):
-            batch = sampler.batch(args.batch, device)
-            res = train_step(model, optimizer, batch, generator=dpm_gen, epe_weight=args.epe_weight,
+        for step in range(1, s.steps + 1):
+            batch = sampler.batch(s.batch, device)
+            res = train_step(model, optimizer, batch, generator=dpm_gen, epe_weight=s.epe_weight,
                              patch_size=PATCH_SIZE)
             done = step
             lr = optimizer.param_groups[0]["lr"]
@@ -199,47 +201,47 @@ def _run(args) -> int:
                     elapsed_s=time.perf_counter() - t0)
             bar.set_postfix(loss=f"{running:.4f}", T=f"{features.temperature:.3g}")
             bar.update()
-            if args.eval_every and step % args.eval_every == 0 and step != args.steps:
+            if s.eval_every and step % s.eval_every == 0 and step != s.steps:
                 heldout(step)
     except KeyboardInterrupt:
         bar.close()
-        save_checkpoint(out / "dpm_learned.pt", features, config, seed=args.seed, step=done)
+        save_checkpoint(out / "dpm_learned.pt", features, config, seed=s.seed, step=done)
         log.close()
         print(f"interrupted after {done} steps: checkpoint and log saved in {out}/", file=sys.stderr)
         return 130
     bar.close()
-    if args.steps:
-        heldout(args.steps)
+    if s.steps:
+        heldout(s.steps)
     train_s = time.perf_counter() - t0
-    title = (f"{count_parameters(features)}-parameter features, {args.steps} steps, seed {args.seed}; "
-             f"{args.iterations} DPM iteration(s) in training and in these held-out curves; "
-             f"held-out pairs at {args.eval_size} px")
-    plot_training(log.rows, baselines, out / "training.png", title=title)
+    title = (f"{count_parameters(features)}-parameter features, {s.steps} steps, seed {s.seed}; "
+             f"{s.iterations} DPM iteration(s) in training and in these held-out curves; "
+             f"held-out pairs at {s.eval_size} px")
+    save_training_plot(log.rows, baselines, out / "training.png", title=title)
 
     metrics = dict(train_s=round(train_s, 1), learned_temperature=features.temperature)
     last = {r["mode"]: r for r in log.rows if r["kind"] == "heldout"}
     metrics["heldout_train_iterations"] = {m: {k: r[k] for k in ("recon", "psnr", "epe", "within_1px")}
                                            for m, r in last.items()}
-    save_checkpoint(out / "dpm_learned.pt", features, config, seed=args.seed, step=args.steps, metrics=metrics)
-    print(f"trained {args.steps} steps in {train_s:.0f} s; learnt temperature {features.temperature:.3g}; "
+    save_checkpoint(out / "dpm_learned.pt", features, config, seed=s.seed, step=s.steps, metrics=metrics)
+    print(f"trained {s.steps} steps in {train_s:.0f} s; learnt temperature {features.temperature:.3g}; "
           f"wrote {out / 'dpm_learned.pt'}, {out / 'train_log.csv'}, {out / 'training.png'}", flush=True)
 
-    if args.final_eval:
+    if s.final_eval:
         t1 = time.perf_counter()
-        df = final_evaluation(features, pairs, iterations=args.eval_iterations, device=device, seed=args.seed,
-                              threads=args.threads, patch_size=PATCH_SIZE, progress=args.progress)
+        df = final_evaluation(features, pairs, iterations=s.eval_iterations, device=device, seed=s.seed,
+                              threads=s.threads, patch_size=PATCH_SIZE, progress=s.progress)
         df.to_csv(out / "final_eval.csv", index=False, float_format="%.6g")
-        shown = sorted({args.iterations, args.eval_iterations} & set(df["iteration"]))
+        shown = sorted({s.iterations, s.eval_iterations} & set(df["iteration"]))
         summary = {}
         for it in shown:
             tab = summarise(df, it)
             summary[str(it)] = tab.round(4).to_dict(orient="index")
-            print(f"\nheld-out ({', '.join(p.name for p in pairs)} at {args.eval_size} px), iteration {it}, "
+            print(f"\nheld-out ({', '.join(p.name for p in pairs)} at {s.eval_size} px), iteration {it}, "
                   "mean over pairs:")
             print(tab.to_string(float_format=lambda v: f"{v:.3f}"))
-        metrics["final"] = dict(iterations=shown, eval_size=args.eval_size, summary=summary,
+        metrics["final"] = dict(iterations=shown, eval_size=s.eval_size, summary=summary,
                                 seconds=round(time.perf_counter() - t1, 1))
-        save_checkpoint(out / "dpm_learned.pt", features, config, seed=args.seed, step=args.steps, metrics=metrics)
+        save_checkpoint(out / "dpm_learned.pt", features, config, seed=s.seed, step=s.steps, metrics=metrics)
         print(f"\nwrote {out / 'final_eval.csv'}  [final evaluation {time.perf_counter() - t1:.0f} s]")
     log.close()
     (out / "config.json").write_text(json.dumps(dict(config, parameters=count_parameters(features),

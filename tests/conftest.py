@@ -106,13 +106,13 @@ def finished_unit_rows(out: Path):
     """Rows of ``out/metrics.csv`` (whole lines only) of the units that a resumed run must keep.
 
     A unit (pair, method) is finished once its artifact exists: the runner saves it after the
-    unit's last row (:meth:`experiments.runner.Runner.measure`).
+    unit's last row (:meth:`experiments.run.local.Runner.run_unit`).
     """
     import io
 
     import pandas as pd
 
-    from experiments.runner import load_artifact
+    from experiments.report.artifacts import load_artifact
 
     text = (out / "metrics.csv").read_text()
     df = pd.read_csv(io.StringIO(text[: text.rfind("\n") + 1]))  # drop a torn last line

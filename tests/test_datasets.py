@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from experiments import metrics
+from experiments.report import metrics
 from experiments.data import (detect_layout, read_flo, read_kitti_flow, read_pfm, resolve_data,
                                   resolve_dataset)
 from experiments.errors import UserError

@@ -85,7 +85,7 @@ def test_limit_select_and_detection_through_the_cli(sintel, tmp_path):
     res = run_cli("compare", "--data", f"kitti:{sintel}", "--out", str(tmp_path / "x"))
     assert res.returncode == 2 and "unknown dataset kind 'kitti'" in res.stderr
     res = run_cli("compare", "--data", f"sintel:{sintel}", "--limit", "0", "--out", str(tmp_path / "x"))
-    assert res.returncode == 2 and "--limit must be >= 1" in res.stderr
+    assert res.returncode == 2 and "--limit: expected an integer >= 1" in res.stderr
     # --select / --limit with built-in pairs only would silently do nothing: refused, before any work
     res = run_cli("compare", "--data", "motorcycle", "--select", "moto*", "--out", str(tmp_path / "y"))
     assert res.returncode == 2 and "--select picks pairs of a dataset or folder" in res.stderr

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from conftest import kill_and_resume, row_keys, run_cli
-from experiments.runner import COLUMNS
+from experiments.run import COLUMNS
 
 PAIRS = ["chelsea", "demo-a_shift", "demo-b_gray16", "demo-c_same"]
 ITERS = {"pm": [1, 2], "dpm": [1, 2, 3], "dpm-reference": [1, 2, 3], "exact": [0]}
@@ -51,7 +51,8 @@ def test_compare_table(tiny_run):
     assert set(df["device"]) == {"cpu"} and set(df["threads"]) == {1}
     # the thread counts in force during each timed run, numba and torch alike
     assert set(df["torch_threads"]) == {1} and set(df["numba_threads"]) == {1}
-    assert set(df["patch_size"]) == {7} and set(df["seed"]) == {0}
+    assert set(df["patch_size"]) == {7}
+    assert set(df.loc[df["method"] != "exact", "seed"]) == {0} and df.loc[df["method"] == "exact", "seed"].isna().all()
     assert (df["height"] <= 48).all() and (df["width"] <= 48).all()
     b16 = df[df["pair"] == "demo-b_gray16"].iloc[0]
     assert (b16["height"], b16["width"], b16["height_b"], b16["width_b"]) == (32, 40, 36, 44)
@@ -78,8 +79,9 @@ def test_compare_outputs(tiny_run):
     assert cfg["status"] == "complete"
     for key in ("pm_iterations", "dpm_iterations", "seed", "threads", "device", "patch_size"):
         assert key in cfg["run"]
-    assert cfg["versions"]["numpy"] and cfg["versions"]["torch"]
-    assert len(cfg["git"]["commit"]) >= 7 and cfg["device_info"]["cpu"]
+    prov = cfg["provenance"]
+    assert prov["versions"]["numpy"] and prov["versions"]["torch"]
+    assert len(prov["git"]["commit"]) >= 7 and prov["cpu"] and prov["device"]["torch_threads"] == 1
     report = (out / "REPORT.md").read_text()
     assert "grid.png" in report and "convergence.png" in report and "chelsea" in report
     stdout = tiny_run["result"].stdout
@@ -193,11 +195,13 @@ def test_bad_folder_one_line_error_keeps_rows(tiny_run, tmp_path, write_image, p
 
 
 @pytest.mark.parametrize("options, needle", [
-    (["--pm-iterations", "0"], "--pm-iterations must be >= 1"),
-    (["--dpm-iterations", "many"], "must be an integer"),
-    (["--threads", "-2"], "--threads must be >= 1"),
-    (["--patch-size", "4"], "must be odd"),
-    (["--max-size", "3"], "--max-size must be >= 8"),
+    (["--pm-iterations", "0"], "--pm-iterations: expected an integer >= 1, got 0"),
+    (["--dpm-iterations", "many"], "--dpm-iterations: expected an integer >= 1, got 'many'"),
+    (["--threads", "-2"], "--threads: expected an integer >= 1, got -2"),
+    (["--patch-size", "4"], "--patch-size: expected an integer >= 1 (odd), got 4"),
+    (["--max-size", "3"], "--max-size: expected an integer >= 8, got 3"),
+    (["--methods", "pm,sift"], "--methods: expected method names from pm, dpm"),
+    (["--methods", "dpm-learned"], "dpm-learned needs --checkpoint"),
     (["--device", "tpu"], "invalid choice"),
     (["--data", "no_such_pair"], "neither a built-in pair"),
     (["--frobnicate"], "unrecognized arguments"),

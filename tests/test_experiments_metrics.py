@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import classic_pm
-from experiments import methods, metrics
+from experiments import methods
+from experiments.report import metrics
 from experiments.data import Pair, make_warped_pair
 
 
@@ -92,7 +93,9 @@ def test_method_runs_report_every_iteration(image):
     assert all(t > 0 for t in pm.times)
     e = [metrics.energy(pair.a, pair.b, n, patch_size=7) for n in pm.nnfs]
     assert e[-1] <= e[0]
-    dpm = methods.run_dpm(methods.default_dpm(iterations=4, patch_size=7), pair, method="dpm",
+    import diff_pm
+
+    dpm = methods.run_dpm(diff_pm.DifferentiablePatchMatch(iterations=4, patch_size=7), pair,
                           device="cpu", seed=0)
     assert dpm.iterations == [1, 2, 3, 4] and all(t > 0 for t in dpm.times)
     assert dpm.nnfs[0].shape == pair.a.shape[:2] + (2,)
@@ -101,7 +104,7 @@ def test_method_runs_report_every_iteration(image):
 
 
 def test_strip_iterations():
-    from experiments.runner import strip_iterations
+    from experiments.report.artifacts import strip_iterations
 
     assert strip_iterations(5) == [1, 2, 3, 4, 5]
     its = strip_iterations(21)

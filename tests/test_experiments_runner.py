@@ -1,4 +1,4 @@
-"""Runner in-process: a failing method becomes NaN rows, the rest of the run goes on."""
+"""``compare``'s runner in-process: a failing method becomes NaN rows, the rest of the run goes on."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,18 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments import methods
 from experiments.cli import finish
-from experiments.data import resolve_data
-from experiments.data import PairSource, builtin_pair
-from experiments.runner import COLUMNS, RunSettings, Runner, load_pairs
+from experiments.data import PairSource, builtin_pair, resolve_data
+from experiments.methods import registry
+from experiments.run import COLUMNS, RunSettings, Runner, load_pairs
 
 
 def _runner(out, **kw):
     """A runner on the built-in chelsea pair at 32 px, settings overridden by ``kw``."""
     settings = dict(pairs=("chelsea",), origins=(("chelsea", "built-in"),), max_size=32,
-                    pm_iterations=2, dpm_iterations=2, patch_size=7, seed=0, device="cpu",
-                    threads=1, exact_max_pixels=40000, out=str(out), command="test")
+                    methods=("pm", "dpm", "exact"), pm_iterations=2, dpm_iterations=2,
+                    patch_size=7, seed=0, device="cpu", threads=1, exact_max_pixels=40000,
+                    out=str(out), command="test")
     settings.update(kw)
     src = PairSource("chelsea", "built-in", lambda m: builtin_pair("chelsea", max_size=m))
     return Runner(RunSettings(**settings), load_pairs([src], max_size=32, patch_size=7),
@@ -27,21 +27,22 @@ def _runner(out, **kw):
 
 
 def test_failure_becomes_nan_rows(tmp_path, monkeypatch):
-    real = methods.run_exact
+    real = registry.run_exact
 
     def broken(pair, **kwargs):
         if pair.name == "warmup":
             return real(pair, **kwargs)
         raise MemoryError("simulated out-of-memory")
 
-    monkeypatch.setattr(methods, "run_exact", broken)
+    monkeypatch.setattr(registry, "run_exact", broken)
     runner = _runner(tmp_path)
     runner.prepare_output()
     df = runner.run()
     assert list(df.columns) == COLUMNS
     exact = df[df["method"] == "exact"]
     assert len(exact) == 1 and np.isnan(exact["psnr"].iloc[0])
-    assert exact[["device", "threads", "height", "width", "patch_size", "seed"]].notna().all(axis=None)
+    assert exact[["device", "threads", "height", "width", "patch_size"]].notna().all(axis=None)
+    assert exact["seed"].isna().all() and (df.loc[df["method"] != "exact", "seed"] == 0).all()  # no seed
     assert exact[["torch_threads", "numba_threads"]].isna().all(axis=None)  # no timed run finished
     pm = df[df["method"] == "pm"]
     assert (pm["torch_threads"] == 1).all() and (pm["numba_threads"] == 1).all()
@@ -54,8 +55,8 @@ def test_failure_becomes_nan_rows(tmp_path, monkeypatch):
 
 
 def test_dpm_keep_current_method(tmp_path):
-    """--dpm-keep-current adds dpm-keep rows with dpm's iteration count."""
-    runner = _runner(tmp_path, dpm_keep_current=True, exact_max_pixels=0)
+    """The named setting dpm-keep runs with dpm's iteration count (exact_max_pixels 0: no exact)."""
+    runner = _runner(tmp_path, methods=("pm", "dpm", "dpm-keep", "exact"), exact_max_pixels=0)
     runner.prepare_output()
     df = runner.run()
     assert sorted(df[df["method"] == "dpm-keep"]["iteration"]) == [1, 2]
@@ -67,9 +68,9 @@ def test_run_settings_serialise_like_config_json(tmp_path):
     settings = runner.settings
     d = settings.to_dict()
     # deliberately a literal: locks the schema (keys and their order) of config.json's "config"
-    assert list(d) == ["pairs", "origins", "max_size", "pm_iterations", "dpm_iterations",
+    assert list(d) == ["pairs", "origins", "max_size", "methods", "pm_iterations", "dpm_iterations",
                        "patch_size", "seed", "device", "threads", "exact_max_pixels",
-                       "dpm_keep_current", "dpm_reference", "checkpoint", "out", "command"]
+                       "checkpoint", "out", "command"]
     assert d["pairs"] == ["chelsea"] and d["origins"] == {"chelsea": "built-in"}
     # the run settings are the config minus what does not change the numbers (where the pairs
     # come from, where the results go, how the command was spelled), with the same values
@@ -80,18 +81,18 @@ def test_run_settings_serialise_like_config_json(tmp_path):
     other_place = dataclasses.replace(settings, origins=(("chelsea", "elsewhere"),),
                                       out=str(tmp_path / "other"), command="other command")
     assert other_place.run_dict() == run
-    changes = dict(pairs=("chelsea", "motorcycle"), max_size=48, pm_iterations=3,
+    changes = dict(pairs=("chelsea", "motorcycle"), max_size=48, methods=("pm",), pm_iterations=3,
                    dpm_iterations=3, patch_size=9, seed=1, device="cuda", threads=2,
-                   exact_max_pixels=0, dpm_keep_current=True, dpm_reference=True,
-                   checkpoint="/x.pt")
+                   exact_max_pixels=0, checkpoint="/x.pt")
     for key, value in changes.items():
         assert dataclasses.replace(settings, **{key: value}).run_dict() != run, key
     runner.prepare_output()
     runner.write_config("running")
     meta = json.loads((tmp_path / "config.json").read_text())
     assert meta["config"] == d and meta["run"] == settings.run_dict()
-    with pytest.raises(ValueError, match="patch_size odd"):
-        dataclasses.replace(settings, patch_size=4)
+    # every setting's parameters, defaults filled in: what each number comes from
+    assert set(meta["settings"]) == {"pm", "dpm", "exact"}
+    assert meta["settings"]["pm"]["iterations"] == 2 and meta["settings"]["dpm"]["window"] == [100, 100]
 
 
 def test_nonfinite_pixel_counts_in_config_json(tmp_path, write_image):
@@ -103,8 +104,9 @@ def test_nonfinite_pixel_counts_in_config_json(tmp_path, write_image):
     sources = resolve_data([str(tmp_path / "d")], log=notes.append)
     pairs = load_pairs(sources, max_size=None, patch_size=7)
     settings = RunSettings(pairs=("d-x",), origins=(("d-x", "folder"),), max_size=None,
-                           pm_iterations=1, dpm_iterations=1, patch_size=7, seed=0, device="cpu",
-                           threads=1, exact_max_pixels=0, out=str(tmp_path / "out"))
+                           methods=("pm", "dpm"), pm_iterations=1, dpm_iterations=1, patch_size=7,
+                           seed=0, device="cpu", threads=1, exact_max_pixels=0,
+                           out=str(tmp_path / "out"))
     runner = Runner(settings, pairs, log=notes.append)
     runner.prepare_output()
     runner.write_config("running")

@@ -21,9 +21,13 @@ import pytest
 
 from conftest import REPO
 from experiments.errors import UserError
-from experiments.sweep import load_spec, parse_spec_dict, plan, result_columns, run_sweep
-from experiments.sweep import spec as spec_mod
-from experiments.sweep import worker as worker_mod
+from experiments.methods import registry
+from experiments.run import load_spec, parse_spec_dict, plan, result_columns, run_sweep
+from experiments.run import planning as plan_mod
+from experiments.run import worker as worker_mod
+from experiments.run.execute import prepare
+from experiments.run.units import setting_key
+from experiments.options import Kind
 
 QUALITY = ["psnr", "ssim", "l1", "mse", "energy", "epe", "within_1px", "bad_2_0", "fl", "d1",
            "epe_noc", "epe_occ"]
@@ -137,7 +141,10 @@ def _with(**changes) -> dict:
 
 
 @pytest.mark.parametrize("raw, message", [
-    (_with(methods={"sift": {}}), r"^methods\.sift: unknown method; choose from pm, dpm, exact"),
+    (_with(methods={"sift": {}}), r"^methods\.sift: unknown method; choose from pm, dpm, dpm-reference, "),
+    (_with(methods={"dpm-keep": {"keep_current": False}}),
+     r"^methods\.dpm-keep\.keep_current: fixed by dpm-keep \(keep_current = True\)"),
+    (_with(methods={"dpm-learned": {"window": 20}}), r"^methods\.dpm-learned: dpm-learned needs checkpoint"),
     (_with(methods={"dpm": {"windw": 50}}), r"^methods\.dpm\.windw: unknown parameter of dpm"),
     (_with(methods={"dpm": {"window": []}}), r"^methods\.dpm\.window: empty grid"),
     (_with(methods={"dpm": {"quirks": []}}), r"^methods\.dpm\.quirks: empty grid.*\[\[\]\]"),
@@ -166,8 +173,8 @@ def _with(**changes) -> dict:
     (_with(seeds=[]), r"^seeds: empty grid"),
     (_with(seeds=[1.5]), r"^seeds: expected an integer >= 0 .*got 1\.5"),
     (_with(repeats=0), r"^repeats: expected an integer >= 1, got 0"),
-    (_with(device="tpu"), r"^device: expected one of auto, cpu, cuda"),
-    (_with(timing="polite"), r"^timing: expected one of shared, exclusive"),
+    (_with(device="tpu"), r"^device: expected one of 'auto', 'cpu', 'cuda'"),
+    (_with(timing="polite"), r"^timing: expected one of 'shared', 'exclusive'"),
     (_with(sizes=[32]), r"^sizes: unknown key"),
     (_with(data={"sources": []}), r"^data\.sources: empty grid"),
     (_with(data={"sources": ["chelsea"], "limt": 2}), r"^data\.limt: unknown key"),
@@ -178,21 +185,26 @@ def test_malformed_spec_names_the_key(raw, message, tmp_path):
 
 
 def test_exact_max_pixels_is_one_limit_for_every_exact_table(tmp_path):
-    """``max_pixels`` given alike in several ``[[methods.exact]]`` tables (or in one) is the limit."""
+    """``max_pixels`` given alike in several ``[[methods.exact]]`` tables (or in one) is the limit of
+    every exact setting; none given: the device's default, decided where the unit runs."""
     for tables, limit in [([{"max_pixels": 100, "patch_size": 5},
                             {"max_pixels": 100, "patch_size": 7}], 100),
                           ([{"patch_size": 5}, {"max_pixels": 100, "patch_size": 7}], 100),
-                          ([{"patch_size": 5}, {"patch_size": 7}], spec_mod.EXACT_MAX_PIXELS)]:
+                          ([{"patch_size": 5}, {"patch_size": 7}], None)]:
         spec = parse_spec_dict(_with(methods={"exact": tables}), base=tmp_path)
-        assert spec.exact_max_pixels == limit
-        assert [s.given for s in spec.settings] == [(("patch_size", 5),), (("patch_size", 7),)]
+        given = [(("patch_size", p),) + ((("max_pixels", limit),) if limit else ()) for p in (5, 7)]
+        assert [s.given for s in spec.settings] == given
+        # the limit is no part of the keys: the same units whatever it is
+        assert len({u.setting_key for u in plan(spec).units}) == 2
+    keys = {u.key for u in plan(parse_spec_dict(_with(methods={"exact": {"max_pixels": 1}}), base=tmp_path)).units}
+    assert keys == {u.key for u in plan(parse_spec_dict(_with(methods={"exact": {}}), base=tmp_path)).units}
 
 
 def test_limit_without_a_dataset_is_refused(tmp_path):
     """``data.limit`` / ``data.select`` pick dataset items; with built-in pairs only they are refused."""
     spec = parse_spec_dict(_with(data={"sources": ["chelsea", "rocket"], "limit": 1}), base=tmp_path)
     with pytest.raises(UserError, match=r"^data\.sources: data\.limit picks pairs of a dataset"):
-        spec_mod.resolve_sources(spec)
+        plan_mod.resolve_sources(spec)
 
 
 def test_spec_file_errors_say_which_file(tmp_path):
@@ -206,16 +218,16 @@ def test_spec_file_errors_say_which_file(tmp_path):
 
 def test_dpm_options_pass_through_a_declared_schema(tmp_path, monkeypatch):
     """A DPM option is declared by one schema line; one that diff_pm lacks is refused by name."""
-    monkeypatch.setitem(spec_mod.METHOD_PARAMS["dpm"], "bogus_option",
-                        spec_mod.Param("int", "not an option of diff_pm", minimum=0))
+    monkeypatch.setitem(registry.METHODS["dpm"].params, "bogus_option",
+                        registry.Param(Kind("int", minimum=0), "not an option of diff_pm"))
     spec = parse_spec_dict(_with(methods={"dpm": {"bogus_option": [1, 2]}}), base=tmp_path)
     assert [dict(s.given) for s in spec.settings] == [{"bogus_option": 1}, {"bogus_option": 2}]
-    with pytest.raises(UserError, match=r"^methods\.dpm\.bogus_option: this diff_pm\."
-                                        r"DifferentiablePatchMatch has no option 'bogus_option'"):
+    with pytest.raises(UserError, match=r"^methods\.dpm\.bogus_option: this differentiable PatchMatch "
+                                        r"\(dpm\) has no option 'bogus_option'"):
         plan(spec)
     # a value that the schema lets through and the constructor refuses: before any work too
-    monkeypatch.setitem(spec_mod.METHOD_PARAMS["dpm"], "sample_count",
-                        spec_mod.Param("int", "looser than diff_pm", minimum=0))
+    monkeypatch.setitem(registry.METHODS["dpm"].params, "sample_count",
+                        registry.Param(Kind("int", minimum=0), "looser than diff_pm"))
     bad = parse_spec_dict(_with(methods={"dpm": {"sample_count": [1, 0]}}), base=tmp_path)
     with pytest.raises(UserError, match=r"^methods\.dpm \(sample_count=0\): sample_count must "
                                         r"be an integer >= 1, got 0"):
@@ -256,22 +268,21 @@ def test_units_grid_and_keys(tmp_path, monkeypatch):
     # the key sees the defaults: same spec, same keys; a changed DPM default, new DPM keys
     again = plan(parse_spec_dict(raw, base=tmp_path))
     assert [u.key for u in again.units] == keys
-    real = spec_mod.method_defaults
+    dpm = registry.METHODS["dpm"]
 
-    def changed(method):
-        d = real(method)
-        if method == "dpm":
-            d["sample_count"] = d["sample_count"] + 1
+    def changed():
+        d = dpm.defaults()
+        d["sample_count"] = d["sample_count"] + 1
         return d
 
-    monkeypatch.setattr(spec_mod, "method_defaults", changed)
+    monkeypatch.setitem(registry.METHODS, "dpm", dataclasses.replace(dpm, defaults=changed))
     moved = plan(parse_spec_dict(raw, base=tmp_path))
     for old, new in zip(p.units, moved.units):
         assert (old.key == new.key) == (old.method != "dpm")
     # the dpm parameters reach the constructor as given, the rest at their defaults
     u = next(u for u in p.units if u.method == "dpm" and dict(u.given)["window"] == (10, 30))
     assert u.options == {"keep_current": False, "window": (10, 30)}
-    assert u.params["iterations"] == spec_mod.method_defaults("dpm")["iterations"]
+    assert u.params["iterations"] == dpm.defaults()["iterations"]
 
 
 def test_later_parameters_keep_the_keys_of_earlier_studies():
@@ -281,16 +292,19 @@ def test_later_parameters_keep_the_keys_of_earlier_studies():
     example = REPO / "reports" / "example-sweep"
     stored = pd.read_csv(example / "results.csv", usecols=["setting_key", "unit", "method"])
     done = set(stored["setting_key"])
-    units = [u for u in plan(load_spec(example / "spec.toml")).units if u.method == "dpm"]
-    assert units and {u.key for u in units} == set(stored.loc[stored["method"] == "dpm", "unit"])
+    units = plan(load_spec(example / "spec.toml")).units
+    skipped = set(json.loads((example / "sweep.json").read_text())["skipped"])  # exact above its limit
+    # every method: the units planned today are exactly the study's finished and skipped ones
+    assert skipped and {u.key for u in units} == set(stored["unit"]) | skipped
+    assert {u.key for u in units if u.method == "dpm"} == set(stored.loc[stored["method"] == "dpm", "unit"])
     spec = load_spec(example / "spec.toml")
-    spec_mod.resolve_settings(spec)
-    dpm = [s for s in spec.settings if s.method == "dpm"]
+    settings, _, _ = plan_mod.resolve_settings(spec.settings)
+    dpm = [s for s in settings if s.method == "dpm"]
     assert dpm and all(dict(s.resolved)["outside"] == "clamp" for s in dpm)
-    assert {spec_mod.setting_key(s) for s in dpm} <= done
+    assert {setting_key(s) for s in dpm} <= done
     moved = dataclasses.replace(dpm[0], resolved=tuple((k, "reflect" if k == "outside" else v)
                                                        for k, v in dpm[0].resolved))
-    assert spec_mod.setting_key(moved) not in done
+    assert setting_key(moved) not in done
 
 
 def test_failed_unit_is_recorded_and_retried(tmp_path, monkeypatch):
@@ -298,21 +312,21 @@ def test_failed_unit_is_recorded_and_retried(tmp_path, monkeypatch):
     spec = load_spec(_write(tmp_path, TINY.replace("seeds = [0, 1]", "seeds = [0]")
                             .replace('"chelsea", "coffee"', '"chelsea"')))
     monkeypatch.setenv("PATCHMATCH_SWEEP_REGISTRY", str(tmp_path / "registry"))
-    real = worker_mod.method_runner
+    real = worker_mod.prepare
 
-    def broken(unit, device, **kw):
+    def broken(unit, ctx):
         if unit.method == "dpm":
             raise MemoryError("pretend the DPM ran out of memory\nsecond line")
-        return real(unit, device, **kw)
+        return real(unit, ctx)
 
-    monkeypatch.setattr(worker_mod, "method_runner", broken)
+    monkeypatch.setattr(worker_mod, "prepare", broken)
     out = tmp_path / "out"
-    res = run_sweep(spec, out=out, scheduler="synchronous", log=lambda m: None, report=False)
+    res = run_sweep(spec, out=out, scheduler="synchronous", log=lambda m: None)
     assert (res.done, res.failed) == (1, 1)
     failures = pd.read_csv(out / "failures.csv")
     assert list(failures["error"]) == ["MemoryError: pretend the DPM ran out of memory"]
     assert json.loads((out / "sweep.json").read_text())["status"] == "incomplete"
-    monkeypatch.setattr(worker_mod, "method_runner", real)
+    monkeypatch.setattr(worker_mod, "prepare", real)
     res = run_sweep(spec, out=out, scheduler="synchronous", log=lambda m: None)
     assert (res.already_done, res.done, res.failed) == (1, 1, 0)
     assert not list((out / "failed").iterdir()) and len(pd.read_csv(out / "failures.csv")) == 0
@@ -506,7 +520,7 @@ def test_host_registry_counts_units_beside_a_timed_section(tmp_path):
 
 def test_checkpoint_setting_runs_the_learnt_model(tmp_path, monkeypatch):
     """``methods.dpm.checkpoint``: loaded by the CLI's loader, with the spec's options on top."""
-    from experiments.cli import load_sweep_checkpoint
+    from experiments.cli import load_checkpoint_model
 
     ckpt = REPO / "data" / "dpm_learned.pt"
     spec = load_spec(_write(tmp_path, f"""
@@ -524,14 +538,15 @@ window = [20, 100]
     with pytest.raises(UserError, match=r"methods\.dpm\.checkpoint: this entry point cannot load"):
         plan(spec)
     out = tmp_path / "out"
-    res = run_sweep(spec, out=out, scheduler="synchronous", log=lambda m: None, report=False,
-                    checkpoint_loader=load_sweep_checkpoint)
+    res = run_sweep(spec, out=out, scheduler="synchronous", log=lambda m: None,
+                    checkpoint_loader=load_checkpoint_model)
     assert (res.done, res.failed) == (2, 0)
     df = _assert_complete(out, 2)
     assert set(df["iteration"]) == {1, 2} and set(df["window_h"]) == {20.0, 100.0}
     assert df["checkpoint"].str.endswith("dpm_learned.pt").all()
     assert df.groupby("unit")["psnr"].last().nunique() == 2  # the window reached the model
-    model = load_sweep_checkpoint(ckpt.read_bytes(), device="cpu", options={"window": (20, 20)})
+    model, info = load_checkpoint_model(ckpt.read_bytes(), device="cpu", options={"window": (20, 20)})
+    assert info["path"] is None and info["step"] > 0  # built from the bytes
     assert model.window == (20.0, 20.0) and type(model.features).__name__ == "LearnedFeatures"
 
 
@@ -544,7 +559,7 @@ def test_dpm_options_reach_the_model(tmp_path):
     units = plan(parse_spec_dict(raw, base=tmp_path)).units
     assert len(units) == 4
     for u in units:
-        model = worker_mod.build_dpm(u, "cpu", None, None)
+        model = prepare(u, registry.Context("cpu", 1)).model
         given = dict(u.given)
         assert model.noise == given["noise"] and model.search_range == "inside" and model.outside == "reflect"
         assert model.quirks == frozenset(given["quirks"]) and model.window == (10.0, 30.0)

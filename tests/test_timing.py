@@ -28,6 +28,13 @@ from experiments.errors import UserError
 from experiments.data import builtin_pair
 
 
+def _dpm(**options):
+    """DPM in its default configuration with ``options`` (what the ``dpm`` method builds)."""
+    import diff_pm
+
+    return diff_pm.DifferentiablePatchMatch(**options)
+
+
 @pytest.fixture(scope="module")
 def small_pair():
     return builtin_pair("chelsea", max_size=48)
@@ -55,7 +62,7 @@ def test_methods_report_the_threads_they_ran_with(small_pair):
     two = min(2, numba.config.NUMBA_NUM_THREADS)
     pm = methods.run_pm(small_pair, iterations=1, patch_size=7, seed=0, threads=2)
     assert pm.threads == ThreadCounts(torch=2, numba=two)
-    dpm = methods.run_dpm(methods.default_dpm(iterations=1, patch_size=7), small_pair,
+    dpm = methods.run_dpm(_dpm(iterations=1, patch_size=7), small_pair,
                           method="dpm", device="cpu", seed=0, threads=1)
     assert dpm.threads == ThreadCounts(torch=1, numba=1)
     exact = methods.run_exact(small_pair, patch_size=7, device="cpu", threads=1)
@@ -76,7 +83,7 @@ def test_dpm_scoring_kernels_run_under_the_requested_numba_threads(monkeypatch, 
 
         monkeypatch.setattr(_cpu_kernels, name, spy)
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)  # the process default
-    methods.run_dpm(methods.default_dpm(iterations=2, patch_size=7), small_pair, method="dpm",
+    methods.run_dpm(_dpm(iterations=2, patch_size=7), small_pair, method="dpm",
                     device="cpu", seed=0, threads=1)
     assert seen and set(seen) == {(1, 1)}
 
@@ -87,7 +94,7 @@ def test_dpm_on_cpu_with_one_thread_uses_one_core():
     A run on two cores would approach 2 on an idle machine (less when the cores are shared).
     """
     pair = builtin_pair("chelsea", max_size=300)  # 200 x 300
-    model = methods.default_dpm(iterations=3, patch_size=7)
+    model = _dpm(iterations=3, patch_size=7)
     methods.run_dpm(model, pair, method="dpm", device="cpu", seed=0, threads=1)  # compile, warm
     with thread_scope(1):
         cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -123,7 +130,7 @@ def test_callback_overhead_is_subtracted(small_pair, method):
         if method == "pm":
             return methods.run_pm(small_pair, iterations=ITERATIONS, patch_size=7, seed=0,
                                   threads=1, progress=progress)
-        return methods.run_dpm(methods.default_dpm(iterations=ITERATIONS, patch_size=7),
+        return methods.run_dpm(_dpm(iterations=ITERATIONS, patch_size=7),
                                small_pair, method="dpm", device="cpu", seed=0, threads=1,
                                progress=progress)
 
@@ -140,18 +147,19 @@ def test_callback_overhead_is_subtracted(small_pair, method):
 # --------------------------------------------------------------------------- warm-up
 _WARM_UP_SCRIPT = textwrap.dedent("""
     import json
+    import diff_pm
     from experiments import methods
     from experiments.data import builtin_pair
 
     pair = builtin_pair("chelsea", max_size=64)
-    methods.warm_up(patch_size=7, threads=1, device="cpu", exact=False)
+    methods.warm_up(patch_size=7, threads=1, device="cpu")
     out = {}
     for name in ("pm", "dpm", "pm", "dpm"):
         if name == "pm":
             run = methods.run_pm(pair, iterations=3, patch_size=7, seed=0, threads=1)
         else:
-            run = methods.run_dpm(methods.default_dpm(iterations=3, patch_size=7), pair,
-                                  method="dpm", device="cpu", seed=0, threads=1)
+            run = methods.run_dpm(diff_pm.DifferentiablePatchMatch(iterations=3, patch_size=7), pair,
+                                  device="cpu", seed=0, threads=1)
         out.setdefault(name, []).append(sum(run.times))
     print(json.dumps(out))
 """)
@@ -178,7 +186,7 @@ def test_warm_up_keeps_compilation_out_of_the_first_timed_run(tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_methods_on_cuda(small_pair):
     """DPM and the exact NNF on CUDA: timed per iteration (synchronised), threads recorded."""
-    dpm = methods.run_dpm(methods.default_dpm(iterations=3, patch_size=7), small_pair,
+    dpm = methods.run_dpm(_dpm(iterations=3, patch_size=7), small_pair,
                           method="dpm", device="cuda", seed=0, threads=1)
     assert dpm.iterations == [1, 2, 3] and all(t > 0 for t in dpm.times)
     assert dpm.threads == ThreadCounts(torch=1, numba=1) and dpm.extra["device"] == "cuda"

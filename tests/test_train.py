@@ -20,6 +20,7 @@ from learning.cli import add_arguments
 from learning.data import TRAIN_IMAGES, PairSampler, check_disjoint, heldout_sources, load_sample, stack_pairs
 from learning.features import REFERENCE_TEMPERATURE, SEARCH_DEFAULTS, LearnedFeatures, build_model, count_parameters
 from learning.loss import reconstruction_loss
+from learning.settings import TrainSettings
 from learning.train import run, train_step
 
 
@@ -201,11 +202,18 @@ def test_pair_sampler_seeded_and_consistent(camera):
 
 # --------------------------------------------------------------------------- the command
 def _args(tmp_path, name, *extra):
+    """The settings of ``train`` options, as the command line converts them (no sys.argv read)."""
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    return parser.parse_args(["--out", str(tmp_path / name), "--steps", "3", "--crop", "24", "--batch", "2",
+    args = parser.parse_args(["--out", str(tmp_path / name), "--steps", "3", "--crop", "24", "--batch", "2",
                               "--iterations", "2", "--eval-size", "32", "--eval-every", "2", "--threads", "1",
-                              "--no-progress", "--images", "camera", "coins", *extra])
+                              "--no-progress", "--images", "camera", "coins", "camera", *extra])
+    settings = TrainSettings.from_args(args, command="test")
+    assert settings.images == ("camera", "coins") and settings.steps == 3
+    assert settings.final_eval == ("--no-final-eval" not in extra)
+    # every option is a field and every field but the record of the command is an option
+    assert {f for f in vars(args)} == set(TrainSettings.__dataclass_fields__) - {"command"}
+    return settings
 
 
 def test_training_reproducible_with_fixed_seed(tmp_path):

@@ -148,6 +148,27 @@ def displacement_to_gt(dy: np.ndarray, dx: np.ndarray, known: np.ndarray,
 
 
 # --------------------------------------------------------------------------- warped pairs
+def round_nnf(nnf: np.ndarray, shape_b: tuple[int, ...]) -> np.ndarray:
+    """Integer NNF: round float (y, x) positions and clip them into B's frame.
+
+    Parameters
+    ----------
+    nnf : ndarray, shape (Ha, Wa, 2)
+        Absolute (y, x) positions in B (int or float).
+    shape_b : tuple
+        B's shape; only (Hb, Wb) are used.
+
+    Returns
+    -------
+    ndarray, shape (Ha, Wa, 2), int32
+    """
+    hb, wb = shape_b[:2]
+    out = np.rint(np.nan_to_num(np.asarray(nnf, np.float64)))
+    out[..., 0] = np.clip(out[..., 0], 0, hb - 1)
+    out[..., 1] = np.clip(out[..., 1], 0, wb - 1)
+    return np.ascontiguousarray(out, dtype=np.int32)
+
+
 def warp_matrix(shape: tuple[int, int], *, rotation: float = 0.0, scale: float = 1.0,
                 translation: tuple[float, float] = (0.0, 0.0),
                 perspective: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:

@@ -5,9 +5,10 @@ import math
 import re
 from pathlib import Path
 
-from .methods import METHOD_LABELS
-from .data import file_stem
-from .runner import METHOD_ORDER
+from ..data.pairs import file_stem
+from ..methods.registry import label, order
+from .figures import grid_columns
+from .tables import method_means
 
 SUMMARY_COLS = [("pair", "pair"), ("method", "method"), ("iteration", "it"),
                 ("psnr", "PSNR dB"), ("ssim", "SSIM"), ("l1", "L1"), ("mse", "L2 (MSE)"),
@@ -53,15 +54,6 @@ def console_table(summary) -> str:
     return "\n".join(lines)
 
 
-def method_means(summary):
-    """Mean of the last-iteration metrics over the pairs, per method (pairs with GT for EPE)."""
-    cols = ["psnr", "ssim", "l1", "mse", "energy", "epe", "within_1px", "cum_time_s"]
-    g = summary.groupby("method", sort=False)[cols].mean(numeric_only=True).reset_index()
-    g["n"] = summary.groupby("method", sort=False).size().to_numpy()
-    order = {m: i for i, m in enumerate(METHOD_ORDER)}
-    return g.sort_values("method", key=lambda s: s.map(lambda m: order.get(m, 9)))
-
-
 def _generic(reason: str) -> str:
     """A skip reason without its pair-specific number (so equal reasons are listed once)."""
     return re.sub(r" = \d+ > ", " exceeds ", reason)
@@ -77,7 +69,7 @@ def observations(summary) -> list[str]:
     out = []
     pairs = list(dict.fromkeys(summary["pair"]))
     last = summary.set_index(["pair", "method"])
-    methods = [m for m in METHOD_ORDER if m != "exact" and (summary["method"] == m).any()]
+    methods = [m for m in order(summary["method"]) if m != "exact"]
 
     def get(p, m, c):
         try:
@@ -104,7 +96,7 @@ def observations(summary) -> list[str]:
         w = [x for x in w if math.isfinite(x)]
         e = [x for x in e if math.isfinite(x)]
         if w:
-            out.append(f"- {METHOD_LABELS[m]} ({m}): mean EPE {sum(e) / len(e):.2f} px, "
+            out.append(f"- {label(m)} ({m}): mean EPE {sum(e) / len(e):.2f} px, "
                        f"{100 * sum(w) / len(w):.1f}% of valid pixels within 1 px of the ground "
                        f"truth (mean over {len(w)} pairs with ground truth).")
     for m in methods:
@@ -126,20 +118,20 @@ def observations(summary) -> list[str]:
     return out or ["- (nothing to compare)"]
 
 
-def _also(run: dict) -> str:
-    """" (also dpm-reference, dpm-keep, ...)" for the optional DPM methods of a run."""
-    also = [m for m, key in (("dpm-reference", "dpm_reference"), ("dpm-keep", "dpm_keep_current"),
-                             ("dpm-learned", "checkpoint")) if run.get(key)]
-    return f" (also {', '.join(also)})" if also else ""
+def _setting_text(name: str, params: dict) -> str:
+    """``name``: the setting's parameters as its library takes them (checkpoints by file name)."""
+    shown = {k: v for k, v in params.items() if k != "checkpoint_sha256"}
+    if "checkpoint" in shown:
+        shown["checkpoint"] = Path(shown["checkpoint"]).name
+    return f"`{name}`: " + ", ".join(f"{k}={v!r}" for k, v in shown.items())
 
 
 def write_report(out: Path, df, summary, pairs: dict, meta: dict) -> Path:
     """Write ``out/REPORT.md``: setup, tables and figures of the run, readable on its own."""
     cfg = meta.get("config", {})
     run = meta.get("run", {})
-    dev = meta.get("device_info", {})
-    ver = meta.get("versions", {})
-    git = meta.get("git", {})
+    prov = meta.get("provenance", {})
+    dev, ver, git = prov.get("device", {}), prov.get("versions", {}), prov.get("git", {})
     L = []
     L.append("# Classic vs differentiable PatchMatch: run report\n")
     L.append(f"Command: `{cfg.get('command', '?')}`  ")
@@ -151,11 +143,10 @@ def write_report(out: Path, df, summary, pairs: dict, meta: dict) -> Path:
     gpu = f" ({dev['gpu']})" if dev.get("gpu") else ""
     rows = [
         ("device", f"{run.get('device')}{gpu}"),
-        ("CPU", f"{dev.get('cpu', '?')}, {dev.get('cpu_count', '?')} logical cores"),
+        ("CPU", f"{prov.get('cpu', '?')}, {prov.get('cpu_count', '?')} logical cores"),
         ("threads", f"{run.get('threads')} (numba and torch threads of every timed method)"),
         ("patch size", run.get("patch_size")),
-        ("iterations", f"pm {run.get('pm_iterations')}, dpm {run.get('dpm_iterations')}"
-                       + _also(run)),
+        ("methods", ", ".join(f"`{m}`" for m in run.get("methods", []))),
         ("max size", f"{run.get('max_size')} px (longer side)" if run.get("max_size")
          else "native resolution"),
         ("seed", run.get("seed")),
@@ -165,10 +156,8 @@ def write_report(out: Path, df, summary, pairs: dict, meta: dict) -> Path:
                                                        if git.get("dirty") else "")),
         ("versions", ", ".join(f"{k} {v}" for k, v in ver.items() if v)),
     ]
-    dpm_cfg = meta.get("dpm_config") or {}
-    if dpm_cfg:
-        rows.insert(5, ("dpm configuration", "`DifferentiablePatchMatch(" + ", ".join(
-            f"{k}={v!r}" for k, v in dpm_cfg.items()) + ")`"))
+    for name, params in reversed(list((meta.get("settings") or {}).items())):
+        rows.insert(5, ("setting" if name else "", _setting_text(name, params)))
     if run.get("checkpoint"):
         li = meta.get("learned") or {}
         extra = ", ".join(f"{k} {li[k]}" for k in ("step", "parameters", "learned_temperature")
@@ -218,13 +207,8 @@ def write_report(out: Path, df, summary, pairs: dict, meta: dict) -> Path:
     if "grid.png" in figs:
         L.append("## Reconstructions\n")
         L.append("Rows are pairs: Image A (to rebuild) | Image B (patch source) | "
-                 "differentiable | classic" +
-                 (" | DPM as the original code" if (summary["method"] == "dpm-reference").any()
-                  else "") +
-                 (" | DPM keeping the current offset" if (summary["method"] == "dpm-keep").any()
-                  else "") +
-                 (" | learnt DPM" if (summary["method"] == "dpm-learned").any() else "") +
-                 ", each at its last iteration.\n")
+                 + " | ".join(title for _, title in grid_columns(summary))
+                 + ", each at its last iteration.\n")
         L.append("![grid](grid.png)\n")
     if "convergence.png" in figs:
         L.append("## Convergence\n")
@@ -239,11 +223,11 @@ def write_report(out: Path, df, summary, pairs: dict, meta: dict) -> Path:
         L.append(f"### {name}\n")
         sub = df[df["pair"] == name]
         per_method = []
-        for m in METHOD_ORDER:
+        for m in order(sub["method"]):
             g = sub[sub["method"] == m].sort_values("iteration")
             if not g.empty:
                 first, last = g.iloc[0], g.iloc[-1]
-                per_method.append(f"{METHOD_LABELS[m]}: PSNR {_cell('psnr', first['psnr'])} -> "
+                per_method.append(f"{label(m)}: PSNR {_cell('psnr', first['psnr'])} -> "
                                   f"{_cell('psnr', last['psnr'])} dB over {len(g)} "
                                   f"iteration{'s' if len(g) > 1 else ''} "
                                   f"({_cell('cum_time_s', last['cum_time_s'])} s)")

@@ -1,36 +1,88 @@
-"""The output folder of a sweep: one Parquet file per finished unit, failures, consolidation.
+"""Where results go: ``compare``'s metrics.csv and a study's one Parquet file per unit.
 
-Layout of ``OUT/``:
+* :class:`MetricsStore`: ``metrics.csv`` (:data:`~experiments.run.execute.COLUMNS`), one row per
+  (pair, method, iteration), appended and flushed as measured; a torn last line of an interrupted
+  write is dropped on reading.
+* :class:`UnitStore`: a study's output folder ``OUT/``:
 
-* ``units/<key>.parquet``: the rows of one finished unit (one per iteration), written to a
-  temporary name and renamed, so a file is either complete or absent. A unit is done when its
-  file exists: a rerun skips it.
-* ``failed/<key>.json``: a unit that raised: its one-line reason, where it ran, when. Removed when
-  the unit later succeeds (a rerun tries failed units again).
-* ``results.parquet``, ``results.csv``: every row of the spec's finished units (:data:`COLUMNS`),
-  plus the presentation columns of the current spec (``dataset``, ``setting``).
-* ``failures.csv``, ``sweep.json``, ``spec.toml``, ``REPORT.md`` and figures.
+  * ``units/<key>.parquet``: the rows of one finished unit (one per iteration), written to a
+    temporary name and renamed, so a file is either complete or absent. A unit is done when its
+    file exists: a rerun skips it.
+  * ``failed/<key>.json``: a unit that raised: its one-line reason, where it ran, when. Removed
+    when the unit later succeeds (a rerun tries failed units again).
+  * ``results.parquet``, ``results.csv``: every row of the spec's finished units
+    (:func:`result_columns`), plus the presentation columns of the current spec (``dataset``,
+    ``setting``).
+  * ``failures.csv``, ``sweep.json``, ``spec.toml``, ``REPORT.md`` and figures.
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
+import math
 import os
 from pathlib import Path
 
 from ..errors import UserError
-from ..runner import COLUMNS as COMPARE_COLUMNS
-from .spec import Unit, param_columns
+from .execute import COLUMNS, SPREAD_COLUMNS
+from .units import Unit, param_columns
 
-#: Columns after ``compare``'s: which unit, its setting, and how its timing was taken.
+#: Columns of a study's results after :data:`COLUMNS`: which unit, its setting, how it was timed.
 UNIT_COLUMNS = ["dataset", "setting", "unit", "setting_key", "origin", "max_size", "repeats",
-                "time_min_s", "time_max_s", "cum_time_min_s", "cum_time_max_s", "repeats_agree",
+                *SPREAD_COLUMNS, "repeats_agree",
                 "timing", "timing_locked", "host", "worker", "host_cores", "concurrent_units",
                 "concurrent_max", "concurrent_timed", "load_avg_1m", "warmup_s", "finished", "code"]
 
 
+# --------------------------------------------------------------------------- CSV store
+class MetricsStore:
+    """``metrics.csv`` with append-as-you-go and repair of interrupted runs."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def read(self):
+        import pandas as pd  # deferred: heavy import, only needed once a run starts
+
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return pd.DataFrame(columns=COLUMNS)
+        text = self.path.read_text()
+        if not text.endswith("\n"):  # torn last line of an interrupted write
+            text = text[: text.rfind("\n") + 1]
+        header = text.split("\n", 1)[0].split(",")
+        if header != COLUMNS:
+            raise UserError(f"{self.path} has other columns than this version writes; "
+                            "pass --fresh to start over or choose another --out")
+        if "\n" not in text or text.count("\n") < 2:
+            return pd.DataFrame(columns=COLUMNS)
+        return pd.read_csv(io.StringIO(text), keep_default_na=True)
+
+    def rewrite(self, df) -> None:
+        tmp = self.path.with_suffix(".csv.tmp")
+        df.to_csv(tmp, index=False, columns=COLUMNS, float_format="%.10g")
+        os.replace(tmp, self.path)
+
+    def append(self, row: dict) -> None:
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        with open(self.path, "a", newline="") as fh:
+            w = csv.writer(fh)
+            if new:
+                w.writerow(COLUMNS)
+            w.writerow([_fmt(row.get(c)) for c in COLUMNS])
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        return "" if math.isnan(v) else ("inf" if math.isinf(v) and v > 0 else f"{v:.10g}")
+    return "" if v is None else v
+
+
 def result_columns() -> list[str]:
     """Every column of ``results.parquet`` / ``results.csv``, in order."""
-    return [*COMPARE_COLUMNS, *UNIT_COLUMNS, *param_columns()]
+    return [*COLUMNS, *UNIT_COLUMNS, *param_columns()]
 
 
 class UnitStore:

@@ -1,15 +1,13 @@
 """What a worker does with one unit: warm up, time the method ``repeats`` times, measure.
 
-:func:`run_unit` is the task that :mod:`experiments.sweep.engine` sends to Dask. It runs
+:func:`run_unit` is the task that :mod:`experiments.run.sweep` sends to Dask. It runs
 anywhere (a ``LocalCluster`` worker process, a ``dask worker`` on another host, or in the client
 under Dask's synchronous scheduler) and returns plain data; it never writes results.
 
-Timing follows ``compare``'s contract (:mod:`experiments.methods`): JIT compilation is paid by a
-warm-up before any timed run (:func:`experiments.methods.warm_up` once per process and
-configuration, then one untimed run of the unit's own setting on a tiny pair, since some DPM
-options compile their own kernels); each timed run is wrapped in
-:func:`experiments.devices.thread_scope`; reconstructions and metrics are computed after all timed
-runs and never timed.
+It runs the unit through the same steps as ``compare`` (:mod:`experiments.run.execute`): the
+method's skip rule, its preparation (a checkpoint model built once per process from the bytes the
+client read, through the loader the command line handed in), the warm-up, ``repeats`` timed runs,
+then the one row builder; this module adds where and beside what the unit ran.
 
 Contention: every unit registers itself on its host (:class:`HostRegistry`, a folder of small
 files under the host's temporary folder shared by every worker process there, and by other
@@ -34,20 +32,19 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .. import methods
-from ..devices import available_cores, resolve_device, thread_scope
+from ..data.pairs import Pair
+from ..devices import available_cores, resolve_device
 from ..errors import one_line
-from ..metrics import iteration_metrics
-from ..data import Pair
-from .spec import Unit, param_values
+from ..methods.registry import Context
+from .execute import prepare, skip_reason, timed_runs, unit_rows, warm
+from .units import Unit, param_values
 
 #: Finished entries of the host registry older than this are deleted (seconds).
 REGISTRY_KEEP_S = 3600.0
+
+
 #: Name of the per-host timing lock of ``timing = "exclusive"`` (the host name is appended).
 LOCK_PREFIX = "patchmatch-bench-timing-"
-
-_WARM: dict[tuple, float] = {}  # warm-ups done in this process -> seconds they took
-_MODELS: dict[tuple, object] = {}  # checkpoint models built in this process
 
 
 # --------------------------------------------------------------------------- host registry
@@ -212,67 +209,11 @@ def exclusive_timing(mode: str, host: str) -> Iterator[bool]:
         yield True
 
 
-# --------------------------------------------------------------------------- methods
-def build_dpm(unit: Unit, device: str, checkpoint: bytes | None, loader: Callable | None):
-    """The unit's ``diff_pm.DifferentiablePatchMatch`` (from its checkpoint when it has one)."""
-    options = unit.options
-    if unit.checkpoint_sha256 is None:
-        import diff_pm  # deferred: heavy import (torch, numba)
-
-        return diff_pm.DifferentiablePatchMatch(**options).to(device).eval()
-    cache = (unit.checkpoint_sha256, json.dumps(options, sort_keys=True, default=list), device)
-    if cache not in _MODELS:
-        if checkpoint is None or loader is None:
-            raise RuntimeError("a checkpoint setting needs the checkpoint's bytes and a loader")
-        _MODELS[cache] = loader(checkpoint, device=device, options=options)
-    return _MODELS[cache]
-
-
-def method_runner(unit: Unit, device: str, *, checkpoint: bytes | None = None,
-                  loader: Callable | None = None) -> Callable[[Pair], methods.MethodRun]:
-    """``run(pair) -> MethodRun``: one timed run of the unit's method setting."""
-    p = unit.params
-    patch = unit.patch_size
-    seed = 0 if unit.seed is None else unit.seed
-    if unit.method == "pm":
-        return lambda pair: methods.run_pm(
-            pair, iterations=int(p["iterations"]), patch_size=patch, seed=seed,
-            threads=unit.threads, refine_radius=p.get("refine_radius"))
-    if unit.method == "dpm":
-        model = build_dpm(unit, device, checkpoint, loader)
-        return lambda pair: methods.run_dpm(model, pair, method="dpm", device=device, seed=seed,
-                                            patch_size=patch, threads=unit.threads)
-    if unit.method == "exact":
-        return lambda pair: methods.run_exact(pair, patch_size=patch, device=device,
-                                              threads=unit.threads)
-    raise ValueError(f"unknown method {unit.method!r}")
-
-
-def warm(unit: Unit, device: str, run: Callable[[Pair], methods.MethodRun]) -> float:
-    """Warm-ups this unit needs in this process (none when done before). Returns seconds."""
-    spent = 0.0
-    base = ("base", unit.patch_size, unit.threads, device)
-    if base not in _WARM:
-        _WARM[base] = methods.warm_up(patch_size=unit.patch_size, threads=unit.threads,
-                                      device=device, exact=unit.method == "exact")
-        spent += _WARM[base]
-    own = ("setting", unit.setting_key, unit.threads, device)
-    if own not in _WARM:
-        t0 = time.perf_counter()
-        tiny = methods.tiny_pair()
-        with thread_scope(unit.threads):
-            done = run(tiny)
-            done.reconstruct(done.nnfs[-1])
-            done.matches(done.nnfs[-1])
-        _WARM[own] = time.perf_counter() - t0
-        spent += _WARM[own]
-    return spent
-
-
 # --------------------------------------------------------------------------- the task
 def run_unit(unit: Unit, pair: Pair, *, checkpoint: bytes | None = None,
              loader: Callable | None = None) -> dict:
-    """Run one unit; return its rows (``status="done"``) or its one-line reason (``"failed"``).
+    """Run one unit; return its rows (``status="done"``), why it was skipped (``"skipped"``) or its
+    one-line reason (``"failed"``).
 
     Never raises for a failure of the unit itself (bad option, out of memory ...): the client
     records it and a later run of the sweep tries it again. A lost worker process is Dask's
@@ -281,61 +222,39 @@ def run_unit(unit: Unit, pair: Pair, *, checkpoint: bytes | None = None,
     Returns
     -------
     dict
-        ``status``, ``host``, ``worker``, and ``rows`` (list of dicts, one per iteration) or
-        ``error`` (one line).
+        ``status``, ``host``, ``worker``, and ``rows`` (list of dicts, one per iteration),
+        ``reason`` (skipped) or ``error`` (failed, one line).
     """
     host, worker = socket.gethostname(), worker_name()
     try:
-        rows = _run(unit, pair, host=host, worker=worker, checkpoint=checkpoint, loader=loader,
-                    registry=HostRegistry())
+        device = resolve_device(unit.device)
+        reason = skip_reason(unit, pair, device)
+        if reason is not None:
+            return dict(status="skipped", reason=reason, host=host, worker=worker)
+        checkpoints = {unit.checkpoint_sha256: checkpoint} if checkpoint is not None else {}
+        ctx = Context(device, unit.threads, checkpoints, loader)
+        rows = _run(unit, pair, ctx, host=host, worker=worker, registry=HostRegistry())
     except Exception as exc:  # noqa: BLE001 - a failed unit is a result, not a crash
         return dict(status="failed", error=one_line(exc), host=host, worker=worker)
     return dict(status="done", rows=rows, host=host, worker=worker)
 
 
-def _run(unit: Unit, pair: Pair, *, host: str, worker: str, checkpoint, loader,
+def _run(unit: Unit, pair: Pair, ctx: Context, *, host: str, worker: str,
          registry: HostRegistry) -> list[dict]:
-    device = resolve_device(unit.device)
     with registry.running(unit.key) as entry:
-        run = method_runner(unit, device, checkpoint=checkpoint, loader=loader)
-        warm_s = warm(unit, device, run)
+        run = prepare(unit, ctx)
+        warm_s = warm(unit, ctx, run)
         with exclusive_timing(unit.timing, host) as locked:
             entry.mark("timed_start")
-            runs = [run(pair) for _ in range(unit.repeats)]
+            runs = timed_runs(unit, pair, run)
             entry.mark("timed_end")
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-        beside = registry.overlap(entry)
-        first = runs[0]
-        for r in runs[1:]:
-            if r.iterations != first.iterations:
-                raise RuntimeError(f"repeats reported different iterations: {first.iterations} "
-                                   f"and {r.iterations}")
-        agree = all(np.array_equal(r.nnfs[-1], first.nnfs[-1], equal_nan=True) for r in runs)
-        times = np.array([r.times for r in runs], np.float64)  # (repeats, iterations)
-        cums = np.cumsum(times, axis=1)
-        median = np.median(times, axis=0)
+        agree = all(np.array_equal(r.nnfs[-1], runs[0].nnfs[-1], equal_nan=True) for r in runs)
         context = dict(
             unit=unit.key, setting_key=unit.setting_key, origin=unit.origin,
             max_size=unit.max_size, repeats=unit.repeats, timing=unit.timing,
             timing_locked=bool(locked), host=host, worker=worker, host_cores=available_cores(),
-            **beside, load_avg_1m=load,
-            warmup_s=warm_s, repeats_agree=bool(agree),
+            **registry.overlap(entry), load_avg_1m=load, warmup_s=warm_s, repeats_agree=bool(agree),
             finished=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             **param_values(unit))
-        rows = []
-        with thread_scope(1):  # metrics are not timed; one thread avoids stalls on a busy CPU
-            for j, (it, nnf) in enumerate(zip(first.iterations, first.nnfs)):
-                recon = np.clip(first.reconstruct(nnf), 0.0, 1.0)
-                rows.append(dict(
-                    pair=pair.name, method=unit.method, iteration=int(it),
-                    time_s=float(median[j]), cum_time_s=float(np.sum(median[: j + 1])),
-                    **iteration_metrics(pair, first.matches(nnf), recon,
-                                        patch_size=unit.patch_size),
-                    device=device, threads=unit.threads, torch_threads=first.threads.torch,
-                    numba_threads=first.threads.numba, height=pair.a.shape[0],
-                    width=pair.a.shape[1], height_b=pair.b.shape[0], width_b=pair.b.shape[1],
-                    patch_size=unit.patch_size, seed=unit.seed,
-                    time_min_s=float(times[:, j].min()), time_max_s=float(times[:, j].max()),
-                    cum_time_min_s=float(cums[:, j].min()), cum_time_max_s=float(cums[:, j].max()),
-                    **context))
-    return rows
+        return [dict(row, **context) for row, _, _ in unit_rows(unit, pair, runs, device=ctx.device)]

@@ -21,6 +21,8 @@ import math
 
 import numpy as np
 
+from ..data.pairs import round_nnf
+
 
 def _check_images(a: np.ndarray, recon: np.ndarray) -> None:
     if a.shape != recon.shape:
@@ -54,27 +56,6 @@ def ssim(a: np.ndarray, recon: np.ndarray, *, data_range: float = 1.0) -> float:
     win -= 1 - win % 2  # odd window that fits tiny images
     return float(structural_similarity(a, recon, data_range=data_range, channel_axis=-1,
                                        win_size=win))
-
-
-def round_nnf(nnf: np.ndarray, shape_b: tuple[int, ...]) -> np.ndarray:
-    """Integer NNF: round float (y, x) positions and clip them into B's frame.
-
-    Parameters
-    ----------
-    nnf : ndarray, shape (Ha, Wa, 2)
-        Absolute (y, x) positions in B (int or float).
-    shape_b : tuple
-        B's shape; only (Hb, Wb) are used.
-
-    Returns
-    -------
-    ndarray, shape (Ha, Wa, 2), int32
-    """
-    hb, wb = shape_b[:2]
-    out = np.rint(np.nan_to_num(np.asarray(nnf, np.float64)))
-    out[..., 0] = np.clip(out[..., 0], 0, hb - 1)
-    out[..., 1] = np.clip(out[..., 1], 0, wb - 1)
-    return np.ascontiguousarray(out, dtype=np.int32)
 
 
 def energy(a: np.ndarray, b: np.ndarray, nnf: np.ndarray, *, patch_size: int = 7) -> float:
@@ -132,7 +113,7 @@ def iteration_metrics(pair, nnf: np.ndarray, recon: np.ndarray, *,
 
     Parameters
     ----------
-    pair : experiments.data.Pair
+    pair : experiments.data.pairs.Pair
         Uses ``a``, ``b``, ``gt``, ``valid`` (and, for :func:`dataset_metrics`, ``info`` and ``masks``).
     nnf : ndarray, shape (Ha, Wa, 2)
         Absolute (y, x) positions in B (int or float): the matches the method compared.
@@ -209,7 +190,7 @@ def dataset_metrics(pair, nnf: np.ndarray) -> dict[str, float]:
 
     Parameters
     ----------
-    pair : experiments.data.Pair
+    pair : experiments.data.pairs.Pair
         Uses ``gt``, ``valid``, ``info["dataset"]`` and ``masks``.
     nnf : ndarray, shape (Ha, Wa, 2)
         Absolute (y, x) positions in B.

@@ -1,4 +1,4 @@
-"""Figures of a ``compare`` run (matplotlib, Agg backend; no pyplot state leaks).
+"""Figures of a ``compare`` run (matplotlib figures without pyplot: no backend, no global state).
 
 * ``grid.png``: one row per pair: Image A | Image B | differentiable | classic (| learnt DPM),
   each reconstruction titled with its L1 and L2 (MSE) errors, PSNR and SSIM (DeepPruner README).
@@ -8,7 +8,10 @@
 * ``nnf_<pair>.png``: NNFs as flow colour maps (displacement ``match - pixel``; hue = direction,
   saturation = length, one scale per pair) for every method and the ground truth when known.
 
-Plot functions draw on ``ax`` (a new figure's axes when None) and return it.
+Plot functions draw on ``ax`` (the axes of a new :class:`matplotlib.figure.Figure` when None)
+and return it; figure functions build a ``Figure`` and write it as PNG (Agg, chosen per figure by
+:func:`_save`). Nothing here selects a backend or touches pyplot. Methods are drawn with their
+registered marker and line style (:mod:`experiments.methods.registry`).
 """
 from __future__ import annotations
 
@@ -17,33 +20,51 @@ import math
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import hsv_to_rgb
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+from PIL import Image
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import hsv_to_rgb  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from .methods import METHOD_LABELS  # noqa: E402
-from .data import Pair, file_stem  # noqa: E402
-from .runner import METHOD_ORDER, load_artifact, summary_table  # noqa: E402
+from ..data.pairs import Pair, file_stem
+from ..methods.registry import NAMED, order
+from ..methods.registry import label as method_label
+from .artifacts import load_artifact
+from .tables import summary_table
 
 DPI = 100
-METHOD_STYLE = {"pm": "-", "dpm": "--", "dpm-reference": (0, (1, 1)), "dpm-keep": (0, (5, 1, 1, 1, 1, 1)),
-                "dpm-learned": "-.", "exact": ":"}
-METHOD_MARKER = {"pm": "o", "dpm": "s", "dpm-reference": "v", "dpm-keep": "D", "dpm-learned": "^",
-                 "exact": "*"}
-GRID_METHODS = (("dpm", "differentiable (dpm)"), ("pm", "classic (pm)"),
-                ("dpm-reference", "as the original (dpm-reference)"),
-                ("dpm-keep", "DPM + current (dpm-keep)"),
-                ("dpm-learned", "learnt DPM (dpm-learned)"))
+#: Titles of the grid's columns, first (the DeepPruner README's order), then the others by name.
+GRID_TITLES = {"dpm": "differentiable (dpm)", "pm": "classic (pm)",
+               "dpm-reference": "as the original (dpm-reference)",
+               "dpm-keep": "DPM + current (dpm-keep)", "dpm-learned": "learnt DPM (dpm-learned)"}
+
+
+def marker(method: str) -> str:
+    """The registered marker of a method or named setting (``o`` when unknown)."""
+    return NAMED[method].marker if method in NAMED else "o"
+
+
+def linestyle(method: str):
+    """The registered line style of a method or named setting (solid when unknown)."""
+    return NAMED[method].linestyle if method in NAMED else "-"
+
+
+def tab10(i: int):
+    return matplotlib.colormaps["tab10"](i % 10)
+
+
+def new_figure(**kw) -> Figure:
+    """A figure of its own (not pyplot's), drawn with Agg when saved."""
+    fig = Figure(**kw)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def _new_ax(ax):
     if ax is None:
-        _, ax = plt.subplots()
+        ax = new_figure().subplots()
     return ax
 
 
@@ -53,7 +74,6 @@ def _save(fig, path: Path, *, photo: bool = False,
     quantised with ``dither`` (``Image.Dither.NONE`` keeps flat colours flat: plots)."""
     buf = io.BytesIO()
     fig.savefig(buf, dpi=DPI, bbox_inches="tight", format="png")
-    plt.close(fig)
     img = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
     if photo:
         img = img.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=dither)
@@ -126,7 +146,7 @@ def plot_metric(df, *, y: str, x: str = "iteration", ax=None, colours: dict | No
     """One line per (pair, method) of ``y`` against ``x``; the exact NNF as a dotted limit."""
     ax = _new_ax(ax)
     pairs = list(dict.fromkeys(df["pair"]))
-    colours = colours or {p: plt.cm.tab10(i % 10) for i, p in enumerate(pairs)}
+    colours = colours or {p: tab10(i) for i, p in enumerate(pairs)}
     for (pair, method), g in df.groupby(["pair", "method"], sort=False):
         g = g.sort_values("iteration")
         if method == "exact":
@@ -135,8 +155,8 @@ def plot_metric(df, *, y: str, x: str = "iteration", ax=None, colours: dict | No
                 if x != "iteration":  # where the exhaustive search gets there
                     ax.plot(g[x], g[y], color=colours[pair], marker="*", ms=9, ls="none")
             continue
-        ax.plot(g[x], g[y], color=colours[pair], ls=METHOD_STYLE.get(method, "-"),
-                marker=METHOD_MARKER.get(method, "."), ms=3, lw=1.3)
+        ax.plot(g[x], g[y], color=colours[pair], ls=linestyle(method), marker=marker(method),
+                ms=3, lw=1.3)
     if logx:
         ax.set_xscale("log")
     if logy:
@@ -148,15 +168,23 @@ def plot_metric(df, *, y: str, x: str = "iteration", ax=None, colours: dict | No
 
 
 # --------------------------------------------------------------------------- figures
+def grid_columns(summary) -> list[tuple[str, str]]:
+    """``(method, title)`` of the grid's reconstruction columns: :data:`GRID_TITLES`' methods
+    first, then every other method of the run but the exact NNF, in registry order."""
+    ran = [m for m in order(summary["method"]) if m != "exact"]
+    first = [m for m in GRID_TITLES if m in ran]
+    return [(m, GRID_TITLES.get(m, f"{method_label(m)} ({m})")) for m in first + [m for m in ran if m not in first]]
+
+
 def grid_figure(out: Path, summary, pairs: dict[str, Pair]) -> str | None:
     """``grid.png``: rows = pairs; A | B | differentiable | classic (| learnt)."""
-    methods = [(m, lab) for m, lab in GRID_METHODS if (summary["method"] == m).any()]
+    methods = grid_columns(summary)
     names = [p for p in dict.fromkeys(summary["pair"]) if p in pairs]
     if not names:
         return None
     ncol = 2 + len(methods)
-    fig, axes = plt.subplots(len(names), ncol, figsize=(2.7 * ncol, 2.55 * len(names)),
-                             squeeze=False)
+    fig = new_figure(figsize=(2.7 * ncol, 2.55 * len(names)))
+    axes = fig.subplots(len(names), ncol, squeeze=False)
     for r, name in enumerate(names):
         pair = pairs[name]
         plot_image(pair.a, title=f"{name}: Image A\n(target, {pair.a.shape[1]}x{pair.a.shape[0]})",
@@ -182,7 +210,7 @@ def grid_figure(out: Path, summary, pairs: dict[str, Pair]) -> str | None:
 def iterations_figure(out: Path, df, pair: Pair) -> str | None:
     """``iterations_<pair>.png``: reconstructions per iteration, one row per method."""
     rows = []
-    for method in METHOD_ORDER:
+    for method in order(df.loc[df["pair"] == pair.name, "method"]):
         art = load_artifact(out, pair.name, method)
         if art is not None:
             rows.append((method, art))
@@ -192,12 +220,12 @@ def iterations_figure(out: Path, df, pair: Pair) -> str | None:
     h, w = pair.a.shape[:2]
     cell_w = 2.2
     cell_h = cell_w * h / w + 0.45
-    fig, axes = plt.subplots(len(rows), ncol, figsize=(cell_w * ncol, cell_h * len(rows)),
-                             squeeze=False)
+    fig = new_figure(figsize=(cell_w * ncol, cell_h * len(rows)))
+    axes = fig.subplots(len(rows), ncol, squeeze=False)
     sel = df[df["pair"] == pair.name]
     for r, (method, art) in enumerate(rows):
         plot_image(pair.a, title="Image A (target)", ax=axes[r, 0], fontsize=7.5)
-        axes[r, 0].set_ylabel(METHOD_LABELS.get(method, method), fontsize=8.5)
+        axes[r, 0].set_ylabel(method_label(method), fontsize=8.5)
         for c in range(1, ncol):
             ax = axes[r, c]
             k = c - 1
@@ -220,8 +248,9 @@ def convergence_figure(out: Path, df) -> str | None:
     if df.empty:
         return None
     pairs = list(dict.fromkeys(df["pair"]))
-    colours = {p: plt.cm.tab10(i % 10) for i, p in enumerate(pairs)}
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
+    colours = {p: tab10(i) for i, p in enumerate(pairs)}
+    fig = new_figure(figsize=(12, 8.5))
+    axes = fig.subplots(2, 2)
     specs = [(0, 0, "psnr", "iteration", False), (0, 1, "psnr", "cum_time_s", True),
              (1, 0, "energy", "iteration", False), (1, 1, "energy", "cum_time_s", True)]
     for r, c, y, x, logx in specs:
@@ -233,11 +262,9 @@ def convergence_figure(out: Path, df) -> str | None:
     axes[0, 0].set_title("Quality against iteration", fontsize=10)
     axes[0, 1].set_title("Quality against time", fontsize=10)
     handles = [Line2D([], [], color=colours[p], lw=3, label=p) for p in pairs]
-    methods = [m for m in METHOD_ORDER if (df["method"] == m).any()]
-    handles += [Line2D([], [], color="k", ls=METHOD_STYLE[m],
-                       marker=None if m == "exact" else METHOD_MARKER[m], ms=4,
-                       label=METHOD_LABELS[m] + (" (limit; star: its time)" if m == "exact"
-                                                 else ""))
+    methods = order(df["method"])
+    handles += [Line2D([], [], color="k", ls=linestyle(m), marker=None if m == "exact" else marker(m),
+                       ms=4, label=method_label(m) + (" (limit; star: its time)" if m == "exact" else ""))
                 for m in methods]
     if "exact" not in methods:
         handles.append(Line2D([], [], color="0.6", ls=":",
@@ -248,21 +275,21 @@ def convergence_figure(out: Path, df) -> str | None:
     return _save(fig, out / "convergence.png")
 
 
-def nnf_figure(out: Path, pair: Pair) -> str | None:
-    """``nnf_<pair>.png``: flow colour maps of classic, differentiable, exact and GT."""
+def nnf_figure(out: Path, df, pair: Pair) -> str | None:
+    """``nnf_<pair>.png``: flow colour maps of every method and of the ground truth."""
     panels = []
-    for method in METHOD_ORDER:
+    for method in order(df.loc[df["pair"] == pair.name, "method"]):
         art = load_artifact(out, pair.name, method)
         if art is not None:
-            panels.append((METHOD_LABELS[method], art["nnf"], None))
+            panels.append((method_label(method), art["nnf"], None))
     if pair.gt is not None:
         panels.append(("ground truth (gray: none)", np.nan_to_num(pair.gt), pair.valid))
     if not panels:
         return None
     # one colour scale per pair, from the most trustworthy field: GT, else exact, else classic
     by_label = {label: nnf for label, nnf, _ in panels}
-    ref = next((by_label[k] for k in ("ground truth (gray: none)", METHOD_LABELS["exact"],
-                                      METHOD_LABELS["pm"]) if k in by_label), panels[0][1])
+    ref = next((by_label[k] for k in ("ground truth (gray: none)", method_label("exact"), method_label("pm"))
+                if k in by_label), panels[0][1])
     mag = np.hypot(*np.moveaxis(flow_of(ref), -1, 0))
     if pair.gt is not None and pair.valid is not None and pair.valid.any():
         mag = mag[pair.valid]
@@ -271,9 +298,8 @@ def nnf_figure(out: Path, pair: Pair) -> str | None:
     n = len(panels) + 1
     h, w = pair.a.shape[:2]
     side = 3.4
-    fig, axes = plt.subplots(1, n, figsize=(side * (n - 1) + 2.6, side * h / w + 0.9),
-                             squeeze=False,
-                             gridspec_kw=dict(width_ratios=[1.0] * (n - 1) + [0.7]))
+    fig = new_figure(figsize=(side * (n - 1) + 2.6, side * h / w + 0.9))
+    axes = fig.subplots(1, n, squeeze=False, gridspec_kw=dict(width_ratios=[1.0] * (n - 1) + [0.7]))
     for ax, (label, nnf, valid) in zip(axes[0], panels):
         plot_flow(nnf, max_mag=max_mag, title=label, valid=valid, ax=ax)
     plot_colour_wheel(max_mag, ax=axes[0, -1])
@@ -291,7 +317,7 @@ def make_all(out: Path, df, pairs: dict[str, Pair]) -> list[str]:
             made.append(name)
     for pair in pairs.values():
         for fn in (iterations_figure, nnf_figure):
-            name = fn(out, df, pair) if fn is iterations_figure else fn(out, pair)
+            name = fn(out, df, pair)
             if name:
                 made.append(name)
     return made

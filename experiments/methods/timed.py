@@ -1,12 +1,12 @@
-"""Timed runs of each method, one NNF per iteration, and their reconstructions.
+"""Timed runs of each method's library function, one NNF per iteration, and its reconstruction.
 
 Timing contract: ``time_s`` of iteration i is the wall-clock time between the stamps of
 iterations i-1 and i taken in the method's own per-iteration callback (iteration 1 includes the
 random initialisation; the stamp before iteration 1 is taken just before the call). CUDA work is
 synchronised before each stamp. The callback's own work (copying the NNF out, updating the
 progress bar) is measured and subtracted, so it never counts. JIT compilation is excluded by
-:func:`warm_up`, which the runner calls before any timed run; reconstructions and metrics are
-computed after the timed run.
+:func:`warm_up` (and a run of the unit's own setting on :func:`tiny_pair`), which every engine
+calls before a setting's first timed run; reconstructions and metrics are computed after it.
 
 Threads: every method runs under :func:`experiments.devices.thread_scope` (``threads`` CPU threads
 for numba *and* torch, restored afterwards; the scope is entered before the clock starts) and
@@ -24,20 +24,8 @@ from typing import Callable
 
 import numpy as np
 
-import classic_pm
-
-from .devices import ThreadCounts, thread_scope
-from .metrics import energy, round_nnf
-from .data import Pair, warp_matrix, warp_pair
-
-METHOD_LABELS = {
-    "pm": "classic PatchMatch",
-    "dpm": "differentiable PatchMatch",
-    "dpm-keep": "DPM, current offset kept",
-    "dpm-reference": "DPM as the original code (reference_quirks=True)",
-    "dpm-learned": "DPM, learnt features",
-    "exact": "exact NNF",
-}
+from ..data.pairs import Pair, round_nnf, warp_matrix, warp_pair
+from ..devices import ThreadCounts, thread_scope
 
 
 @dataclass
@@ -101,7 +89,10 @@ class _Stamps:
         return list(np.diff([0.0] + self.marks))
 
 
-def _classic_vote(b: np.ndarray, patch_size: int) -> Callable[[np.ndarray], np.ndarray]:
+def classic_vote(b: np.ndarray, patch_size: int) -> Callable[[np.ndarray], np.ndarray]:
+    """``recon(nnf)``: ``classic_pm.vote`` at the rounded, clipped matches (any NNF)."""
+    import classic_pm  # deferred: imports numba (as every classic_pm import of this module)
+
     def recon(nnf: np.ndarray) -> np.ndarray:
         return np.asarray(classic_pm.vote(b, round_nnf(nnf, b.shape), patch_size=patch_size),
                           np.float32)
@@ -117,6 +108,8 @@ def run_pm(pair: Pair, *, iterations: int, patch_size: int, seed: int, threads: 
     ``threads`` is both PatchMatch's band count and the scope's thread count.
     ``refine_radius``: ``classic_pm.patchmatch``'s option (None: its default).
     """
+    import classic_pm  # deferred: imports numba
+
     options = {} if refine_radius is None else dict(refine_radius=refine_radius)
     a = np.ascontiguousarray(pair.a, np.float32)
     b = np.ascontiguousarray(pair.b, np.float32)
@@ -136,7 +129,7 @@ def run_pm(pair: Pair, *, iterations: int, patch_size: int, seed: int, threads: 
         clock.start()
         classic_pm.patchmatch(a, b, patch_size=patch_size, iterations=iterations, seed=seed,
                               threads=threads, callback=callback, **options)
-    return MethodRun("pm", its, clock.times(), nnfs, _classic_vote(b, patch_size), used)
+    return MethodRun("pm", its, clock.times(), nnfs, classic_vote(b, patch_size), used)
 
 
 def _torch_sync(device: str) -> Callable[[], None]:
@@ -154,7 +147,7 @@ def to_torch(image: np.ndarray, device: str):
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].to(device)
 
 
-def run_dpm(model, pair: Pair, *, method: str, device: str, seed: int, patch_size: int = 7,
+def run_dpm(model, pair: Pair, *, device: str, seed: int, patch_size: int = 7, method: str = "dpm",
             threads: int | None = None, progress: Callable[[], None] | None = None) -> MethodRun:
     """Differentiable PatchMatch (any configured ``diff_pm.DifferentiablePatchMatch``).
 
@@ -202,6 +195,8 @@ def run_exact(pair: Pair, *, patch_size: int, device: str,
 
     ``threads``: CPU threads of torch's matrix products (None: as they are).
     """
+    import classic_pm  # deferred: imports numba
+
     a = np.ascontiguousarray(pair.a, np.float32)
     b = np.ascontiguousarray(pair.b, np.float32)
     sync = _torch_sync(device)
@@ -212,21 +207,7 @@ def run_exact(pair: Pair, *, patch_size: int, device: str,
         sync()
         dt = time.perf_counter() - t0
     return MethodRun("exact", [0], [dt], [np.asarray(nnf, np.float32)],
-                     _classic_vote(b, patch_size), used)
-
-
-def default_dpm(*, iterations: int, patch_size: int, keep_current: bool = False,
-                reference_quirks: bool = False):
-    """``diff_pm.DifferentiablePatchMatch`` in its default configuration.
-
-    ``keep_current=True`` (method ``dpm-keep``) also keeps each pixel's current offset as a
-    candidate in the next iteration (not in the reference). ``reference_quirks=True`` (method
-    ``dpm-reference``) is the original DeepPruner code end to end, its quirks included.
-    """
-    import diff_pm  # deferred: heavy import (torch, numba)
-
-    return diff_pm.DifferentiablePatchMatch(iterations=iterations, patch_size=patch_size,
-                                            keep_current=keep_current, reference_quirks=reference_quirks)
+                     classic_vote(b, patch_size), used)
 
 
 def tiny_pair() -> Pair:
@@ -236,26 +217,26 @@ def tiny_pair() -> Pair:
     return warp_pair(img, warp_matrix((24, 28), rotation=3.0), rng=0, name="warmup")
 
 
-def warm_up(*, patch_size: int, threads: int, device: str, exact: bool,
-            learned=None) -> float:
-    """Compile / warm every code path on a tiny pair so no timed run pays for JIT. Returns s.
+def warm_up(*, patch_size: int, threads: int, device: str) -> float:
+    """Compile / warm the common code paths on a tiny pair so no timed run pays for JIT. Returns s.
 
-    Runs under ``thread_scope(threads)``, the threads of the timed runs (numba compiles and
-    starts its thread pool here, not in a timed run).
+    Classic PatchMatch with its voting and energy, and DPM in its default configuration, twice
+    (the second round catches lazily compiled paths), under ``thread_scope(threads)``, the threads
+    of the timed runs (numba compiles and starts its thread pool here, not in a timed run). A
+    setting's own paths are warmed by one run of it on :func:`tiny_pair` (see the engines).
     """
+    import classic_pm  # deferred: heavy imports (numba; torch)
+    import diff_pm
+
     t0 = time.perf_counter()
     tiny = tiny_pair()
     with thread_scope(threads):
-        for _ in range(2):  # the second round catches lazily compiled paths
+        for _ in range(2):
             run = run_pm(tiny, iterations=2, patch_size=patch_size, seed=0, threads=threads)
             run.reconstruct(run.nnfs[-1])
-            energy(tiny.a, tiny.b, run.nnfs[-1], patch_size=patch_size)
-            if exact:
-                run_exact(tiny, patch_size=patch_size, device=device, threads=threads)
-            dpm = run_dpm(default_dpm(iterations=2, patch_size=patch_size), tiny, method="dpm",
-                          device=device, seed=0, patch_size=patch_size, threads=threads)
+            classic_pm.energy(tiny.a, tiny.b, round_nnf(run.nnfs[-1], tiny.b.shape),
+                              patch_size=patch_size)
+            model = diff_pm.DifferentiablePatchMatch(iterations=2, patch_size=patch_size)
+            dpm = run_dpm(model, tiny, device=device, seed=0, patch_size=patch_size, threads=threads)
             dpm.reconstruct(dpm.nnfs[-1])
-            if learned is not None:
-                run_dpm(learned, tiny, method="dpm-learned", device=device, seed=0,
-                        patch_size=patch_size, threads=threads)
     return time.perf_counter() - t0

@@ -1,0 +1,335 @@
+"""The method registry: every method of the suite, declared once, read by every engine.
+
+A :class:`Method` is one registration: its parameters (each a :class:`Param`: a kind from the one
+validation vocabulary, :mod:`experiments.options`, and whether it reaches the library and the
+unit key), the defaults of its library function (read from its signature, so a changed default
+is a changed unit), how to prepare a timed run (``prepare(params, options, context)``, which
+returns ``run(pair, *, seed, progress=None) -> MethodRun`` with the method's own reconstruction),
+whether it takes a seed, and optionally a check of its options and a rule for skipping a pair.
+
+A :class:`Named` setting is a method with some parameters fixed, under a name of its own: the
+names of ``compare``'s tables and figures (``dpm-reference`` is ``dpm`` with
+``reference_quirks=True``). Every method is also a named setting of itself.
+
+``compare``, ``sweep``, the results tables, the reports and the figures read these two tables
+(:data:`METHODS`, :data:`NAMED`), so :func:`register` is all a new method needs.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..options import COUNT, PATCH, Kind
+from .timed import MethodRun, run_dpm, run_exact, run_pm
+
+_NOTHING = object()
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a method.
+
+    ``arg``: passed to the library as a keyword argument (False: read by the suite itself, like a
+    checkpoint's path or the exact NNF's size limit). ``key``: part of the unit key (False: it
+    does not change the numbers). ``earlier``: for a parameter added after studies were run, the
+    value that reproduces the earlier behaviour; at that value it stays out of the unit key, so
+    those studies keep their finished units. ``column``: a column of a study's results.
+    """
+
+    kind: Kind
+    doc: str
+    arg: bool = True
+    key: bool = True
+    earlier: Any = _NOTHING
+    column: bool = True
+
+    def at_earlier(self, value) -> bool:
+        return self.earlier is not _NOTHING and value == self.earlier
+
+
+@dataclass
+class Context:
+    """Where a unit runs: the resolved torch device, CPU threads, and its checkpoints.
+
+    ``checkpoints``: checkpoint content by SHA-256; ``loader(data, *, device, options) ->
+    (model, info)`` turns one into a ready-to-run DPM (handed in by the command line, which alone
+    may import :mod:`learning`).
+    """
+
+    device: str
+    threads: int
+    checkpoints: dict[str, bytes] = field(default_factory=dict)
+    loader: Callable | None = None
+
+    def checkpoint_model(self, sha: str, options: dict):
+        """The learnt DPM of checkpoint ``sha`` with ``options`` on top (built once per process)."""
+        cache = (sha, json.dumps(options, sort_keys=True, default=list), self.device)
+        if cache not in _MODELS:
+            if sha not in self.checkpoints or self.loader is None:
+                raise RuntimeError("a checkpoint setting needs the checkpoint's content and a loader")
+            _MODELS[cache] = self.loader(self.checkpoints[sha], device=self.device, options=options)[0]
+        return _MODELS[cache]
+
+
+_MODELS: dict[tuple, object] = {}  # checkpoint models built in this process
+
+
+@dataclass(frozen=True)
+class Method:
+    """One method: see the module docstring.
+
+    ``prepare(params, options, context) -> run``: ``params`` are the unit's resolved parameters,
+    ``options`` the given ones that reach the library, ``run(pair, *, seed, progress=None)`` one
+    timed run (:class:`~experiments.methods.timed.MethodRun`). ``defaults()``: the library's
+    defaults of the parameters. ``seeded``: whether the seed changes its numbers (False: one unit
+    per pair and size). ``validate(options)``: raises ``TypeError``/``ValueError`` for options the
+    library refuses. ``skip(params, pair, device)``: why a pair is not run (None: it is).
+    ``reports(params)``: the iterations a run reports, when not 1..``iterations``.
+    """
+
+    name: str
+    label: str
+    params: dict[str, Param]
+    prepare: Callable[[dict, dict, Context], Callable[..., MethodRun]]
+    defaults: Callable[[], dict]
+    seeded: bool = True
+    validate: Callable[[dict], Any] | None = None
+    skip: Callable[[dict, Any, str], str | None] | None = None
+    reports: Callable[[dict], list[int]] | None = None
+
+    def iterations(self, params: dict) -> list[int] | None:
+        """The iteration numbers a run reports: ``reports(params)`` when declared, else 1..n for
+        a method with an ``iterations`` parameter; None when only the run can tell."""
+        if self.reports is not None:
+            return list(self.reports(params))
+        n = params.get("iterations") if "iterations" in self.params else None
+        return None if n is None else list(range(1, int(n) + 1))
+
+
+@dataclass(frozen=True)
+class Named:
+    """A method with some parameters fixed, under its own name (``compare``'s vocabulary).
+
+    ``needs``: parameters the user must supply (``dpm-learned`` needs a ``checkpoint``).
+    ``marker`` and ``linestyle`` draw it in figures.
+    """
+
+    name: str
+    method: str
+    label: str
+    given: tuple[tuple[str, Any], ...] = ()
+    needs: tuple[str, ...] = ()
+    marker: str = "o"
+    linestyle: Any = "-"
+
+
+METHODS: dict[str, Method] = {}
+NAMED: dict[str, Named] = {}
+
+
+def register(method: Method, *named: Named) -> Method:
+    """Add ``method`` (and named settings of it) to the registry; names must be new."""
+    taken = [n for n in [method.name, *(s.name for s in named)] if n in NAMED or n in METHODS]
+    if taken:
+        raise ValueError(f"method name {taken[0]!r} is registered already")
+    for s in named:
+        if s.method != method.name:
+            raise ValueError(f"named setting {s.name!r} is of {s.method!r}, not {method.name!r}")
+        unknown = [k for k, _ in s.given if k not in method.params]
+        if unknown:
+            raise ValueError(f"named setting {s.name!r}: {method.name} has no parameter {unknown[0]!r}")
+    METHODS[method.name] = method
+    if not any(s.name == method.name for s in named):
+        NAMED[method.name] = Named(method.name, method.name, method.label)
+    for s in named:
+        NAMED[s.name] = s
+    return method
+
+
+def unregister(name: str) -> None:
+    """Remove a method and its named settings (tests register toy methods)."""
+    METHODS.pop(name, None)
+    for n in [n for n, s in NAMED.items() if s.method == name]:
+        del NAMED[n]
+
+
+def label(name: str) -> str:
+    """The long label of a named setting or method (the name itself when unknown)."""
+    s = NAMED.get(name)
+    return s.label if s is not None else name
+
+
+def order(names) -> list[str]:
+    """``names`` in registration order (unknown names last, in their order)."""
+    rank = {n: i for i, n in enumerate(NAMED)}
+    return sorted(dict.fromkeys(names), key=lambda n: rank.get(n, len(rank)))
+
+
+def signature_defaults(fn: Callable, params: dict[str, Param]) -> dict:
+    """The defaults of ``fn``'s keyword arguments that are parameters, normalised by their kinds."""
+    out = {}
+    for name, p in inspect.signature(fn).parameters.items():
+        if name in params and p.default is not inspect.Parameter.empty:
+            out[name] = params[name].kind.check(p.default, f"default {name}")
+    return out
+
+
+# --------------------------------------------------------------------------- pm
+def _pm_defaults() -> dict:
+    import classic_pm  # deferred: heavy import (numba)
+
+    return signature_defaults(classic_pm.patchmatch, PM_PARAMS)
+
+
+def _prepare_pm(params: dict, options: dict, ctx: Context):
+    def run(pair, *, seed: int, progress=None) -> MethodRun:
+        return run_pm(pair, iterations=int(params["iterations"]), patch_size=int(params["patch_size"]),
+                      seed=seed, threads=ctx.threads, refine_radius=params.get("refine_radius"),
+                      progress=progress)
+
+    return run
+
+
+PM_PARAMS = {
+    "iterations": Param(COUNT, "PatchMatch iterations"),
+    "patch_size": Param(PATCH, "odd patch side (px) of the matching, the reconstruction and the energy"),
+    "refine_radius": Param(Kind("int", minimum=0), "second search candidate at radii 2..refine_radius "
+                                                   "(0: Barnes et al.'s one per radius)"),
+}
+
+
+# --------------------------------------------------------------------------- dpm
+def _dpm_defaults() -> dict:
+    import diff_pm  # deferred: heavy import (torch, numba)
+
+    return signature_defaults(diff_pm.DifferentiablePatchMatch.__init__, DPM_PARAMS)
+
+
+def _dpm_check(options: dict):
+    import diff_pm  # deferred: heavy import
+
+    return diff_pm.DifferentiablePatchMatch(**options)
+
+
+def _prepare_dpm(params: dict, options: dict, ctx: Context):
+    sha = params.get("checkpoint_sha256")
+    model = ctx.checkpoint_model(sha, options) if sha else _dpm_check(options)
+    patch = int(params.get("patch_size") or 7)
+
+    def run(pair, *, seed: int, progress=None) -> MethodRun:
+        return run_dpm(model, pair, device=ctx.device, seed=seed, patch_size=patch, threads=ctx.threads,
+                       progress=progress)
+
+    run.model = model  # what the options built (for inspection)
+    return run
+
+
+def _quirk_kind() -> Kind:
+    import diff_pm  # deferred: heavy import; only DPM quirks need it
+
+    return Kind("names", choices=tuple(diff_pm.QUIRKS), noun="quirk")
+
+
+class _Quirks(Kind):
+    """``names`` whose choices are ``diff_pm.QUIRKS``, looked up when a value is checked."""
+
+    def check(self, value, where, *, base=None, grid=False):
+        return _quirk_kind().check(value, where, base=base, grid=grid)
+
+
+DPM_PARAMS = {
+    "iterations": Param(COUNT, "DPM iterations"),
+    "sample_count": Param(COUNT, "k: (k+1)^2 particles per pixel"),
+    "window": Param(Kind("window"), "search window (height, width) in px around each offset"),
+    "temperature": Param(Kind("float", minimum=0), "softmax temperature of the evaluation"),
+    "evaluation": Param(Kind("choice", choices=("soft", "hard")), "soft (softmax-weighted) or hard (argmax)"),
+    "keep_current": Param(Kind("bool"), "keep each pixel's current offset as a candidate"),
+    "reference_quirks": Param(Kind("bool"), "every quirk of the DeepPruner reference"),
+    "noise": Param(Kind("choice", choices=("shared", "independent")),
+                   "one uniform draw serves a particle's x and y sample (shared, the reference) or "
+                   "separate draws (independent)"),
+    "search_range": Param(Kind("choice", choices=("full", "inside")),
+                          "initial range: the reference's full [-W, W] x [-H, H] or the offsets inside B"),
+    "outside": Param(Kind("choice", choices=("clamp", "reflect")),
+                     "particles outside B: compared at B's border (clamp, the reference) or mirrored "
+                     "into B (reflect)", earlier="clamp"),
+    "quirks": Param(_Quirks("names", noun="quirk"), "reference quirks to reproduce (names from diff_pm.QUIRKS)"),
+    "patch_size": Param(PATCH, "odd patch side (px) of the features and the voting reconstruction"),
+    "checkpoint": Param(Kind("path"), "learnt DPM checkpoint (from `train`); the parameters not given "
+                                      "come from the checkpoint", arg=False, key=False),
+}
+
+
+# --------------------------------------------------------------------------- exact
+#: The exact NNF runs only when sqrt(pixels of A x pixels of B) <= this, by device, unless a
+#: ``max_pixels`` is given. CPU: up to 200 x 200 pixels, several seconds per pair on 2 shared
+#: cores. CUDA: about 1200 x 800 pixels, seconds on a current GPU.
+EXACT_MAX_PIXELS = {"cpu": 40000, "cuda": 1_000_000}
+
+
+def exact_skip_reason(shape_a, shape_b, *, max_pixels: int | None, device: str) -> str | None:
+    """Why the exact NNF is not computed for images of these shapes (None: it is).
+
+    The one size rule of every engine: it runs when sqrt(pixels of A x pixels of B) <=
+    ``max_pixels`` (None: :data:`EXACT_MAX_PIXELS` of the device; 0: never).
+    """
+    cuda = str(device).startswith("cuda")
+    limit = EXACT_MAX_PIXELS["cuda" if cuda else "cpu"] if max_pixels is None else int(max_pixels)
+    size = math.sqrt(shape_a[0] * shape_a[1] * shape_b[0] * shape_b[1])
+    if limit <= 0:
+        return "exact NNF disabled (max_pixels 0)"
+    if size <= limit:
+        return None
+    hint = "lower the image size" + ("" if cuda else ", or use a GPU")
+    return (f"exact NNF skipped on {'CUDA' if cuda else 'CPU'}: sqrt(pixels of A x pixels of B) = "
+            f"{size:.0f} > max_pixels {limit} (raise the limit, {hint})")
+
+
+def _exact_defaults() -> dict:
+    import classic_pm  # deferred: heavy import (numba)
+
+    return signature_defaults(classic_pm.exact_nnf, EXACT_PARAMS)
+
+
+def _prepare_exact(params: dict, options: dict, ctx: Context):
+    def run(pair, *, seed=None, progress=None) -> MethodRun:
+        done = run_exact(pair, patch_size=int(params["patch_size"]), device=ctx.device, threads=ctx.threads)
+        if progress is not None:
+            progress()
+        return done
+
+    return run
+
+
+def _exact_skip(params: dict, pair, device: str) -> str | None:
+    return exact_skip_reason(pair.a.shape, pair.b.shape, max_pixels=params.get("max_pixels"), device=device)
+
+
+EXACT_PARAMS = {
+    "patch_size": Param(PATCH, "odd patch side (px) of the matching, the reconstruction and the energy"),
+    "max_pixels": Param(Kind("int", minimum=0), "run only when sqrt(pixels of A x pixels of B) <= "
+                                                "max_pixels (default by device: "
+                                                f"{EXACT_MAX_PIXELS['cpu']} CPU, "
+                                                f"{EXACT_MAX_PIXELS['cuda']} CUDA; 0: never)",
+                        arg=False, key=False, column=False),
+}
+
+
+# --------------------------------------------------------------------------- the registrations
+register(Method("pm", "classic PatchMatch", PM_PARAMS, _prepare_pm, _pm_defaults),
+         Named("pm", "pm", "classic PatchMatch", marker="o", linestyle="-"))
+register(Method("dpm", "differentiable PatchMatch", DPM_PARAMS, _prepare_dpm, _dpm_defaults,
+                validate=_dpm_check),
+         Named("dpm", "dpm", "differentiable PatchMatch", marker="s", linestyle="--"),
+         Named("dpm-reference", "dpm", "DPM as the original code (reference_quirks=True)",
+               given=(("reference_quirks", True),), marker="v", linestyle=(0, (1, 1))),
+         Named("dpm-keep", "dpm", "DPM, current offset kept", given=(("keep_current", True),),
+               marker="D", linestyle=(0, (5, 1, 1, 1, 1, 1))),
+         Named("dpm-learned", "dpm", "DPM, learnt features", needs=("checkpoint",), marker="^",
+               linestyle="-."))
+register(Method("exact", "exact NNF", EXACT_PARAMS, _prepare_exact, _exact_defaults, seeded=False,
+                skip=_exact_skip, reports=lambda params: [0]),
+         Named("exact", "exact", "exact NNF", marker="*", linestyle=":"))

@@ -1,0 +1,349 @@
+"""``compare``: a fixed study, run in this process; CSV as it goes; resumable.
+
+``compare``'s options (:class:`RunSettings`) describe a study in the vocabulary of every study
+(:func:`compare_spec`: one size, one seed, one repeat, the chosen named settings), planned like
+any other (:func:`experiments.run.planning.plan`) and run here, unit after unit, through the same
+steps as a study's workers (:mod:`.execute`).
+
+Output folder layout (see README.md and docs/compare.md):
+
+* ``metrics.csv``: one row per (pair, method, iteration), appended as measured (:data:`COLUMNS`).
+* ``summary.csv``: each (pair, method)'s last iteration.
+* ``config.json``: full configuration (:class:`RunSettings`), every setting's parameters, the
+  metadata record (:func:`experiments.provenance.record`), warm-up time, skipped work and why.
+* ``artifacts/<pair>__<method>.npz``: final matches and a few reconstructions, for the figures
+  (:mod:`experiments.report.artifacts`).
+* figures and ``REPORT.md`` (:mod:`experiments.report`).
+
+Resuming: a (pair, method) unit is done when ``metrics.csv`` has all its iterations and its
+artifact exists. On restart, the rows of unfinished units are dropped (a torn last line too) and
+those units run again, so the table ends with no duplicate and no missing row.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .. import provenance
+from ..data.pairs import Pair, PairSource, check_pair
+from ..devices import thread_scope
+from ..errors import UserError, one_line
+from ..methods.registry import METHODS, NAMED, Context
+from ..report.artifacts import save_artifact, strip_iterations
+from .execute import COLUMNS, failure_rows, prepare, skip_reason, timed_runs, unit_rows, warm
+from .planning import Plan, plan
+from .spec import Spec
+from .store import MetricsStore
+from .units import Setting, Unit
+
+__all__ = ["RunSettings", "Runner", "compare_spec", "load_pairs", "COLUMNS", "RUN_KEYS"]
+
+# Settings that define the numbers; a resumed run must match them exactly.
+RUN_KEYS = ("pairs", "max_size", "methods", "pm_iterations", "dpm_iterations", "patch_size",
+            "seed", "device", "threads", "exact_max_pixels", "checkpoint")
+OUTPUT_FILES = ("metrics.csv", "summary.csv", "config.json", "REPORT.md", "grid.png",
+                "convergence.png")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The settings of one ``compare`` run, resolved (device known, defaults filled in).
+
+    ``config.json`` stores :meth:`to_dict` under ``config`` and the keys of :data:`RUN_KEYS` (the
+    settings that define the numbers; a resumed run must match them) under ``run``. The values are
+    checked by the command line's option kinds (:mod:`experiments.options`).
+
+    Attributes
+    ----------
+    pairs : tuple of str
+        Pair names in run order.
+    origins : tuple of (str, str)
+        ``(pair name, where it comes from)`` for each pair.
+    max_size : int or None
+        ``--max-size`` (None: native resolution).
+    methods : tuple of str
+        The named settings to run (:data:`experiments.methods.registry.NAMED`), in registry order.
+    pm_iterations, dpm_iterations : int
+        Iterations of every ``pm`` and ``dpm`` setting.
+    patch_size : int
+        Odd patch side of every method, the reconstructions and the energy.
+    seed : int
+    device : str
+        Resolved torch device (``cpu`` or ``cuda``).
+    threads : int
+        CPU threads of every timed method (numba and torch alike, see :mod:`experiments.devices`).
+    exact_max_pixels : int
+        The exact NNF's size limit (0: never; :func:`experiments.methods.exact_skip_reason`).
+    checkpoint : str or None
+        Absolute path of the learnt DPM checkpoint (named setting ``dpm-learned``).
+    out : str
+        Output folder.
+    command : str
+        The command line, for the record.
+    """
+
+    pairs: tuple[str, ...]
+    origins: tuple[tuple[str, str], ...]
+    max_size: int | None
+    methods: tuple[str, ...]
+    pm_iterations: int
+    dpm_iterations: int
+    patch_size: int
+    seed: int
+    device: str
+    threads: int
+    exact_max_pixels: int
+    checkpoint: str | None = None
+    out: str = ""
+    command: str = ""
+
+    def to_dict(self) -> dict:
+        """Plain JSON types, in the key order of ``config.json``'s ``config``."""
+        return dict(pairs=list(self.pairs), origins=dict(self.origins), max_size=self.max_size,
+                    methods=list(self.methods), pm_iterations=self.pm_iterations,
+                    dpm_iterations=self.dpm_iterations, patch_size=self.patch_size, seed=self.seed,
+                    device=self.device, threads=self.threads,
+                    exact_max_pixels=self.exact_max_pixels, checkpoint=self.checkpoint,
+                    out=self.out, command=self.command)
+
+    def run_dict(self) -> dict:
+        """The settings that define the numbers (:data:`RUN_KEYS`), as in ``config.json``."""
+        d = self.to_dict()
+        return {k: d[k] for k in RUN_KEYS}
+
+
+def compare_spec(s: RunSettings) -> Spec:
+    """``compare``'s run as a study: its named settings with the run's iterations, patch size,
+    exact limit and checkpoint; one size, one seed, one repeat, on ``s.device``."""
+    iterations = {"pm": s.pm_iterations, "dpm": s.dpm_iterations}
+    settings = []
+    for name in s.methods:
+        named = NAMED[name]
+        params = METHODS[named.method].params
+        given = dict(named.given)
+        if "iterations" in params and named.method in iterations:
+            given["iterations"] = iterations[named.method]
+        if "patch_size" in params:
+            given["patch_size"] = s.patch_size
+        if "max_pixels" in params:
+            given["max_pixels"] = s.exact_max_pixels
+        if "checkpoint" in named.needs:
+            given["checkpoint"] = s.checkpoint
+        settings.append(Setting(named.method, tuple(given.items()), (), name))
+    return Spec(path="compare", text="", title="compare", data=list(s.pairs), limit=None,
+                select=None, max_sizes=[s.max_size], seeds=[s.seed], repeats=1, device=s.device,
+                threads=s.threads, timing="shared", settings=settings)
+
+
+def load_pairs(sources: list[PairSource], *, max_size: int | None,
+               patch_size: int) -> dict[str, Pair]:
+    """Decode and check every pair up front, so bad input fails before any compute.
+
+    Cheap: no torch or numba import. Raises :class:`UserError` for unreadable or too small images.
+    """
+    pairs: dict[str, Pair] = {}
+    for src in sources:
+        pair = src.load(max_size)
+        check_pair(pair, patch_size)
+        pairs[pair.name] = pair
+    return pairs
+
+
+class Runner:
+    """One ``compare`` run (see the module docstring).
+
+    Parameters
+    ----------
+    settings : RunSettings
+        The resolved settings; ``settings.out`` is the output folder.
+    pairs : dict of str to Pair
+        The loaded pairs (:func:`load_pairs`), in run order.
+    fresh : bool
+        Discard earlier results in ``out`` instead of resuming.
+    log : callable
+        Receives one-line progress messages.
+    loader : callable, optional
+        ``loader(data, *, device, options) -> (model, info)`` for ``dpm-learned`` (from the
+        command line, which alone may import :mod:`learning`).
+
+    The run is planned here (checkpoints read and checked), before ``out`` is touched.
+    """
+
+    def __init__(self, settings: RunSettings, pairs: dict[str, Pair], *, fresh: bool = False,
+                 log=print, loader: Callable | None = None):
+        self.settings = settings
+        self.pairs = dict(pairs)
+        self.out = Path(settings.out)
+        self.fresh = fresh
+        self.log = log
+        self.plan: Plan = plan(compare_spec(settings), loader=loader, log=log,
+                               sources=[PairSource(n, o, None) for n, o in settings.origins])
+        self.ctx = Context(settings.device, settings.threads, self.plan.checkpoints, loader)
+        self.store = MetricsStore(self.out / "metrics.csv")
+        self.art_dir = self.out / "artifacts"
+        self.skipped: dict[str, str] = {}
+        self.meta: dict = {}
+        self.resumed = False
+
+    # ---- preparation (cheap, before torch/numba are used) ------------------------------
+    def prepare_output(self) -> None:
+        """Create ``out`` and decide between a new run and resuming an unfinished one.
+
+        * nothing there, or ``--fresh``, or the run there finished (``config.json`` status
+          ``complete``): start a new run (earlier outputs are replaced);
+        * an unfinished run with the same settings (:data:`RUN_KEYS`): resume it;
+        * an unfinished run with other settings: refuse (:class:`UserError`), keeping its rows.
+        """
+        out = self.out
+        if out.exists() and not out.is_dir():
+            raise UserError(f"--out {out} is a file; choose a folder")
+        cfg_path = out / "config.json"
+        start_over = self.fresh
+        if not start_over and (out / "metrics.csv").exists():
+            if not cfg_path.exists():
+                raise UserError(f"{out} holds a metrics.csv without config.json; pass --fresh to "
+                                "overwrite it or choose another --out")
+            try:
+                old_meta = json.loads(cfg_path.read_text())
+            except (OSError, ValueError):
+                raise UserError(f"{cfg_path} is unreadable; pass --fresh to start over") from None
+            if old_meta.get("status") == "complete":
+                self.log(f"{out} holds a finished run: replacing it with a new run")
+                start_over = True
+            else:
+                old, new = old_meta.get("run", {}), self.settings.run_dict()
+                diff = [k for k in RUN_KEYS if old.get(k) != new[k]]
+                if diff:
+                    k = diff[0]
+                    raise UserError(f"{out} holds an unfinished run with other settings ({k}: "
+                                    f"{old.get(k)!r} there, {new[k]!r} now); rerun with the same "
+                                    "options to resume it, pass --fresh to discard it, or choose "
+                                    "another --out")
+                self.meta = old_meta
+                self.resumed = True
+                self.log(f"resuming the unfinished run in {out}")
+        if start_over:
+            for name in OUTPUT_FILES:
+                (out / name).unlink(missing_ok=True)
+            for pattern in ("iterations_*.png", "nnf_*.png"):
+                for p in out.glob(pattern):
+                    p.unlink()
+            shutil.rmtree(self.art_dir, ignore_errors=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            self.art_dir.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create --out {out}: {exc.strerror or exc}") from None
+
+    def write_config(self, status: str, **extra) -> None:
+        meta = dict(self.meta)
+        now = _dt.datetime.now().isoformat(timespec="seconds")
+        meta.setdefault("started", now)
+        meta.update(run=self.settings.run_dict(), config=self.settings.to_dict(),
+                    settings={s.name: dict(s.resolved) for s in self.plan.settings},
+                    status=status, updated=now, exact_skipped=self.skipped,
+                    pairs_info={n: _pair_meta(p) for n, p in self.pairs.items()}, **extra)
+        self.meta = meta
+        tmp = self.out / "config.json.tmp"
+        tmp.write_text(json.dumps(meta, indent=2, default=_json_default) + "\n")
+        os.replace(tmp, self.out / "config.json")
+
+    # ---- the work ---------------------------------------------------------------------
+    def run(self) -> "pandas.DataFrame":  # noqa: F821
+        s = self.settings
+        with thread_scope(s.threads):  # record the thread counts the timed runs will use
+            self.meta["provenance"] = provenance.record(device=s.device, threads=s.threads)
+        learned = [i for i in self.plan.checkpoint_info.values()]
+        self.write_config("running", learned=learned[0] if learned else None)
+        self.meta["warmup_s"] = 0.0
+
+        df = self.store.read()
+        if self.store.path.exists():
+            self.store.rewrite(df)  # normalise; drops a torn last line of an interrupted write
+        by_pair: dict[str, list[Unit]] = {}
+        for u in self.plan.units:
+            by_pair.setdefault(u.pair, []).append(u)
+        for pair in self.pairs.values():
+            todo = []
+            for u in by_pair.get(pair.name, []):
+                reason = skip_reason(u, pair, s.device)
+                if reason:
+                    self.skipped[pair.name] = reason
+                    self.log(f"{pair.name}: {reason}")
+                    continue
+                rows = df[(df["pair"] == u.pair) & (df["method"] == u.name)]
+                its = sorted(rows["iteration"].dropna().astype(int))
+                if not (self.artifact(u).exists() and its and its == (u.iterations or its)):
+                    todo.append(u)
+            if todo:  # drop partial rows of the units that will run again
+                mask = np.zeros(len(df), bool)
+                for u in todo:
+                    mask |= ((df["pair"] == u.pair) & (df["method"] == u.name)).to_numpy()
+                if mask.any():
+                    df = df[~mask].reset_index(drop=True)
+                    self.store.rewrite(df)
+            for u in todo:
+                self.run_unit(u, pair)
+            self.write_config("running")
+        return self.store.read()
+
+    def run_unit(self, u: Unit, pair: Pair) -> None:
+        """Time one unit and append its rows (NaN rows and a logged reason when it fails)."""
+        label = f"{pair.name} {u.name} ({pair.a.shape[1]}x{pair.a.shape[0]})"
+        try:
+            with tqdm(total=len(u.iterations or []) or None, desc=label, unit="it", leave=False,
+                      dynamic_ncols=True, file=sys.stderr) as bar:
+                run = prepare(u, self.ctx)
+                self.meta["warmup_s"] = round(self.meta["warmup_s"] + warm(u, self.ctx, run), 3)
+                runs = timed_runs(u, pair, run, progress=bar.update)
+        except Exception as exc:  # noqa: BLE001 - a failure becomes NaN rows
+            msg = one_line(exc)
+            self.meta.setdefault("failures", {})[u.file_key] = msg
+            self.log(f"{pair.name:>14s} {u.name:<11s} FAILED ({msg}); NaN rows written")
+            for row in failure_rows(u, pair, self.settings.device):
+                self.store.append(row)
+            return  # no artifact: a resumed run tries the unit again
+        t_metrics = time.perf_counter()
+        strip = set(strip_iterations(len(runs[0].iterations))) if u.method != "exact" else {0}
+        keep_its, keep_recons, row, match = [], [], {}, None
+        measured = unit_rows(u, pair, runs, device=self.settings.device)
+        for row, recon, match in tqdm(measured, total=len(runs[0].iterations), leave=False,
+                                      desc=f"{pair.name} {u.name} metrics", unit="it",
+                                      dynamic_ncols=True, file=sys.stderr):
+            self.store.append(row)
+            if row["iteration"] in strip or row["iteration"] == runs[0].iterations[-1]:
+                keep_its.append(row["iteration"])
+                keep_recons.append((recon * 255 + 0.5).astype(np.uint8))
+        save_artifact(self.artifact(u), match, keep_its, keep_recons)  # the last iteration's matches
+        self.log(f"{pair.name:>14s} {u.name:<11s} it {row['iteration']:>2d}  PSNR {row['psnr']:6.2f} dB"
+                 f"  energy {row['energy']:.5f}  time {row['cum_time_s']:7.2f} s  (metrics "
+                 f"{time.perf_counter() - t_metrics:.1f} s)")
+
+    def artifact(self, u: Unit) -> Path:
+        return self.art_dir / f"{u.file_key}.npz"
+
+
+def _pair_meta(p: Pair) -> dict:
+    return dict(source=p.source, a=list(p.a.shape), b=list(p.b.shape), has_gt=p.has_gt,
+                valid_fraction=None if p.valid is None else round(float(p.valid.mean()), 4),
+                nonfinite_pixels=p.nonfinite_pixels, info=p.info)
+
+
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)

@@ -29,7 +29,7 @@ from .options import int_at_least, odd_patch
 
 DEFAULT_OUT = "reports/latest"
 #: ``compare``'s methods when ``--methods`` is not given (the exact NNF where it is affordable).
-DEFAULT_METHODS = ("pm", "dpm", "exact")
+DEFAULT_METHODS = ("pm", "dpm", "exact", "zero", "random")
 #: The old add-a-method flags and the named setting each adds.
 METHOD_FLAGS = {"dpm_reference": "dpm-reference", "dpm_keep_current": "dpm-keep"}
 
@@ -69,9 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="the methods per iteration on image pairs; tables, "
                                        "figures and REPORT.md",
                        description="Run methods per iteration on every pair: by default classic "
-                                   "PatchMatch (pm), differentiable PatchMatch (dpm) and the exact "
-                                   "NNF (exact, when affordable); --methods chooses any of "
-                                   + ", ".join(NAMED) + ".")
+                                   "PatchMatch (pm), differentiable PatchMatch (dpm), the exact "
+                                   "NNF (exact, when affordable) and the trivial baselines zero "
+                                   "(no motion) and random (uniform matches); --methods chooses "
+                                   "any of " + ", ".join(NAMED) + ".")
     c.add_argument("--data", nargs="+", default=list(BUILTIN_PAIRS), metavar="NAME_OR_DIR",
                    help="built-in pair names (" + ", ".join(BUILTIN_PAIRS) + "), datasets as "
                         "KIND:PATH (KIND in " + ", ".join(KINDS) + ") and/or folders whose layout "

@@ -202,17 +202,47 @@ def _load(spec: str, name: str, max_size=None) -> Pair:
 
 
 # --------------------------------------------------------------------------- file conventions
-def test_pfm_rows_top_first_both_byte_orders(tmp_path):
-    """PFM stores rows bottom-to-top; read_pfm returns the top row first, inf kept."""
-    img = np.arange(12, dtype=np.float32).reshape(3, 4)
+def _pfm(path: Path, kind: bytes, values: np.ndarray, scale: bytes) -> Path:
+    """A PFM written byte by byte as the format defines it: header lines, then float32 rows from
+    the bottom up, little-endian when the scale is negative, big-endian otherwise."""
+    order = "<f4" if scale.startswith(b"-") else ">f4"
+    h, w = values.shape[:2]
+    path.write_bytes(kind + b"\n%d %d\n" % (w, h) + scale + b"\n" + values[::-1].astype(order).tobytes())
+    return path
+
+
+@pytest.mark.parametrize("scale", [b"-1.0", b"1.0", b"-0.003922", b"0.003922", b"-255", b"1e-3"])
+def test_pfm_by_the_format_either_byte_order_any_scale(tmp_path, scale):
+    """Rows bottom-to-top; the scale's sign gives the byte order, its magnitude is ignored (MiddEval3
+    writes -1/255 = -0.003922: its disparities are the stored values); inf kept."""
+    img = np.arange(12, dtype=np.float32).reshape(3, 4) * 7.25
     img[0, 1] = np.inf
-    for scale, order in ((b"-1.0", "<f4"), (b"1.0", ">f4")):
-        p = tmp_path / f"hand{order[0] == '<'}.pfm"
-        p.write_bytes(b"Pf\n4 3\n" + scale + b"\n" + img[::-1].astype(order).tobytes())
-        np.testing.assert_array_equal(read_pfm(p), img)
-    cv2.imwrite(str(tmp_path / "cv.pfm"), img)  # OpenCV writes the same layout
+    np.testing.assert_array_equal(read_pfm(_pfm(tmp_path / "d.pfm", b"Pf", img, scale)), img)
+
+
+def test_pfm_colour_and_malformed_files(tmp_path):
+    rgb = np.arange(24, dtype=np.float32).reshape(2, 4, 3)
+    path = _pfm(tmp_path / "c.pfm", b"PF", rgb, b"-1.0")
+    np.testing.assert_array_equal(read_pfm(path, channels=3), rgb)  # (R, G, B) interleaved per pixel
+    with pytest.raises(UserError, match=r"c\.pfm is a 3-channel PFM \(PF\); a disparity map needs 1 "
+                                        r"channel \(Pf\)") as e:
+        read_pfm(path)
+    _one_line_error(e, path)
+    bad = tmp_path / "b.pfm"
+    for raw, message in ((b"P6\n4 3\n255\n", "bad header"), (b"Pf\n4 3\n0.0\n" + bytes(48), "scale 0"),
+                         (b"Pf\n4 3\n-1\n" + bytes(40), "truncated: 40 bytes of data for the 4 x 3 x 1")):
+        bad.write_bytes(raw)
+        with pytest.raises(UserError, match=message):
+            read_pfm(bad)
+
+
+def test_pfm_written_by_opencv_reads_back(tmp_path):
+    """The fixtures below write PFMs with OpenCV (scale -1, the layout above)."""
+    img = np.arange(12, dtype=np.float32).reshape(3, 4)
+    assert cv2.imwrite(str(tmp_path / "cv.pfm"), img)
     raw = (tmp_path / "cv.pfm").read_bytes()
     np.testing.assert_array_equal(np.frombuffer(raw[-48:], "<f4").reshape(3, 4), img[::-1])
+    np.testing.assert_array_equal(read_pfm(tmp_path / "cv.pfm"), img)
 
 
 def test_flo_channel_0_is_u(tmp_path):
@@ -472,6 +502,39 @@ def test_every_kind_the_error_lists_reads_its_layout(data):
     for kind in listed:
         srcs = resolve_dataset(f"{kind}:{data[roots[kind]]}")
         assert srcs and srcs[0].load(None).info["dataset"] == kind, kind
+
+
+def test_middeval3_scale_keeps_the_disparities(tmp_path, write_image):
+    """A MiddEval3 disp0GT.pfm (scale -1/255, little-endian) gives the stored disparities: matches
+    inside B and an EPE, not disparities 255 times too large that put every match outside B."""
+    root = make_middlebury(tmp_path / "mb", write_image)
+    d, mask = _mb_beta()
+    _pfm(root / "Beta" / "disp0GT.pfm", b"Pf", d, b"-0.003922")
+    beta = _load(f"middlebury:{root}", "middlebury/Beta")
+    _assert_gt(beta, *_expected(MB_H, MB_W, (MB_H, MB_W),
+                                lambda y, x: (y, x - float(d[y, x])) if mask[y, x] else None))
+    assert beta.info["gt_range"] == [1.0, 1.0] and beta.info["gt_values"] == "disparity"
+
+
+def test_ground_truth_on_no_pixel_is_an_error_and_little_a_note(tmp_path, write_image):
+    """Disparities that put every match outside B stop the load with one line naming the file and
+    the likely cause; under 5% valid pixels, a one-line note."""
+    root = make_middlebury(tmp_path / "mb", write_image)
+    _pfm(root / "Alpha" / "disp0.pfm", b"Pf", np.full((MB_H, MB_W), 255.0, np.float32), b"-1.0")
+    src = resolve_dataset(f"middlebury:{root}")[0]
+    with pytest.raises(UserError, match=r"disp0\.pfm: ground truth is valid on none of A's 6 x 4 pixels "
+                                        r"\(24 known disparity values from 255 to 255 px; every match "
+                                        r"falls outside B's 6 x 4 pixels: values out of range") as e:
+        src.load(None)
+    _one_line_error(e, root / "Alpha" / "disp0.pfm")
+    d = np.full((MB_H, MB_W), np.inf, np.float32)
+    d[2, 5] = 1.0  # one known disparity: 1 pixel of 24 (4.2%)
+    _pfm(root / "Alpha" / "disp0.pfm", b"Pf", d, b"-1.0")
+    notes = []
+    src = resolve_dataset(f"middlebury:{root}", log=notes.append)[0]
+    pair = src.load(None)
+    assert pair.valid.sum() == 1 and pair.info["gt_valid_fraction"] == pytest.approx(1 / 24, abs=1e-6)
+    assert len(notes) == 1 and "ground truth valid on only 4.2% of A's pixels" in notes[0]
 
 
 # --------------------------------------------------------------------------- errors

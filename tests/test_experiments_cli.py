@@ -13,7 +13,8 @@ from conftest import kill_and_resume, row_keys, run_cli
 from experiments.run import COLUMNS
 
 PAIRS = ["chelsea", "demo-a_shift", "demo-b_gray16", "demo-c_same"]
-ITERS = {"pm": [1, 2], "dpm": [1, 2, 3], "dpm-reference": [1, 2, 3], "exact": [0]}
+ITERS = {"pm": [1, 2], "dpm": [1, 2, 3], "dpm-reference": [1, 2, 3], "exact": [0], "zero": [0],
+         "random": [0]}
 
 
 def _expected_keys():
@@ -52,7 +53,8 @@ def test_compare_table(tiny_run):
     # the thread counts in force during each timed run, numba and torch alike
     assert set(df["torch_threads"]) == {1} and set(df["numba_threads"]) == {1}
     assert set(df["patch_size"]) == {7}
-    assert set(df.loc[df["method"] != "exact", "seed"]) == {0} and df.loc[df["method"] == "exact", "seed"].isna().all()
+    unseeded = df["method"].isin(["exact", "zero"])  # methods that take no seed
+    assert set(df.loc[~unseeded, "seed"]) == {0} and df.loc[unseeded, "seed"].isna().all()
     assert (df["height"] <= 48).all() and (df["width"] <= 48).all()
     b16 = df[df["pair"] == "demo-b_gray16"].iloc[0]
     assert (b16["height"], b16["width"], b16["height_b"], b16["width_b"]) == (32, 40, 36, 44)
@@ -64,9 +66,13 @@ def test_compare_table(tiny_run):
 
 def test_identity_pair_through_cli(tiny_run):
     df = pd.read_csv(tiny_run["out"] / "metrics.csv")
-    same = df[(df["pair"] == "demo-c_same") & (df["method"] == "exact")].iloc[0]
-    assert same["l1"] < 1e-6 and same["mse"] < 1e-10 and same["energy"] < 1e-9
-    assert same["psnr"] > 90 and same["ssim"] > 0.99999
+    for method in ("exact", "zero"):  # the exhaustive search and no motion: A itself
+        same = df[(df["pair"] == "demo-c_same") & (df["method"] == method)].iloc[0]
+        assert same["l1"] < 1e-6 and same["mse"] < 1e-10 and same["energy"] < 1e-9
+        assert same["psnr"] > 90 and same["ssim"] > 0.99999
+    # random matches rebuild nothing of it
+    rand = df[(df["pair"] == "demo-c_same") & (df["method"] == "random")].iloc[0]
+    assert rand["energy"] > 100 * df[(df["pair"] == "demo-c_same") & (df["method"] == "pm")]["energy"].min()
 
 
 def test_compare_outputs(tiny_run):
@@ -144,7 +150,7 @@ def test_resume_after_kill(tmp_path, seed_folder):
     out = tmp_path / "out"
     args = ["compare", "--data", str(seed_folder), "--out", str(out), "--max-size", "48",
             "--pm-iterations", "2", "--dpm-iterations", "12", "--threads", "1",
-            "--exact-max-pixels", "0"]
+            "--exact-max-pixels", "0", "--methods", "pm,dpm,exact"]
     df = kill_and_resume(args, out, 3 * (2 + 12))
     pairs = ["demo-a_shift", "demo-b_gray16", "demo-c_same"]
     expected = sorted((p, m, i) for p in pairs for m, n in (("pm", 2), ("dpm", 12))

@@ -11,7 +11,7 @@
 
 May import: the foundation (:mod:`experiments.errors`) and external libraries; no other room.
 """
-from .builtin import BUILTIN_PAIRS, builtin_pair, builtin_sources, motorcycle_pair
+from .builtin import ALL_BUILTIN_PAIRS, BUILTIN_PAIRS, builtin_pair, builtin_sources, motorcycle_pair
 from .datasets import KINDS
 from .folders import folder_pair, name_mismatch_note, read_pair_images, scan_folder
 from .images import load_image, nonfinite_pixels, read_image, save_image, to_rgb_float
@@ -21,7 +21,7 @@ from .readers import read_flo, read_homography, read_kitti_disparity, read_kitti
 from .resolve import (check_subset_options, detect_layout, is_builtin, parse_spec, resolve_data,
                       resolve_dataset)
 
-__all__ = ["BUILTIN_PAIRS", "KINDS", "Pair", "PairSource", "builtin_pair", "builtin_sources",
+__all__ = ["ALL_BUILTIN_PAIRS", "BUILTIN_PAIRS", "KINDS", "Pair", "PairSource", "builtin_pair", "builtin_sources",
            "motorcycle_pair", "folder_pair", "name_mismatch_note", "read_pair_images",
            "scan_folder", "load_image", "nonfinite_pixels", "read_image", "save_image", "to_rgb_float", "check_pair",
            "file_stem", "make_warped_pair", "resize_pair", "safe_name", "warp_matrix", "warp_pair",

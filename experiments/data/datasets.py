@@ -60,6 +60,38 @@ _KITTI_A = re.compile(r"(\d+)_10\.png")
 
 
 # --------------------------------------------------------------------------- conversions
+# --------------------------------------------------------------------------- ground truth checks
+#: Below this fraction of A's pixels with ground truth, loading a pair prints a note (and the
+#: report says so); at zero it is an error.
+MIN_VALID_FRACTION = 0.05
+
+
+def _checked(pair: Pair, values: np.ndarray, what: str, log=None) -> Pair:
+    """``pair`` (native size) after the checks every dataset pair passes: ground truth that covers
+    none of A's pixels is a one-line :class:`UserError` naming the file and the likely cause;
+    under :data:`MIN_VALID_FRACTION` a one-line note goes to ``log``. The range of the dataset's
+    values (``what``: e.g. "disparity", "flow length"; ``values``: the known ones, in pixels) and
+    the valid fraction go into ``pair.info`` (and so into config.json)."""
+    finite = np.asarray(values, np.float64)
+    finite = finite[np.isfinite(finite)]
+    span = (float(finite.min()), float(finite.max())) if finite.size else None
+    frac = float(pair.valid.mean())
+    pair.info.update(gt_values=what, gt_range=None if span is None else [round(v, 4) for v in span],
+                     gt_valid_fraction=round(frac, 6))
+    (ha, wa), (hb, wb) = pair.a.shape[:2], pair.b.shape[:2]
+    stated = (f"{finite.size} known {what} values from {span[0]:g} to {span[1]:g} px"
+              if span else f"no finite {what} value")
+    if frac == 0:
+        cause = ("every match falls outside B's " f"{wb} x {hb} pixels: values out of range or on "
+                 "another scale?" if span else "the file holds no ground truth")
+        raise UserError(f"{pair.info.get('file_gt', pair.name)}: ground truth is valid on none of "
+                        f"A's {wa} x {ha} pixels ({stated}; {cause}); check the file or remove the pair")
+    if frac < MIN_VALID_FRACTION and log is not None:
+        log(f"note: {pair.info.get('file_gt', pair.name)}: ground truth valid on only {frac:.1%} of "
+            f"A's pixels ({stated}); its metrics rest on few pixels")
+    return pair
+
+
 # --------------------------------------------------------------------------- Middlebury
 def _is_middlebury_scene(d: Path) -> bool:
     return (d / "im0.png").is_file() and (d / "im1.png").is_file()
@@ -129,7 +161,8 @@ def _load_middlebury(scene: Path, gt_path: Path, name: str, max_size: int | None
     info = dict(dataset="middlebury", gt="disparity: x_B = x_A - d, y_B = y_A",
                 file_a=str(pa), file_b=str(pb), file_gt=str(gt_path))
     source = f"Middlebury stereo {scene.name} (A = im0 left, B = im1 right)"
-    return resize_pair(Pair(name, a, b, gt, valid, source, info, masks=masks, nonfinite_pixels=bad), max_size)
+    pair = Pair(name, a, b, gt, valid, source, info, masks=masks, nonfinite_pixels=bad)
+    return resize_pair(_checked(pair, np.where(known, disp, np.nan), "disparity", log), max_size)
 
 
 # --------------------------------------------------------------------------- MPI-Sintel
@@ -194,7 +227,8 @@ def _load_sintel(pa: Path, pb: Path, flo: Path, occ_path: Path | None, name: str
                 gt="flow (u, v): x_B = x_A + u, y_B = y_A + v",
                 file_a=str(pa), file_b=str(pb), file_gt=str(flo))
     source = f"MPI-Sintel {render_pass} pass {pa.parent.name} {pa.stem} -> {pb.stem}"
-    return resize_pair(Pair(name, a, b, gt, valid, source, info, masks=masks, nonfinite_pixels=bad), max_size)
+    pair = Pair(name, a, b, gt, valid, source, info, masks=masks, nonfinite_pixels=bad)
+    return resize_pair(_checked(pair, np.where(known, np.hypot(u, v), np.nan), "flow length", log), max_size)
 
 
 # --------------------------------------------------------------------------- KITTI 2015
@@ -241,6 +275,7 @@ def _load_kitti(pa: Path, pb: Path, gt_path: Path, noc_path: Path | None, name: 
         flow, known = read_kitti_flow(gt_path)
         _check_shape(flow, a.shape[:2], gt_path, pa)
         gt, valid = displacement_to_gt(flow[:, :, 1], flow[:, :, 0], known, b.shape[:2])
+        values, what = np.where(known, np.hypot(flow[:, :, 0], flow[:, :, 1]), np.nan), "flow length"
         if noc_path is not None:
             noc_flow, noc = read_kitti_flow(noc_path)
             _check_shape(noc_flow, a.shape[:2], noc_path, pa)
@@ -250,6 +285,7 @@ def _load_kitti(pa: Path, pb: Path, gt_path: Path, noc_path: Path | None, name: 
         disp, known = read_kitti_disparity(gt_path)
         _check_shape(disp, a.shape[:2], gt_path, pa)
         gt, valid = displacement_to_gt(np.zeros_like(disp), -disp, known, b.shape[:2])
+        values, what = np.where(known, disp, np.nan), "disparity"
         if noc_path is not None:
             noc_disp, noc = read_kitti_disparity(noc_path)
             _check_shape(noc_disp, a.shape[:2], noc_path, pa)
@@ -258,7 +294,8 @@ def _load_kitti(pa: Path, pb: Path, gt_path: Path, noc_path: Path | None, name: 
     info = dict(dataset=f"kitti-{task}", gt=desc, file_a=str(pa), file_b=str(pb),
                 file_gt=str(gt_path))
     source = f"{source} {pa.name} -> {pb.parent.name}/{pb.name}"
-    return resize_pair(Pair(name, a, b, gt, valid, source, info, masks=masks, nonfinite_pixels=bad), max_size)
+    pair = Pair(name, a, b, gt, valid, source, info, masks=masks, nonfinite_pixels=bad)
+    return resize_pair(_checked(pair, values, what, log), max_size)
 
 
 # --------------------------------------------------------------------------- HPatches
@@ -293,8 +330,12 @@ def _load_hpatches(seq: Path, k: int, name: str, max_size: int | None, log=None)
     gt, valid = correspondence_from_matrix(matrix, a.shape[:2], b.shape[:2])
     info = dict(dataset="hpatches", gt="homography H_1_k of (x, y, 1)",
                 homography=matrix.tolist(), file_a=str(pa), file_b=str(pb), file_gt=str(h_path))
-    return resize_pair(Pair(name, a, b, gt, valid, f"HPatches {seq.name} 1 -> {k}", info,
-                            nonfinite_pixels=bad), max_size)
+    pair = Pair(name, a, b, gt, valid, f"HPatches {seq.name} 1 -> {k}", info, nonfinite_pixels=bad)
+    ys, xs = np.mgrid[0:a.shape[0], 0:a.shape[1]]
+    pts = np.stack([xs, ys, np.ones_like(xs)], axis=-1) @ matrix.T  # where H sends every pixel
+    with np.errstate(divide="ignore", invalid="ignore"):
+        length = np.hypot(pts[..., 1] / pts[..., 2] - ys, pts[..., 0] / pts[..., 2] - xs)
+    return resize_pair(_checked(pair, length, "displacement length", log), max_size)
 
 
 # --------------------------------------------------------------------------- DeepPruner

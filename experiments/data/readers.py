@@ -1,11 +1,16 @@
 """File readers of the standard datasets' ground truth (disparity, flow, homography, masks).
 
-File formats are read by OpenCV (checked by writing files with known content and reading them
-back, see ``tests/test_datasets.py``):
+Each format is read by its own definition, checked against files written byte by byte the way
+the datasets' tools write them (``tests/test_datasets.py``):
 
-* PFM: ``cv2.imdecode(..., IMREAD_UNCHANGED)`` returns float32 rows top-to-bottom (the file
-  stores them bottom-to-top; OpenCV flips them), either byte order, ``inf`` kept. OpenCV divides
-  the values by ``|scale|`` of the header; Middlebury's ``pfmwrite`` writes scale -1 (no change).
+* PFM (:func:`read_pfm`, parsed here): a header ``Pf`` (one channel) or ``PF`` (three), the width
+  and height, and a scale whose *sign* gives the byte order (negative: little-endian) while its
+  magnitude is ignored, as Middlebury's SDK and the optical-flow projects read it (OpenCV instead
+  divides the values by it: a MiddEval3 file with scale -1/255 would come out 255 times too
+  large); then float32 rows, bottom row first. ``inf`` (unknown disparity) is kept.
+
+Other formats are read by OpenCV:
+
 * ``.flo``: ``cv2.readOpticalFlow`` returns float32 ``(H, W, 2)`` with channel 0 = u (x) and
   channel 1 = v (y); it returns ``None`` for a bad magic number or a truncated file.
 * 16-bit PNG: ``IMREAD_UNCHANGED`` keeps uint16 and returns colour channels in BGR order, so the
@@ -15,6 +20,7 @@ Malformed files become one-line :class:`~experiments.errors.UserError` messages 
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import cv2
@@ -41,16 +47,42 @@ def _describe(img: np.ndarray) -> str:
     return f"{article} {bits} {1 if img.ndim == 2 else img.shape[2]}-channel image"
 
 
-def read_pfm(path: str | Path) -> np.ndarray:
-    """Single-channel PFM (``Pf``) as float32 ``(H, W)``, top row first, non-finite values kept.
+_PFM_HEADER = re.compile(rb"(P[Ff])\s+(\d+)\s+(\d+)\s+([-+]?[0-9.]+(?:[eE][-+]?\d+)?)\s")
 
-    Raises :class:`UserError` naming the file when it is not a readable one-channel PFM.
+
+def read_pfm(path: str | Path, *, channels: int = 1) -> np.ndarray:
+    """A PFM file as float32, top row first, non-finite values kept (see the module docstring).
+
+    ``channels=1`` (a disparity map, ``Pf``): shape ``(H, W)``; ``channels=3`` (``PF``):
+    ``(H, W, 3)``. Raises :class:`UserError` naming the file when it is not a readable PFM with
+    that many channels (bad header, zero scale, truncated data).
     """
     path = Path(path)
-    img = _decode(path, "PFM file")
-    if img.ndim != 2 or img.dtype != np.float32:
-        raise UserError(f"{path} is {_describe(img)}; a disparity PFM has one float channel (Pf)")
-    return img
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    m = _PFM_HEADER.match(raw)
+    if m is None:
+        raise UserError(f"{path} is not a readable PFM file (bad header {raw[:20]!r}; expected "
+                        "'Pf' or 'PF', width, height and scale); download it again")
+    kind, w, h, scale = m.group(1), int(m.group(2)), int(m.group(3)), float(m.group(4))
+    found = 1 if kind == b"Pf" else 3
+    if found != channels:
+        raise UserError(f"{path} is a {found}-channel PFM ({kind.decode()}); "
+                        f"{'a disparity map' if channels == 1 else 'this file'} needs "
+                        f"{channels} channel{'s' if channels > 1 else ''} "
+                        f"({'Pf' if channels == 1 else 'PF'})")
+    if scale == 0:
+        raise UserError(f"{path} is not a readable PFM file (scale 0: its sign must give the byte order)")
+    n = w * h * found
+    data = raw[m.end():]
+    if len(data) < 4 * n:
+        raise UserError(f"{path} is not a readable PFM file (truncated: {len(data)} bytes of data for "
+                        f"the {w} x {h} x {found} values its header states); download it again")
+    values = np.frombuffer(data, "<f4" if scale < 0 else ">f4", count=n)
+    img = values.reshape((h, w) if found == 1 else (h, w, found))[::-1]
+    return np.ascontiguousarray(img, dtype=np.float32)
 
 
 def read_flo(path: str | Path) -> np.ndarray:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import UserError
-from .builtin import BUILTIN_PAIRS, builtin_pair
+from .builtin import ALL_BUILTIN_PAIRS, builtin_pair
 from .datasets import (KINDS, _deeppruner, _hpatches, _is_hpatches_sequence, _kitti, _middlebury,
                        _middlebury_layout, _sintel, _subdirs)
 from .pairs import PairSource
@@ -136,7 +136,7 @@ def resolve_dataset(spec: str, *, limit: int | None = None, select: str | None =
 
 def is_builtin(spec: str) -> bool:
     """Whether a ``--data`` value names a built-in pair (a folder of that name takes precedence)."""
-    return spec in BUILTIN_PAIRS and not Path(spec).is_dir()
+    return spec in ALL_BUILTIN_PAIRS and not Path(spec).is_dir()
 
 
 def check_subset_options(specs: list[str], *, limit: int | None, select: str | None,
@@ -157,7 +157,7 @@ def resolve_data(specs: list[str], *, limit: int | None = None, select: str | No
                  log: Callable[[str], None] | None = None) -> list[PairSource]:
     """Turn ``--data`` values into loadable pair sources, in the order given.
 
-    Each value is a built-in pair name (:data:`experiments.pairs.BUILTIN_PAIRS`), ``KIND:PATH`` or a
+    Each value is a built-in pair name (:data:`experiments.data.builtin.ALL_BUILTIN_PAIRS`), ``KIND:PATH`` or a
     folder whose layout is detected (:func:`resolve_dataset`; ``limit`` and ``select`` apply to each
     dataset or folder, built-in names are always kept). Raises :class:`UserError` for unknown
     names, bad folders and pair names that occur twice.
@@ -167,7 +167,7 @@ def resolve_data(specs: list[str], *, limit: int | None = None, select: str | No
         if is_builtin(spec):
             sources.append(PairSource(spec, f"built-in {spec}", lambda m, n=spec: builtin_pair(n, max_size=m)))
         elif ":" not in spec and not Path(spec).exists():
-            raise UserError(f"--data {spec!r} is neither a built-in pair ({', '.join(BUILTIN_PAIRS)}), "
+            raise UserError(f"--data {spec!r} is neither a built-in pair ({', '.join(ALL_BUILTIN_PAIRS)}), "
                             f"nor KIND:PATH (KIND in {', '.join(KINDS)}), nor an existing folder")
         else:
             sources.extend(resolve_dataset(spec, limit=limit, select=select, log=log))

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..options import COUNT, PATCH, Kind
-from .timed import MethodRun, run_dpm, run_exact, run_pm
+from . import timed
+from .timed import MethodRun, run_baseline, run_dpm, run_exact, run_pm
 
 _NOTHING = object()
 
@@ -318,6 +319,26 @@ EXACT_PARAMS = {
 }
 
 
+# --------------------------------------------------------------------------- trivial baselines
+def _prepare_baseline(kind: str):
+    def prepare(params: dict, options: dict, ctx: Context):
+        def run(pair, *, seed=None, progress=None) -> MethodRun:
+            done = run_baseline(pair, kind=kind, patch_size=int(params["patch_size"]), seed=seed,
+                                threads=ctx.threads)
+            if progress is not None:
+                progress()
+            return done
+
+        return run
+
+    return prepare
+
+
+BASELINE_PARAMS = {
+    "patch_size": Param(PATCH, "odd patch side (px) of the voting reconstruction and the energy"),
+}
+
+
 # --------------------------------------------------------------------------- the registrations
 register(Method("pm", "classic PatchMatch", PM_PARAMS, _prepare_pm, _pm_defaults),
          Named("pm", "pm", "classic PatchMatch", marker="o", linestyle="-"))
@@ -333,3 +354,11 @@ register(Method("dpm", "differentiable PatchMatch", DPM_PARAMS, _prepare_dpm, _d
 register(Method("exact", "exact NNF", EXACT_PARAMS, _prepare_exact, _exact_defaults, seeded=False,
                 skip=_exact_skip, reports=lambda params: [0]),
          Named("exact", "exact", "exact NNF", marker="*", linestyle=":"))
+# What "good" means on a pair: no motion at all, and matches drawn at random.
+register(Method("zero", "zero motion (baseline)", BASELINE_PARAMS, _prepare_baseline("zero"),
+                lambda: signature_defaults(timed.run_baseline, BASELINE_PARAMS), seeded=False,
+                reports=lambda params: [0]),
+         Named("zero", "zero", "zero motion (baseline)", marker="x", linestyle=(0, (1, 3))))
+register(Method("random", "random matches (baseline)", BASELINE_PARAMS, _prepare_baseline("random"),
+                lambda: signature_defaults(timed.run_baseline, BASELINE_PARAMS), reports=lambda params: [0]),
+         Named("random", "random", "random matches (baseline)", marker="+", linestyle=(0, (1, 3))))

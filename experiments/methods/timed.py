@@ -210,6 +210,36 @@ def run_exact(pair: Pair, *, patch_size: int, device: str,
                      classic_vote(b, patch_size), used)
 
 
+def baseline_matches(shape_a, shape_b, *, kind: str, seed: int | None = None) -> np.ndarray:
+    """The trivial baselines' matches, float32 ``(Ha, Wa, 2)`` absolute (y, x) positions in B.
+
+    ``kind="zero"``: each pixel matched to its own coordinate, clamped into B (no motion);
+    ``kind="random"``: a uniform random pixel of B per pixel of A, from
+    ``numpy.random.default_rng(seed)`` (the same seed, the same matches).
+    """
+    ha, wa = shape_a[:2]
+    hb, wb = shape_b[:2]
+    if kind == "zero":
+        ys, xs = np.mgrid[0:ha, 0:wa]
+        return np.stack([np.minimum(ys, hb - 1), np.minimum(xs, wb - 1)], axis=-1).astype(np.float32)
+    if kind == "random":
+        rng = np.random.default_rng(seed)
+        return np.stack([rng.integers(0, hb, (ha, wa)), rng.integers(0, wb, (ha, wa))],
+                        axis=-1).astype(np.float32)
+    raise ValueError(f"kind must be 'zero' or 'random', got {kind!r}")
+
+
+def run_baseline(pair: Pair, *, kind: str, patch_size: int = 7, seed: int | None = None,
+                 threads: int | None = None) -> MethodRun:
+    """A trivial baseline (:func:`baseline_matches`) as a timed run, reported as iteration 0,
+    reconstructed by ``classic_pm.vote`` like the classic NNF."""
+    with thread_scope(threads) as used:
+        t0 = time.perf_counter()
+        nnf = baseline_matches(pair.a.shape, pair.b.shape, kind=kind, seed=seed)
+        dt = time.perf_counter() - t0
+    return MethodRun(kind, [0], [dt], [nnf], classic_vote(pair.b, patch_size), used)
+
+
 def tiny_pair() -> Pair:
     """The small seeded pair (24 x 28) on which every code path is compiled and warmed up."""
     rng = np.random.default_rng(0)

@@ -52,9 +52,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-size", type=int_at_least(8, "--max-size"), default=None, metavar="PX",
                    help="area-downscale each image so its longer side is at most PX "
                         "(ground truth scaled along); default: native resolution")
-    p.add_argument("--seed", type=int_at_least(0, "--seed"), default=0, metavar="N",
-                   help="seed of PatchMatch's random streams and DPM's torch.Generator "
-                        "(default 0)")
+    p.add_argument("--seed", type=int_at_least(0, "--seed"), default=None, metavar="N",
+                   help="seed of PatchMatch's random streams, DPM's torch.Generator and the random "
+                        "baseline (default 0)")
     p.add_argument("--patch-size", type=odd_patch, default=7, metavar="P",
                    help="odd patch side for both methods, voting and the energy (default 7)")
 
@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dpm-keep-current", action="store_true",
                    help="also run DPM keeping each pixel's current offset as a candidate "
                         "(= adding dpm-keep to --methods; not in the original)")
+    c.add_argument("--seeds", type=int_at_least(0, "--seeds"), nargs="+", default=None, metavar="N",
+                   help="run every seeded method with each of these seeds; the report gives the "
+                        "mean and the seed-to-seed spread (default: --seed, 0)")
     c.add_argument("--fresh", action="store_true",
                    help="discard an unfinished run in --out instead of resuming it (a "
                         "finished run there is always replaced)")
@@ -193,6 +196,9 @@ def cmd_compare(args) -> int:
 
     log = lambda m: print(m, flush=True)  # noqa: E731
     methods = compare_methods(args)
+    if args.seeds and args.seed is not None:
+        raise UserError("give --seed N or --seeds N [N ...], not both")
+    seeds = tuple(dict.fromkeys(args.seeds or [args.seed or 0]))
     # validates names and folder layouts, decodes nothing
     check_subset_options(args.data, limit=args.limit, select=args.select)
     sources = resolve_data(args.data, limit=args.limit, select=args.select, log=log)
@@ -208,7 +214,7 @@ def cmd_compare(args) -> int:
     settings = RunSettings(
         pairs=tuple(s.name for s in sources), origins=tuple((s.name, s.origin) for s in sources),
         max_size=args.max_size, methods=methods, pm_iterations=args.pm_iterations,
-        dpm_iterations=args.dpm_iterations, patch_size=args.patch_size, seed=args.seed,
+        dpm_iterations=args.dpm_iterations, patch_size=args.patch_size, seeds=seeds,
         device=device, threads=args.threads,
         exact_max_pixels=(EXACT_MAX_PIXELS[device.split(":")[0]]
                           if args.exact_max_pixels is None else args.exact_max_pixels),
@@ -303,7 +309,7 @@ def cmd_reconstruct(args) -> int:
         check_pair(pair, args.patch_size)
         loaded.append((pa, pair))
     for pa, pair in tqdm(loaded, desc=f"reconstruct ({args.method})", unit="pair"):
-        done = run(pair, seed=args.seed)
+        done = run(pair, seed=args.seed or 0)
         recon = np.clip(done.reconstruct(done.nnfs[-1]), 0.0, 1.0)
         save_image(save / pa.name, recon)
     print(f"wrote {len(pairs)} reconstructions to {save}/")

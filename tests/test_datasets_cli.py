@@ -62,6 +62,9 @@ def test_compare_on_a_sintel_folder_resumes_after_a_kill(sintel, tmp_path):
     assert df[["bad_2_0", "fl", "d1"]].isna().all().all()
     last_pm = df[(df["method"] == "pm") & (df["iteration"] == 2)]
     assert (last_pm["epe_noc"] < 1.0).all()  # a pure translation: classic PatchMatch finds it
+    # the dataset's own table, as its community reads it
+    report = (out / "REPORT.md").read_text()
+    assert "### MPI-Sintel clean" in report and "| method | pairs | EPE all | EPE noc | EPE occ |" in report
     # file names: the pair names' "/" become "--"
     for name in NAMES:
         stem = name.replace("/", "--")

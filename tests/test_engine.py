@@ -109,7 +109,7 @@ def test_a_unit_gives_the_same_numbers_through_compare_and_a_study(tmp_path):
 
     settings = RunSettings(pairs=("coffee",), origins=(("coffee", "built-in coffee"),), max_size=32,
                            methods=("pm", "dpm-keep"), pm_iterations=3, dpm_iterations=3,
-                           patch_size=7, seed=2, device="cpu", threads=1, exact_max_pixels=0,
+                           patch_size=7, seeds=(2,), device="cpu", threads=1, exact_max_pixels=0,
                            out=str(tmp_path / "c"))
     src = PairSource("coffee", "built-in coffee", lambda m: builtin_pair("coffee", max_size=m))
     runner = Runner(settings, load_pairs([src], max_size=32, patch_size=7), log=lambda m: None)

@@ -83,7 +83,7 @@ def test_compare_outputs(tiny_run):
     assert last[("chelsea", "dpm")] == 3 and last[("chelsea", "pm")] == 2
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["status"] == "complete"
-    for key in ("pm_iterations", "dpm_iterations", "seed", "threads", "device", "patch_size"):
+    for key in ("pm_iterations", "dpm_iterations", "seeds", "threads", "device", "patch_size"):
         assert key in cfg["run"]
     prov = cfg["provenance"]
     assert prov["versions"]["numpy"] and prov["versions"]["torch"]
@@ -107,6 +107,35 @@ def test_compare_figures(tiny_run):
         img = mpimg.imread(path)
         assert img.shape[0] > 150 and img.shape[1] > 300, (name, img.shape)
         assert img[..., :3].std() > 0.05, name  # not blank
+
+
+def test_seeds_give_means_spreads_and_paired_verdicts(tmp_path):
+    """--seeds 0 1 2: every seeded method once per seed, the others once; the report gives the mean
+    ± the seed-to-seed spread per dataset and says whether pm - dpm is beyond it; the console one
+    line per dataset and method."""
+    out = tmp_path / "out"
+    res = run_cli("compare", "--data", "chelsea", "coffee", "--max-size", "40", "--pm-iterations", "2",
+                  "--dpm-iterations", "3", "--threads", "1", "--seeds", "0", "1", "2", "--out", str(out))
+    assert res.returncode == 0, res.stderr[-3000:]
+    df = pd.read_csv(out / "metrics.csv")
+    runs = df.groupby(["pair", "method"])["seed"].apply(lambda s: sorted(s.dropna().unique()))
+    assert all(runs[(p, m)] == [0, 1, 2] for p in ("chelsea", "coffee") for m in ("pm", "dpm", "random"))
+    assert all(runs[(p, m)] == [] for p in ("chelsea", "coffee") for m in ("exact", "zero"))
+    assert len(pd.read_csv(out / "summary.csv")) == 2 * (3 * 3 + 2)
+    # the seeds differ (or there would be no spread to state), and the report's mean is theirs
+    last = df[(df["method"] == "pm") & (df["iteration"] == 2)]
+    assert last.groupby("pair")["epe"].nunique().min() > 1
+    report = (out / "REPORT.md").read_text()
+    mean = last.groupby("seed")["epe"].mean()  # per seed, the mean over the dataset's pairs
+    assert f"| pm | 2 | {mean.mean():.2f} ± {mean.std(ddof=1):.2f} |" in report
+    assert "(standard error over 3 seeds)" in report and ("beyond the seed-to-seed spread" in report
+                                                         or "inside the seed-to-seed spread" in report)
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("built-in ")]
+    assert [ln.split()[1] for ln in lines] == ["pm", "dpm", "exact", "zero", "random"]
+    assert "(2 pairs, 3 seeds)" in lines[0] and "(2 pairs)" in lines[2]
+    assert (out / "artifacts" / "chelsea__pm__seed1.npz").exists() and (out / "artifacts" / "chelsea__pm.npz").exists()
+    res = run_cli("compare", "--data", "chelsea", "--seed", "1", "--seeds", "2", "--out", str(tmp_path / "x"))
+    _assert_one_line_error(res, "not both")
 
 
 # --------------------------------------------------------------------------- resume

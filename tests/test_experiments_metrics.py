@@ -118,10 +118,56 @@ def test_iteration_metrics_are_the_columns_of_a_row(image):
     nnf = run.nnfs[-1]
     recon = run.reconstruct(nnf) + 0.5  # partly out of range: clipped like every row
     row = metrics.iteration_metrics(pair, nnf, recon, patch_size=5)
-    assert list(row) == ["psnr", "ssim", "l1", "mse", "energy", "epe", "within_1px", *metrics.DATASET_COLUMNS]
+    assert list(row) == ["psnr", "ssim", "l1", "mse", "energy", "epe", "within_1px", "within_3px",
+                         "within_5px", *metrics.DATASET_COLUMNS]
+    for t in (1, 3, 5):  # the fraction within t px, as within_px computes it
+        assert row[f"within_{t}px"] == metrics.within_px(nnf, pair.gt, pair.valid, threshold_px=t)
     assert all(np.isnan(row[c]) for c in metrics.DATASET_COLUMNS)  # a warped pair is from no dataset
     clipped = np.clip(recon, 0, 1)
     assert row["psnr"] == metrics.psnr(pair.a, clipped) and row["l1"] == metrics.l1(pair.a, clipped)
     assert row["energy"] == metrics.energy(pair.a, pair.b, nnf, patch_size=5)
     assert row["energy"] != metrics.energy(pair.a, pair.b, nnf, patch_size=7)  # patch size passed
     assert row["epe"] == metrics.epe(nnf, pair.gt, pair.valid)
+
+
+# --------------------------------------------------------------------------- report tables
+def _summary():
+    """A hand-made summary: two KITTI flow pairs, pm with seeds 0 and 1, zero without a seed, and
+    one Middlebury pair."""
+    import pandas as pd
+
+    rows = []
+    for pair, pm_epe, zero_epe in (("kitti-flow/000000", (2.0, 4.0), 10.0), ("kitti-flow/000001", (6.0, 8.0), 20.0)):
+        for seed, e in zip((0, 1), pm_epe):
+            rows.append(dict(dataset="kitti-flow", pair=pair, method="pm", seed=seed, epe=e, fl=10.0 * seed))
+        rows.append(dict(dataset="kitti-flow", pair=pair, method="zero", seed=None, epe=zero_epe, fl=90.0))
+    rows.append(dict(dataset="middlebury", pair="middlebury/Motorcycle", method="pm", seed=0, epe=1.0,
+                     bad_2_0=5.0))
+    df = pd.DataFrame(rows)
+    for c in ("psnr", "ssim", "l1", "mse", "energy", "within_1px", "within_3px", "within_5px", "bad_2_0",
+              "fl", "d1", "epe_noc", "epe_occ", "cum_time_s"):
+        if c not in df:
+            df[c] = float("nan")
+    return df
+
+
+def test_dataset_tables_and_paired_differences_worked_by_hand():
+    from experiments.report.compare import console_table
+    from experiments.report.tables import dataset_table, markdown_table, paired_difference, view
+
+    s = _summary()
+    t = dataset_table(s, "kitti-flow").set_index("method")
+    # pm: seed 0 mean over pairs (2 + 6) / 2 = 4, seed 1 (4 + 8) / 2 = 6 -> mean 5, sd sqrt(2)
+    assert t.loc["pm", "epe"] == 5.0 and t.loc["pm", "epe_sd"] == pytest.approx(math.sqrt(2))
+    assert t.loc["zero", "epe"] == 15.0 and math.isnan(t.loc["zero", "epe_sd"]) and t.loc["zero", "seeds"] == 1
+    # pm - zero per seed: (2 - 10 + 6 - 20) / 2 = -11 and (4 - 10 + 8 - 20) / 2 = -9: mean -10, se 1
+    d = paired_difference(s, "kitti-flow", "pm", "zero", "epe")
+    assert d == dict(mean=-10.0, se=pytest.approx(1.0), seeds=2, pairs=2)
+    title, cols = view("kitti-flow")
+    assert title == "KITTI 2015 flow" and cols[:2] == [("epe", "EPE px"), ("fl", "Fl-all %")]
+    assert view("middlebury:MiddEval3")[0] == "Middlebury stereo (middlebury:MiddEval3)"
+    table = markdown_table(dataset_table(s, "kitti-flow"), [("method", "method"), *cols[:2]], spread=True)
+    assert "| pm | 5.00 ± 1.41 | 5.0 ± 7.1 |" in table and "| zero | 15.00 | 90.0 |" in table
+    lines = console_table(s).splitlines()  # one line per dataset and method, never mixed
+    assert [ln.split()[:2] for ln in lines] == [["kitti-flow", "pm"], ["kitti-flow", "zero"], ["middlebury", "pm"]]
+    assert "bad-2.0 % 5.0" in lines[2] and "Fl-all" not in lines[2]

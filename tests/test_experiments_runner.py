@@ -18,7 +18,7 @@ def _runner(out, **kw):
     """A runner on the built-in chelsea pair at 32 px, settings overridden by ``kw``."""
     settings = dict(pairs=("chelsea",), origins=(("chelsea", "built-in"),), max_size=32,
                     methods=("pm", "dpm", "exact"), pm_iterations=2, dpm_iterations=2,
-                    patch_size=7, seed=0, device="cpu", threads=1, exact_max_pixels=40000,
+                    patch_size=7, seeds=(0,), device="cpu", threads=1, exact_max_pixels=40000,
                     out=str(out), command="test")
     settings.update(kw)
     src = PairSource("chelsea", "built-in", lambda m: builtin_pair("chelsea", max_size=m))
@@ -69,7 +69,7 @@ def test_run_settings_serialise_like_config_json(tmp_path):
     d = settings.to_dict()
     # deliberately a literal: locks the schema (keys and their order) of config.json's "config"
     assert list(d) == ["pairs", "origins", "max_size", "methods", "pm_iterations", "dpm_iterations",
-                       "patch_size", "seed", "device", "threads", "exact_max_pixels",
+                       "patch_size", "seeds", "device", "threads", "exact_max_pixels",
                        "checkpoint", "out", "command"]
     assert d["pairs"] == ["chelsea"] and d["origins"] == {"chelsea": "built-in"}
     # the run settings are the config minus what does not change the numbers (where the pairs
@@ -82,7 +82,7 @@ def test_run_settings_serialise_like_config_json(tmp_path):
                                       out=str(tmp_path / "other"), command="other command")
     assert other_place.run_dict() == run
     changes = dict(pairs=("chelsea", "motorcycle"), max_size=48, methods=("pm",), pm_iterations=3,
-                   dpm_iterations=3, patch_size=9, seed=1, device="cuda", threads=2,
+                   dpm_iterations=3, patch_size=9, seeds=(1,), device="cuda", threads=2,
                    exact_max_pixels=0, checkpoint="/x.pt")
     for key, value in changes.items():
         assert dataclasses.replace(settings, **{key: value}).run_dict() != run, key
@@ -105,7 +105,7 @@ def test_nonfinite_pixel_counts_in_config_json(tmp_path, write_image):
     pairs = load_pairs(sources, max_size=None, patch_size=7)
     settings = RunSettings(pairs=("d-x",), origins=(("d-x", "folder"),), max_size=None,
                            methods=("pm", "dpm"), pm_iterations=1, dpm_iterations=1, patch_size=7,
-                           seed=0, device="cpu", threads=1, exact_max_pixels=0,
+                           seeds=(0,), device="cpu", threads=1, exact_max_pixels=0,
                            out=str(tmp_path / "out"))
     runner = Runner(settings, pairs, log=notes.append)
     runner.prepare_output()

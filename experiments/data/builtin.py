@@ -85,7 +85,7 @@ def motorcycle_pair() -> Pair:
     gt, valid = displacement_to_gt(np.zeros_like(disp), -np.where(known, disp, 0), known, b.shape[:2])
     return Pair("motorcycle", a, b, gt, valid,
                 "skimage.data.stereo_motorcycle (Middlebury 2014, A = left, B = right)",
-                dict(gt="disparity: x_B = x_A - d, y_B = y_A"))
+                dict(dataset="built-in", gt="disparity: x_B = x_A - d, y_B = y_A"))
 
 
 def builtin_pair(name: str, *, max_size: int | None = None) -> Pair:
@@ -107,6 +107,6 @@ def builtin_pair(name: str, *, max_size: int | None = None) -> Pair:
                      rng=zlib.crc32(name.encode()), name=name,
                      source=f"skimage.data.{src}() warped by a known "
                             f"{'homography' if any(spec['perspective']) else 'similarity'}")
-    pair.info.update(rotation=spec["rotation"], scale=spec["scale"],
+    pair.info.update(dataset="built-in", rotation=spec["rotation"], scale=spec["scale"],
                      translation=list(spec["translation"]), perspective=list(spec["perspective"]))
     return pair

@@ -65,6 +65,12 @@ class Pair:
 RESIZE_TOLERANCE = 1e-3
 
 
+def dataset_of(pair: Pair) -> str:
+    """The dataset a pair belongs to: ``pair.info["dataset"]`` (``built-in``, ``sintel``,
+    ``kitti-flow``, ``middlebury``, ``deeppruner`` ...), ``pairs`` when it says none."""
+    return pair.info.get("dataset") or "pairs"
+
+
 def resize_pair(pair: Pair, max_size: int | None) -> Pair:
     """Area-downscale A and B independently to ``max_size`` and carry the ground truth along.
 

@@ -1,56 +1,43 @@
-"""``REPORT.md`` of a ``compare`` run and the console summary table."""
+"""``REPORT.md`` of a ``compare`` run and its console summary (one line per dataset and method).
+
+Results are shown per dataset, the way its community reads them (:data:`~experiments.report.
+tables.DATASET_VIEWS`), never averaged across datasets; with several seeds every number is the
+mean over seeds and ``±`` its seed-to-seed standard deviation. Observations:
+:mod:`experiments.report.observations`.
+"""
 from __future__ import annotations
 
 import math
 import re
 from pathlib import Path
 
-from ..data.pairs import file_stem
+from ..data.datasets import MIN_VALID_FRACTION
+from ..data.pairs import dataset_of, file_stem
 from ..methods.registry import label, order
 from .figures import grid_columns
-from .tables import method_means
+from .observations import observations
+from .tables import cell, dataset_table, markdown_table, seeds_of, view
 
-SUMMARY_COLS = [("pair", "pair"), ("method", "method"), ("iteration", "it"),
-                ("psnr", "PSNR dB"), ("ssim", "SSIM"), ("l1", "L1"), ("mse", "L2 (MSE)"),
-                ("energy", "energy"), ("epe", "EPE px"), ("within_1px", "<=1px"),
-                ("cum_time_s", "time s")]
-_FORMATS = {"psnr": "{:.2f}", "ssim": "{:.3f}", "l1": "{:.4f}", "mse": "{:.5f}",
-            "energy": "{:.5f}", "epe": "{:.2f}", "within_1px": "{:.3f}", "cum_time_s": "{:.2f}",
-            "iteration": "{:d}"}
-
-
-def _cell(col: str, v) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    fmt = _FORMATS.get(col)
-    if fmt:
-        try:
-            return fmt.format(int(v) if col == "iteration" else float(v))
-        except (TypeError, ValueError):
-            pass
-    return str(v)
-
-
-def markdown_table(df, cols=SUMMARY_COLS) -> str:
-    head = "| " + " | ".join(h for _, h in cols) + " |"
-    sep = "|" + "|".join("---" if c in ("pair", "method") else "---:" for c, _ in cols) + "|"
-    body = ["| " + " | ".join(_cell(c, r[c]) for c, _ in cols) + " |" for _, r in df.iterrows()]
-    return "\n".join([head, sep, *body])
+PAIR_COLS = [("pair", "pair"), ("method", "method"), ("iteration", "it"), ("psnr", "PSNR dB"),
+             ("ssim", "SSIM"), ("l1", "L1"), ("mse", "L2 (MSE)"), ("energy", "energy"),
+             ("epe", "EPE px"), ("within_1px", "<=1px"), ("cum_time_s", "time s")]
 
 
 def console_table(summary) -> str:
-    """Fixed-width text version of the summary (printed at the end of a run)."""
+    """One line per dataset and method (as RAFT's evaluation prints): its community's metrics,
+    PSNR and time, mean over pairs (and seeds, ``±`` their spread)."""
     if summary.empty:
         return "(no rows)"
-    cells = [[h for _, h in SUMMARY_COLS]]
-    cells += [[_cell(c, r[c]) for c, _ in SUMMARY_COLS] for _, r in summary.iterrows()]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(SUMMARY_COLS))]
     lines = []
-    for k, row in enumerate(cells):
-        lines.append("  ".join(v.ljust(w) if i < 2 else v.rjust(w)
-                               for i, (v, w) in enumerate(zip(row, widths))))
-        if k == 0:
-            lines.append("  ".join("-" * w for w in widths))
+    for dataset in dict.fromkeys(summary["dataset"]):
+        title, cols = view(dataset)
+        table = dataset_table(summary, dataset)
+        width = max(len(m) for m in table["method"])
+        for _, r in table.iterrows():
+            parts = [f"{h} {cell(c, r[c], r.get(c + '_sd'))}" for c, h in cols if math.isfinite(r[c])]
+            lines.append(f"{dataset:<14s} {r['method']:<{width}s}  " + "  ".join(parts)
+                         + f"  ({r['pairs']} pair{'s' if r['pairs'] != 1 else ''}"
+                         + (f", {r['seeds']} seeds)" if r["seeds"] > 1 else ")"))
     return "\n".join(lines)
 
 
@@ -59,63 +46,12 @@ def _generic(reason: str) -> str:
     return re.sub(r" = \d+ > ", " exceeds ", reason)
 
 
-def _ratio(a: float, b: float) -> float:
-    """a / b, NaN when b is zero or not finite (e.g. the exact energy of an identical pair)."""
-    return a / b if math.isfinite(b) and b > 0 else math.nan
-
-
-def observations(summary) -> list[str]:
-    """Plain-language facts read off the summary table (no judgement beyond the numbers)."""
-    out = []
-    pairs = list(dict.fromkeys(summary["pair"]))
-    last = summary.set_index(["pair", "method"])
-    methods = [m for m in order(summary["method"]) if m != "exact"]
-
-    def get(p, m, c):
-        try:
-            return float(last.loc[(p, m), c])
-        except KeyError:
-            return math.nan
-
-    if "pm" in methods and "dpm" in methods:
-        d = [(p, get(p, "pm", "psnr") - get(p, "dpm", "psnr")) for p in pairs]
-        d = [(p, x) for p, x in d if math.isfinite(x)]
-        wins = sum(x > 0 for _, x in d)
-        if d:
-            out.append(f"- PSNR at the last iteration: classic (pm) is higher than differentiable "
-                       f"(dpm) on {wins} of {len(d)} pairs (difference pm - dpm from "
-                       f"{min(x for _, x in d):+.2f} to {max(x for _, x in d):+.2f} dB).")
-        t = [_ratio(get(p, "dpm", "cum_time_s"), get(p, "pm", "cum_time_s")) for p in pairs]
-        t = [x for x in t if math.isfinite(x) and x > 0]
-        if t:
-            out.append(f"- Compute time for all iterations: dpm takes {min(t):.0f}x to "
-                       f"{max(t):.0f}x as long as pm on this device.")
-    for m in methods:
-        w = [get(p, m, "within_1px") for p in pairs]
-        e = [get(p, m, "epe") for p in pairs]
-        w = [x for x in w if math.isfinite(x)]
-        e = [x for x in e if math.isfinite(x)]
-        if w:
-            out.append(f"- {label(m)} ({m}): mean EPE {sum(e) / len(e):.2f} px, "
-                       f"{100 * sum(w) / len(w):.1f}% of valid pixels within 1 px of the ground "
-                       f"truth (mean over {len(w)} pairs with ground truth).")
-    for m in methods:
-        r = [_ratio(get(p, m, "energy"), get(p, "exact", "energy")) for p in pairs]
-        r = [x for x in r if math.isfinite(x)]
-        if r:
-            out.append(f"- {m} energy at the last iteration is {min(r):.2f}x to {max(r):.2f}x "
-                       f"the exact NNF's ({len(r)} pairs with the exact NNF and non-zero "
-                       "exact energy).")
-    for m, what in (("dpm-reference", "The original code's configuration (dpm-reference - dpm)"),
-                    ("dpm-keep", "Keeping the current offset (dpm-keep - dpm)"),
-                    ("dpm-learned", "Learnt features vs fixed (dpm-learned - dpm)")):
-        if m in methods and "dpm" in methods:
-            d = [get(p, m, "psnr") - get(p, "dpm", "psnr") for p in pairs]
-            d = [x for x in d if math.isfinite(x)]
-            if d:
-                out.append(f"- {what}: PSNR {min(d):+.2f} to {max(d):+.2f} dB over "
-                           f"{len(d)} pairs, at equal iterations.")
-    return out or ["- (nothing to compare)"]
+def _per_pair(summary):
+    """Per (pair, method): the last iteration's metrics, mean over seeds, ``_sd`` their spread."""
+    keys = ["pair", "method"]
+    cols = [c for c, _ in PAIR_COLS if c not in keys]
+    g = summary.groupby(keys, sort=False)[cols]
+    return g.mean(numeric_only=True).join(g.std(ddof=1, numeric_only=True).add_suffix("_sd")).reset_index()
 
 
 def _setting_text(name: str, params: dict) -> str:
@@ -149,7 +85,8 @@ def write_report(out: Path, df, summary, pairs: dict, meta: dict) -> Path:
         ("methods", ", ".join(f"`{m}`" for m in run.get("methods", []))),
         ("max size", f"{run.get('max_size')} px (longer side)" if run.get("max_size")
          else "native resolution"),
-        ("seed", run.get("seed")),
+        ("seeds", ", ".join(str(x) for x in run.get("seeds", []))
+         + (" (numbers: mean over seeds ± standard deviation)" if len(run.get("seeds", [])) > 1 else "")),
         ("exact NNF", f"when sqrt(pixels of A x pixels of B) <= "
                       f"{run.get('exact_max_pixels')} (--exact-max-pixels)"),
         ("git commit", f"`{git.get('commit', '?')}`" + (" (uncommitted changes)"
@@ -167,12 +104,18 @@ def write_report(out: Path, df, summary, pairs: dict, meta: dict) -> Path:
     L += [f"| {k} | {v} |" for k, v in rows]
     L.append("")
     L.append("## Pairs\n")
-    L.append("| pair | A (w x h) | B (w x h) | ground truth | source |\n|---|---|---|---|---|")
+    L.append("| pair | dataset | A (w x h) | B (w x h) | ground truth | source |\n|---|---|---|---|---|---|")
+    low = []
     for name, p in pairs.items():
-        gt = f"yes ({p.valid.mean():.0%} of A valid)" if p.has_gt else "no"
-        L.append(f"| {name} | {p.a.shape[1]} x {p.a.shape[0]} | {p.b.shape[1]} x "
+        gt = f"yes ({p.valid.mean():.1%} of A valid)" if p.has_gt else "no"
+        if p.has_gt and p.valid.mean() < MIN_VALID_FRACTION:
+            low.append(f"{name} ({p.valid.mean():.1%})")
+        L.append(f"| {name} | {dataset_of(p)} | {p.a.shape[1]} x {p.a.shape[0]} | {p.b.shape[1]} x "
                  f"{p.b.shape[0]} | {gt} | {p.source} |")
     L.append("")
+    if low:
+        L.append(f"**Little ground truth:** under {MIN_VALID_FRACTION:.0%} of A's pixels are valid on "
+                 + ", ".join(low) + "; their end-point errors rest on few pixels.\n")
     skipped = meta.get("exact_skipped") or {}
     if skipped:
         L.append("**Exact NNF not computed** for " + ", ".join(skipped) + ":\n")
@@ -187,21 +130,30 @@ def write_report(out: Path, df, summary, pairs: dict, meta: dict) -> Path:
     L.append("## Observations\n")
     L += observations(summary)
     L.append("")
-    L.append("## Results at the last iteration\n")
-    L.append("Each method's own reconstruction of A from B's patches (pm and exact: "
+    seeds = seeds_of(summary)
+    spread = len(seeds) > 1
+    L.append("## Results by dataset\n")
+    L.append("Mean over each dataset's pairs at every method's last iteration, in the columns its "
+             "community reads" + (f"; mean over seeds {', '.join(map(str, seeds))} ± the seed-to-seed "
+                                  "standard deviation of that mean" if spread else "")
+             + ". `zero` (no motion) and `random` (uniform matches) are the trivial baselines: a "
+             "matcher that does not beat them in EPE has matched nothing. Datasets are never "
+             "averaged together.\n")
+    for dataset in dict.fromkeys(summary["dataset"]):
+        title, cols = view(dataset)
+        table = dataset_table(summary, dataset)
+        L.append(f"### {title}\n")
+        L.append(markdown_table(table, [("method", "method"), ("pairs", "pairs"), *cols], spread=spread))
+        L.append("")
+    L.append("## Results per pair\n")
+    L.append("Each method's own reconstruction of A from B's patches (pm, exact and the baselines: "
              "`classic_pm.vote`; dpm: `diff_pm.reconstruct`), compared with A. L1 and L2 (MSE) on "
              "[0, 1] RGB as in the DeepPruner README; energy = mean patch SSD per pixel and "
              "channel at the rounded matches (the same function for every method); EPE and "
              "<=1px against ground truth on valid pixels; time = cumulative compute time "
-             "(JIT, metrics and reconstruction excluded).\n")
-    L.append(markdown_table(summary))
-    L.append("")
-    L.append("Mean over pairs (per method; EPE only over pairs with ground truth):\n")
-    means = method_means(summary)
-    L.append(markdown_table(means, [("method", "method"), ("n", "pairs"), ("psnr", "PSNR dB"),
-                                    ("ssim", "SSIM"), ("l1", "L1"), ("mse", "L2 (MSE)"),
-                                    ("energy", "energy"), ("epe", "EPE px"),
-                                    ("within_1px", "<=1px"), ("cum_time_s", "time s")]))
+             "(JIT, metrics and reconstruction excluded)"
+             + ("; mean over seeds ± standard deviation" if spread else "") + ".\n")
+    L.append(markdown_table(_per_pair(summary), PAIR_COLS, spread=spread))
     L.append("")
     figs = set(meta.get("figures", []))
     if "grid.png" in figs:
@@ -221,16 +173,16 @@ def write_report(out: Path, df, summary, pairs: dict, meta: dict) -> Path:
     L.append("## Per pair\n")
     for name in pairs:
         L.append(f"### {name}\n")
-        sub = df[df["pair"] == name]
+        sub = df[(df["pair"] == name) & (df["seed"].isna() | (df["seed"] == (seeds or [0])[0]))]
         per_method = []
         for m in order(sub["method"]):
             g = sub[sub["method"] == m].sort_values("iteration")
             if not g.empty:
                 first, last = g.iloc[0], g.iloc[-1]
-                per_method.append(f"{label(m)}: PSNR {_cell('psnr', first['psnr'])} -> "
-                                  f"{_cell('psnr', last['psnr'])} dB over {len(g)} "
+                per_method.append(f"{label(m)}: PSNR {cell('psnr', first['psnr'])} -> "
+                                  f"{cell('psnr', last['psnr'])} dB over {len(g)} "
                                   f"iteration{'s' if len(g) > 1 else ''} "
-                                  f"({_cell('cum_time_s', last['cum_time_s'])} s)")
+                                  f"({cell('cum_time_s', last['cum_time_s'])} s)")
         L.append("; ".join(per_method) + ".\n")
         stem = file_stem(name)
         if f"iterations_{stem}.png" in figs:
@@ -238,8 +190,9 @@ def write_report(out: Path, df, summary, pairs: dict, meta: dict) -> Path:
         if f"nnf_{stem}.png" in figs:
             L.append(f"![nnf {name}](nnf_{stem}.png)\n")
     L.append("## Files\n")
-    L.append("- `metrics.csv`: one row per (pair, method, iteration); columns documented in "
-             "README.md (section Experiments).\n- `summary.csv`: the last iteration of each (pair, method)."
+    L.append("- `metrics.csv`: one row per (pair, method, seed, iteration); columns documented in "
+             "README.md (section Experiments).\n- `summary.csv`: the last iteration of each (pair, "
+             "method, seed)."
              "\n- `config.json`: full configuration, versions, device, git commit, skipped work."
              "\n- `artifacts/`: final NNFs and per-iteration reconstructions used by the figures.")
     path = out / "REPORT.md"

@@ -309,7 +309,10 @@ def nnf_figure(out: Path, df, pair: Pair) -> str | None:
 
 
 def make_all(out: Path, df, pairs: dict[str, Pair]) -> list[str]:
-    """Every figure of the run; returns the file names written."""
+    """Every figure of the run (of its first seed: the artifacts'); returns the file names written."""
+    seeds = sorted(df["seed"].dropna().unique())
+    if seeds:
+        df = df[df["seed"].isna() | (df["seed"] == seeds[0])]
     made = []
     summary = summary_table(df)
     for name in [grid_figure(out, summary, pairs), convergence_figure(out, df)]:

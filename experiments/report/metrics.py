@@ -6,7 +6,8 @@
 * NNF quality: :func:`energy`, the mean squared patch difference per pixel and channel at the
   integer-rounded, clipped matches, computed by ``classic_pm.patch_cost`` for every method.
 * Against ground truth: :func:`epe` (mean end-point error in pixels over valid pixels) and
-  :func:`within_1px` (fraction of valid pixels with end-point error <= 1 pixel); NaN without GT.
+  :func:`within_1px` (fraction of valid pixels with end-point error <= 1 pixel; also at 3 and 5
+  px, HPatches' thresholds: :func:`within_px`); NaN without GT.
 * Each standard dataset's own metric (:func:`dataset_metrics`, columns :data:`DATASET_COLUMNS`),
   in percent of valid pixels: :func:`bad_percent` (Middlebury bad-2.0), :func:`outlier_percent`
   (KITTI Fl for flow, D1 for stereo), and :func:`epe` on the non-occluded / occluded valid
@@ -95,11 +96,17 @@ def epe(nnf: np.ndarray, gt: np.ndarray | None, valid: np.ndarray | None) -> flo
 
 def within_1px(nnf: np.ndarray, gt: np.ndarray | None, valid: np.ndarray | None) -> float:
     """Fraction of valid pixels whose end-point error is at most 1 pixel (NaN without GT)."""
-    return _within_1px(_errors(nnf, gt, valid))
+    return within_px(nnf, gt, valid, threshold_px=1.0)
 
 
-def _within_1px(err: np.ndarray | None) -> float:
-    return _mean(None if err is None else err <= 1.0)
+def within_px(nnf: np.ndarray, gt: np.ndarray | None, valid: np.ndarray | None, *,
+              threshold_px: float) -> float:
+    """Fraction of valid pixels whose end-point error is at most ``threshold_px`` (NaN without GT)."""
+    return _within(_errors(nnf, gt, valid), threshold_px)
+
+
+def _within(err: np.ndarray | None, threshold_px: float) -> float:
+    return _mean(None if err is None else err <= threshold_px)
 
 
 def image_metrics(a: np.ndarray, recon: np.ndarray) -> dict[str, float]:
@@ -125,14 +132,16 @@ def iteration_metrics(pair, nnf: np.ndarray, recon: np.ndarray, *,
     Returns
     -------
     dict
-        ``psnr, ssim, l1, mse`` (reconstruction vs A), ``energy``, ``epe``, ``within_1px`` (NaN
+        ``psnr, ssim, l1, mse`` (reconstruction vs A), ``energy``, ``epe``, ``within_1px``,
+        ``within_3px``, ``within_5px`` (NaN
         without ground truth) and the :data:`DATASET_COLUMNS`.
     """
     recon = np.clip(recon, 0.0, 1.0)
     err = _errors(nnf, pair.gt, pair.valid)  # once for every ground-truth column
     return dict(**image_metrics(pair.a, recon),
                 energy=energy(pair.a, pair.b, nnf, patch_size=patch_size),
-                epe=_mean(err), within_1px=_within_1px(err),
+                epe=_mean(err), within_1px=_within(err, 1.0), within_3px=_within(err, 3.0),
+                within_5px=_within(err, 5.0),
                 **_dataset_metrics(pair, err))
 
 

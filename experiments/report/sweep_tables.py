@@ -14,6 +14,9 @@ import pandas as pd
 
 #: Metrics drawn and tabled: (column, label, higher is better).
 METRICS = (("psnr", "PSNR (dB)", True), ("epe", "EPE (px)", False))
+#: Every metric aggregated (the datasets' own too, for their tables).
+AGGREGATED = ("psnr", "epe", "within_1px", "within_3px", "within_5px", "bad_2_0", "fl", "d1",
+              "epe_noc", "epe_occ")
 
 
 BUDGETS = 4  # equal-time budgets per (dataset, size) in the table
@@ -30,10 +33,11 @@ def seed_table(df: pd.DataFrame) -> pd.DataFrame:
     d["size"] = d["max_size"].map(_size_label)
     d["seed"] = d["seed"].fillna(-1)
     d["side"] = d[["height", "width"]].max(axis=1)
-    for c, _, _ in METRICS:
-        d[c] = d[c].replace([np.inf, -np.inf], np.nan)
+    cols = [c for c in AGGREGATED if c in d]
+    for c in cols:
+        d[c] = pd.to_numeric(d[c], errors="coerce").replace([np.inf, -np.inf], np.nan)
     keys = ["dataset", "size", "setting", "method", "seed", "iteration"]
-    agg = {c: "mean" for c, _, _ in METRICS}
+    agg = {c: "mean" for c in cols}
     agg.update(cum_time_s="mean", side="mean", pair="nunique")
     return d.groupby(keys, sort=False, dropna=False).agg(agg).reset_index()
 
@@ -42,7 +46,7 @@ def point_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per (dataset, size, setting, iteration): median, min and max over seeds."""
     s = seed_table(df)
     keys = ["dataset", "size", "setting", "method", "iteration"]
-    cols = [c for c, _, _ in METRICS] + ["cum_time_s", "side"]
+    cols = [c for c in AGGREGATED if c in s] + ["cum_time_s", "side"]
     g = s.groupby(keys, sort=False, dropna=False)[cols]
     out = g.median()
     lo, hi = g.min().add_suffix("_min"), g.max().add_suffix("_max")

@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ..data.pairs import Pair
+from ..data.pairs import Pair, dataset_of
 from ..devices import ThreadCounts, thread_scope
 from ..methods.registry import METHODS, Context
 from ..methods.timed import MethodRun, tiny_pair, warm_up
@@ -25,8 +25,9 @@ from .units import Unit
 
 #: The columns of ``compare``'s metrics.csv, and the first columns of a study's results.
 COLUMNS = [
-    "pair", "method", "iteration", "time_s", "cum_time_s",
-    "psnr", "ssim", "l1", "mse", "energy", "epe", "within_1px", *DATASET_COLUMNS,
+    "pair", "dataset", "method", "iteration", "time_s", "cum_time_s",
+    "psnr", "ssim", "l1", "mse", "energy", "epe", "within_1px", "within_3px", "within_5px",
+    *DATASET_COLUMNS,
     "device", "threads", "torch_threads", "numba_threads",
     "height", "width", "height_b", "width_b", "patch_size", "seed",
 ]
@@ -110,7 +111,8 @@ def unit_rows(unit: Unit, pair: Pair, runs: list[MethodRun], *,
         for j, (it, nnf) in enumerate(zip(first.iterations, first.nnfs)):
             recon = np.clip(first.reconstruct(nnf), 0.0, 1.0)
             match = first.matches(nnf)
-            row = dict(pair=pair.name, method=unit.name, iteration=int(it), time_s=float(median[j]),
+            row = dict(pair=pair.name, dataset=dataset_of(pair), method=unit.name, iteration=int(it),
+                       time_s=float(median[j]),
                        cum_time_s=float(cum[j]),
                        **iteration_metrics(pair, match, recon, patch_size=unit.patch_size),
                        **where, time_min_s=float(times[:, j].min()),
@@ -122,5 +124,5 @@ def unit_rows(unit: Unit, pair: Pair, runs: list[MethodRun], *,
 def failure_rows(unit: Unit, pair: Pair, device: str) -> list[dict]:
     """NaN rows of a failed unit, one per expected iteration (times, metrics, threads empty;
     none when only a run could tell its iterations)."""
-    return [dict(pair=pair.name, method=unit.name, iteration=it,
+    return [dict(pair=pair.name, dataset=dataset_of(pair), method=unit.name, iteration=it,
                  **setting_columns(unit, pair, device, None)) for it in (unit.iterations or [])]

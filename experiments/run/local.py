@@ -1,22 +1,24 @@
 """``compare``: a fixed study, run in this process; CSV as it goes; resumable.
 
 ``compare``'s options (:class:`RunSettings`) describe a study in the vocabulary of every study
-(:func:`compare_spec`: one size, one seed, one repeat, the chosen named settings), planned like
+(:func:`compare_spec`: one size, its seeds, one repeat, the chosen named settings), planned like
 any other (:func:`experiments.run.planning.plan`) and run here, unit after unit, through the same
 steps as a study's workers (:mod:`.execute`).
 
 Output folder layout (see README.md and docs/compare.md):
 
-* ``metrics.csv``: one row per (pair, method, iteration), appended as measured (:data:`COLUMNS`).
-* ``summary.csv``: each (pair, method)'s last iteration.
+* ``metrics.csv``: one row per (pair, method, seed, iteration), appended as measured
+  (:data:`COLUMNS`; methods without a seed have an empty ``seed``).
+* ``summary.csv``: each (pair, method, seed)'s last iteration.
 * ``config.json``: full configuration (:class:`RunSettings`), every setting's parameters, the
   metadata record (:func:`experiments.provenance.record`), warm-up time, skipped work and why.
-* ``artifacts/<pair>__<method>.npz``: final matches and a few reconstructions, for the figures
-  (:mod:`experiments.report.artifacts`).
+* ``artifacts/<pair>__<method>.npz``: final matches and a few reconstructions of the first seed,
+  for the figures (:mod:`experiments.report.artifacts`); ``<pair>__<method>__seed<N>.npz`` for
+  the other seeds.
 * figures and ``REPORT.md`` (:mod:`experiments.report`).
 
-Resuming: a (pair, method) unit is done when ``metrics.csv`` has all its iterations and its
-artifact exists. On restart, the rows of unfinished units are dropped (a torn last line too) and
+Resuming: a (pair, method, seed) unit is done when ``metrics.csv`` has all its iterations and
+its artifact exists. On restart, the rows of unfinished units are dropped (a torn last line too) and
 those units run again, so the table ends with no duplicate and no missing row.
 """
 from __future__ import annotations
@@ -50,7 +52,7 @@ __all__ = ["RunSettings", "Runner", "compare_spec", "load_pairs", "COLUMNS", "RU
 
 # Settings that define the numbers; a resumed run must match them exactly.
 RUN_KEYS = ("pairs", "max_size", "methods", "pm_iterations", "dpm_iterations", "patch_size",
-            "seed", "device", "threads", "exact_max_pixels", "checkpoint")
+            "seeds", "device", "threads", "exact_max_pixels", "checkpoint")
 OUTPUT_FILES = ("metrics.csv", "summary.csv", "config.json", "REPORT.md", "grid.png",
                 "convergence.png")
 
@@ -77,7 +79,8 @@ class RunSettings:
         Iterations of every ``pm`` and ``dpm`` setting.
     patch_size : int
         Odd patch side of every method, the reconstructions and the energy.
-    seed : int
+    seeds : tuple of int
+        Every seeded method runs once per seed (methods without a seed once).
     device : str
         Resolved torch device (``cpu`` or ``cuda``).
     threads : int
@@ -99,7 +102,7 @@ class RunSettings:
     pm_iterations: int
     dpm_iterations: int
     patch_size: int
-    seed: int
+    seeds: tuple[int, ...]
     device: str
     threads: int
     exact_max_pixels: int
@@ -111,7 +114,7 @@ class RunSettings:
         """Plain JSON types, in the key order of ``config.json``'s ``config``."""
         return dict(pairs=list(self.pairs), origins=dict(self.origins), max_size=self.max_size,
                     methods=list(self.methods), pm_iterations=self.pm_iterations,
-                    dpm_iterations=self.dpm_iterations, patch_size=self.patch_size, seed=self.seed,
+                    dpm_iterations=self.dpm_iterations, patch_size=self.patch_size, seeds=list(self.seeds),
                     device=self.device, threads=self.threads,
                     exact_max_pixels=self.exact_max_pixels, checkpoint=self.checkpoint,
                     out=self.out, command=self.command)
@@ -124,7 +127,7 @@ class RunSettings:
 
 def compare_spec(s: RunSettings) -> Spec:
     """``compare``'s run as a study: its named settings with the run's iterations, patch size,
-    exact limit and checkpoint; one size, one seed, one repeat, on ``s.device``."""
+    exact limit and checkpoint; one size, its seeds, one repeat, on ``s.device``."""
     iterations = {"pm": s.pm_iterations, "dpm": s.dpm_iterations}
     settings = []
     for name in s.methods:
@@ -141,7 +144,7 @@ def compare_spec(s: RunSettings) -> Spec:
             given["checkpoint"] = s.checkpoint
         settings.append(Setting(named.method, tuple(given.items()), (), name))
     return Spec(path="compare", text="", title="compare", data=list(s.pairs), limit=None,
-                select=None, max_sizes=[s.max_size], seeds=[s.seed], repeats=1, device=s.device,
+                select=None, max_sizes=[s.max_size], seeds=list(s.seeds), repeats=1, device=s.device,
                 threads=s.threads, timing="shared", settings=settings)
 
 
@@ -281,14 +284,14 @@ class Runner:
                     self.skipped[pair.name] = reason
                     self.log(f"{pair.name}: {reason}")
                     continue
-                rows = df[(df["pair"] == u.pair) & (df["method"] == u.name)]
+                rows = df[self._rows_of(df, u)]
                 its = sorted(rows["iteration"].dropna().astype(int))
                 if not (self.artifact(u).exists() and its and its == (u.iterations or its)):
                     todo.append(u)
             if todo:  # drop partial rows of the units that will run again
                 mask = np.zeros(len(df), bool)
                 for u in todo:
-                    mask |= ((df["pair"] == u.pair) & (df["method"] == u.name)).to_numpy()
+                    mask |= self._rows_of(df, u).to_numpy()
                 if mask.any():
                     df = df[~mask].reset_index(drop=True)
                     self.store.rewrite(df)
@@ -299,7 +302,8 @@ class Runner:
 
     def run_unit(self, u: Unit, pair: Pair) -> None:
         """Time one unit and append its rows (NaN rows and a logged reason when it fails)."""
-        label = f"{pair.name} {u.name} ({pair.a.shape[1]}x{pair.a.shape[0]})"
+        label = (f"{pair.name} {u.name}" + ("" if len(self.settings.seeds) < 2 or u.seed is None
+                                            else f" seed {u.seed}") + f" ({pair.a.shape[1]}x{pair.a.shape[0]})")
         try:
             with tqdm(total=len(u.iterations or []) or None, desc=label, unit="it", leave=False,
                       dynamic_ncols=True, file=sys.stderr) as bar:
@@ -308,7 +312,7 @@ class Runner:
                 runs = timed_runs(u, pair, run, progress=bar.update)
         except Exception as exc:  # noqa: BLE001 - a failure becomes NaN rows
             msg = one_line(exc)
-            self.meta.setdefault("failures", {})[u.file_key] = msg
+            self.meta.setdefault("failures", {})[self.artifact(u).stem] = msg
             self.log(f"{pair.name:>14s} {u.name:<11s} FAILED ({msg}); NaN rows written")
             for row in failure_rows(u, pair, self.settings.device):
                 self.store.append(row)
@@ -325,12 +329,22 @@ class Runner:
                 keep_its.append(row["iteration"])
                 keep_recons.append((recon * 255 + 0.5).astype(np.uint8))
         save_artifact(self.artifact(u), match, keep_its, keep_recons)  # the last iteration's matches
-        self.log(f"{pair.name:>14s} {u.name:<11s} it {row['iteration']:>2d}  PSNR {row['psnr']:6.2f} dB"
+        seed = "" if len(self.settings.seeds) < 2 or u.seed is None else f" s{u.seed}"
+        self.log(f"{pair.name:>14s} {u.name + seed:<13s} it {row['iteration']:>2d}  PSNR {row['psnr']:6.2f} dB"
                  f"  energy {row['energy']:.5f}  time {row['cum_time_s']:7.2f} s  (metrics "
                  f"{time.perf_counter() - t_metrics:.1f} s)")
 
     def artifact(self, u: Unit) -> Path:
-        return self.art_dir / f"{u.file_key}.npz"
+        """The unit's artifact: ``<pair>__<method>.npz`` for the first seed (and methods without
+        one), ``<pair>__<method>__seed<N>.npz`` for the others."""
+        first = u.seed is None or u.seed == self.settings.seeds[0]
+        return self.art_dir / (f"{u.file_key}.npz" if first else f"{u.file_key}__seed{u.seed}.npz")
+
+    @staticmethod
+    def _rows_of(df, u: Unit):
+        """The rows of ``metrics.csv`` that belong to unit ``u`` (a boolean Series)."""
+        seed = df["seed"].isna() if u.seed is None else (df["seed"] == u.seed)
+        return (df["pair"] == u.pair) & (df["method"] == u.name) & seed
 
 
 def _pair_meta(p: Pair) -> dict:

@@ -29,7 +29,7 @@ from .execute import COLUMNS, SPREAD_COLUMNS
 from .units import Unit, param_columns
 
 #: Columns of a study's results after :data:`COLUMNS`: which unit, its setting, how it was timed.
-UNIT_COLUMNS = ["dataset", "setting", "unit", "setting_key", "origin", "max_size", "repeats",
+UNIT_COLUMNS = ["setting", "unit", "setting_key", "origin", "max_size", "repeats",
                 *SPREAD_COLUMNS, "repeats_agree",
                 "timing", "timing_locked", "host", "worker", "host_cores", "concurrent_units",
                 "concurrent_max", "concurrent_timed", "load_avg_1m", "warmup_s", "finished", "code"]

@@ -1,4 +1,4 @@
-"""Command line: ``python -m experiments {compare,reconstruct,train,sweep} ...``.
+"""Command line: ``python -m experiments {compare,sweep,diff,reconstruct,train} ...``.
 
 The composer: it parses options (with the kinds of :mod:`experiments.options`), resolves the data
 (:mod:`experiments.data`), runs units (:mod:`experiments.run`), writes reports
@@ -25,7 +25,7 @@ from .data import (BUILTIN_PAIRS, KINDS, check_pair, check_subset_options, folde
 from .devices import DEVICE_CHOICES, available_cores, resolve_device
 from .errors import UserError, one_line
 from .methods.registry import EXACT_MAX_PIXELS, METHODS, NAMED, Context, order
-from .options import int_at_least, odd_patch
+from .options import int_at_least, odd_patch, positive_float
 
 DEFAULT_OUT = "reports/latest"
 #: ``compare``'s methods when ``--methods`` is not given (the exact NNF where it is affordable).
@@ -62,7 +62,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m experiments",
                      description="Classic vs differentiable PatchMatch: runs, reports, training.")
-    sub = parser.add_subparsers(dest="command", metavar="{compare,reconstruct,train,sweep}",
+    sub = parser.add_subparsers(dest="command", metavar="{compare,sweep,diff,reconstruct,train}",
                                 parser_class=_Parser)
     sub.required = True
 
@@ -106,6 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seeds", type=int_at_least(0, "--seeds"), nargs="+", default=None, metavar="N",
                    help="run every seeded method with each of these seeds; the report gives the "
                         "mean and the seed-to-seed spread (default: --seed, 0)")
+    c.add_argument("--score-at", choices=("run", "native"), default="run",
+                   help="native: score every iteration at the pairs' native resolution, the matches "
+                        "found at --max-size scaled back up and every reconstruction voted from "
+                        "native B (numbers comparable with published tables); default: at the "
+                        "resolution the methods ran at")
+    c.add_argument("--write-outputs", action="store_true",
+                   help="also write each method's final matches (first seed, at the scoring "
+                        "resolution) as OUT/outputs/<pair>__<method>.flo, and for KITTI pairs as "
+                        "KITTI 16-bit flow PNGs")
     c.add_argument("--fresh", action="store_true",
                    help="discard an unfinished run in --out instead of resuming it (a "
                         "finished run there is always replaced)")
@@ -151,6 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="timed runs per unit (default: the spec's `repeats`)")
     w.add_argument("--fresh", action="store_true",
                    help="delete earlier results in --out instead of resuming")
+
+    d = sub.add_parser("diff", help="two compare runs side by side: quality differences, time ratios",
+                       description="Per (pair, method) in both runs: each quality metric of RUN_B "
+                                   "minus RUN_A at the last iteration (means over seeds; * where "
+                                   "both runs have several seeds and the difference exceeds twice "
+                                   "its standard error) and B's compute time over A's.")
+    d.add_argument("run_a", metavar="RUN_A", help="--out folder of a compare run (the baseline)")
+    d.add_argument("run_b", metavar="RUN_B", help="--out folder of a compare run (compared with A)")
+    d.add_argument("--fail-above", type=positive_float("--fail-above", allow_zero=True), default=None,
+                   metavar="PCT", help="exit with status 1 when B is worse than A by more than PCT "
+                                       "percent in a quality metric of any (pair, method)")
     return parser
 
 
@@ -192,7 +212,7 @@ def compare_methods(args) -> tuple[str, ...]:
 
 
 def cmd_compare(args) -> int:
-    from .run.local import RunSettings, Runner, load_pairs  # deferred: imports numba and pandas
+    from .run import RunSettings, Runner, load_pairs  # deferred: imports numba and pandas
 
     log = lambda m: print(m, flush=True)  # noqa: E731
     methods = compare_methods(args)
@@ -219,10 +239,14 @@ def cmd_compare(args) -> int:
         exact_max_pixels=(EXACT_MAX_PIXELS[device.split(":")[0]]
                           if args.exact_max_pixels is None else args.exact_max_pixels),
         checkpoint=str(Path(args.checkpoint).resolve()) if args.checkpoint else None,
-        out=str(out), command=args.command_line,
+        score_at=args.score_at, write_outputs=args.write_outputs, out=str(out),
+        command=args.command_line,
     )
+    by_name = {s.name: s for s in sources}
+    native = (lambda name: by_name[name].load(None)) if args.score_at == "native" else None
     # planned (checkpoints read and loaded once) before anything in --out is touched
-    runner = Runner(settings, pairs, fresh=args.fresh, log=log, loader=load_checkpoint_model)
+    runner = Runner(settings, pairs, fresh=args.fresh, log=log, loader=load_checkpoint_model,
+                    native=native)
     runner.prepare_output()
     t0 = time.perf_counter()
     try:
@@ -316,12 +340,20 @@ def cmd_reconstruct(args) -> int:
     return 0
 
 
+def cmd_diff(args) -> int:
+    from .report.diff import diff_runs  # deferred: imports pandas
+
+    lines, status = diff_runs(args.run_a, args.run_b, fail_above=args.fail_above)
+    print("\n".join(lines))
+    return status
+
+
 def cmd_train(args) -> int:
     return learning.cli.main(args, command=args.command_line)
 
 
 COMMANDS = {"compare": cmd_compare, "reconstruct": cmd_reconstruct, "train": cmd_train,
-            "sweep": cmd_sweep}
+            "sweep": cmd_sweep, "diff": cmd_diff}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from conftest import kill_and_resume, row_keys, run_cli
+from experiments.errors import UserError
 from experiments.run import COLUMNS
 
 PAIRS = ["chelsea", "demo-a_shift", "demo-b_gray16", "demo-c_same"]
@@ -372,3 +373,70 @@ def test_bad_checkpoint_one_line(tiny_run, tmp_path):
     res = run_cli(*tiny_run["args"], "--checkpoint", str(bad), "--out", str(out))
     _assert_one_line_error(res, "could not be loaded")
     assert (out / "metrics.csv").read_bytes() == before
+
+
+# --------------------------------------------------------------------------- outputs, scale, diff
+def test_write_outputs_read_back_and_native_scoring(tmp_path):
+    """--write-outputs: .flo files that OpenCV reads back to the final matches' displacements;
+    --score-at native: rows scored on the native pair with the matches scaled back up."""
+    import cv2
+
+    from experiments.data import builtin_pair
+    from experiments.data.writers import flow_of, upscale_matches
+    from experiments.report.artifacts import load_artifact
+    from experiments.report.metrics import epe
+
+    out = tmp_path / "out"
+    res = run_cli("compare", "--data", "chelsea", "--max-size", "40", "--methods", "pm,zero",
+                  "--pm-iterations", "2", "--threads", "1", "--write-outputs", "--score-at", "native",
+                  "--out", str(out))
+    assert res.returncode == 0, res.stderr[-3000:]
+    small, native = builtin_pair("chelsea", max_size=40), builtin_pair("chelsea")
+    for method in ("pm", "zero"):
+        matches = load_artifact(out, "chelsea", method)["nnf"]
+        assert matches.shape[:2] == native.a.shape[:2]  # scored (and written) at native size
+        flow = cv2.readOpticalFlow(str(out / "outputs" / f"chelsea__{method}.flo"))
+        np.testing.assert_allclose(flow, flow_of(matches), atol=1e-5)
+    df = pd.read_csv(out / "metrics.csv")
+    # the zero baseline's native EPE: its small-size identity matches scaled up, scored on native GT
+    zero = upscale_matches(np.stack(np.mgrid[0:small.a.shape[0], 0:small.a.shape[1]], -1).astype(np.float32),
+                           small.a.shape, small.b.shape, native.a.shape, native.b.shape)
+    assert df.loc[df["method"] == "zero", "epe"].iloc[0] == pytest.approx(epe(zero, native.gt, native.valid), rel=1e-6)
+    assert json.loads((out / "config.json").read_text())["run"]["score_at"] == "native"
+
+
+def test_kitti_flow_png_written_reads_back_within_a_64th(tmp_path):
+    """The KITTI PNG writer's file, read as 16-bit by OpenCV and by the dataset reader: the same
+    displacements within 1/64 px; out of KITTI's range: refused."""
+    import cv2
+
+    from experiments.data import read_kitti_flow
+    from experiments.data.writers import flow_of, write_kitti_flow
+
+    rng = np.random.default_rng(0)
+    ys, xs = np.mgrid[0:6, 0:9].astype(np.float32)
+    matches = np.stack([ys + rng.uniform(-20, 20, ys.shape), xs + rng.uniform(-300, 300, xs.shape)], -1)
+    path = write_kitti_flow(tmp_path / "f.png", matches.astype(np.float32))
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert raw.dtype == np.uint16 and raw.shape == (6, 9, 3) and (raw[..., 0] == 1).all()
+    flow, valid = read_kitti_flow(path)
+    assert valid.all() and np.abs(flow - flow_of(matches)).max() <= 1 / 128 + 1e-6
+    with pytest.raises(UserError, match="exceeds KITTI's"):
+        write_kitti_flow(tmp_path / "g.png", matches + np.float32([0, 600]))
+
+
+def test_diff_of_a_run_against_itself_and_a_regression(tiny_run, tmp_path):
+    out = tiny_run["out"]
+    res = run_cli("diff", str(out), str(out), "--fail-above", "0")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "psnr +0 " in res.stdout and "regression" not in res.stdout and "settings that differ" not in res.stdout
+    worse = tmp_path / "worse"
+    shutil.copytree(out, worse)
+    df = pd.read_csv(worse / "metrics.csv")
+    df.loc[df["method"] == "pm", "psnr"] -= 1.0  # every pm row 1 dB lower
+    df.to_csv(worse / "metrics.csv", index=False)
+    res = run_cli("diff", str(out), str(worse), "--fail-above", "1")
+    assert res.returncode == 1 and "regression(s) beyond 1%" in res.stdout
+    pm = [ln.split() for ln in res.stdout.splitlines() if ln.split()[1:3] == ["pm", "psnr"]]
+    assert len(pm) == len(PAIRS) and all(words[3] == "-1" for words in pm)
+    _assert_one_line_error(run_cli("diff", str(out), str(tmp_path / "nothing")), "holds no metrics.csv")

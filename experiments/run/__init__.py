@@ -6,8 +6,8 @@
 * :mod:`.planning`: a spec resolved into units, once: defaults, checks, checkpoints, data.
 * :mod:`.execute`: one unit, wherever it runs: skip rule, preparation, warm-up, timed runs, and
   the one row builder (:data:`COLUMNS`).
-* :mod:`.local`: ``compare``, a fixed study run in this process (:class:`RunSettings`,
-  :class:`Runner`; CSV as it goes, resumable).
+* :mod:`.settings`, :mod:`.local`: ``compare``, a fixed study (:class:`RunSettings`,
+  :func:`compare_spec`) run in this process (:class:`Runner`; CSV as it goes, resumable).
 * :mod:`.sweep`, :mod:`.cluster`, :mod:`.worker`: a study on Dask (client, executors, the task).
 * :mod:`.store`: ``compare``'s metrics.csv and a study's Parquet units.
 
@@ -16,7 +16,8 @@ artifacts (a run measures its units and keeps what the figures need); never :mod
 (checkpoint models come through a loader the command line hands in).
 """
 from .execute import COLUMNS
-from .local import RunSettings, Runner, compare_spec, load_pairs
+from .local import Runner
+from .settings import RunSettings, compare_spec, load_pairs
 from .planning import Plan, plan
 from .spec import Spec, load_spec, parse_spec_dict
 from .store import result_columns

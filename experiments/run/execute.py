@@ -19,7 +19,8 @@ import numpy as np
 from ..data.pairs import Pair, dataset_of
 from ..devices import ThreadCounts, thread_scope
 from ..methods.registry import METHODS, Context
-from ..methods.timed import MethodRun, tiny_pair, warm_up
+from ..data.writers import upscale_matches
+from ..methods.timed import MethodRun, classic_vote, tiny_pair, warm_up
 from ..report.metrics import DATASET_COLUMNS, iteration_metrics
 from .units import Unit
 
@@ -93,13 +94,19 @@ def setting_columns(unit: Unit, pair: Pair, device: str, threads: ThreadCounts |
                 width_b=pair.b.shape[1], patch_size=unit.patch_size, seed=unit.seed)
 
 
-def unit_rows(unit: Unit, pair: Pair, runs: list[MethodRun], *,
-              device: str) -> Iterator[tuple[dict, np.ndarray, np.ndarray]]:
+def unit_rows(unit: Unit, pair: Pair, runs: list[MethodRun], *, device: str,
+              native: Pair | None = None) -> Iterator[tuple[dict, np.ndarray, np.ndarray]]:
     """The rows of a finished unit, one per iteration, as they are measured.
 
     Yields ``(row, recon, matches)``: the row (:data:`COLUMNS` and :data:`SPREAD_COLUMNS`; times
     are the median over the repeats, quality that of the first run), the reconstruction of A
     (clipped into [0, 1]) and the matches the metrics scored. Metrics run on one thread.
+
+    ``native``: the pair at its native resolution, to score there (``--score-at native``): each
+    iteration's matches are brought back to native size
+    (:func:`~experiments.data.writers.upscale_matches`) and every method's reconstruction is the
+    voting of native B's patches at them (``classic_pm.vote``), so numbers compare with published
+    full-resolution tables. The yielded reconstruction and matches are then the native ones.
     """
     first = runs[0]
     times = np.array([r.times for r in runs], np.float64)  # (repeats, iterations)
@@ -108,13 +115,19 @@ def unit_rows(unit: Unit, pair: Pair, runs: list[MethodRun], *,
     cum = np.cumsum(median)
     where = setting_columns(unit, pair, device, first.threads)
     with thread_scope(1):  # not timed: one thread avoids a 2-thread pool's stalls on a busy CPU
+        scored = pair if native is None else native
+        vote = None if native is None else classic_vote(native.b, unit.patch_size)
         for j, (it, nnf) in enumerate(zip(first.iterations, first.nnfs)):
-            recon = np.clip(first.reconstruct(nnf), 0.0, 1.0)
             match = first.matches(nnf)
+            if native is None:
+                recon = np.clip(first.reconstruct(nnf), 0.0, 1.0)
+            else:
+                match = upscale_matches(match, pair.a.shape, pair.b.shape, native.a.shape, native.b.shape)
+                recon = np.clip(vote(match), 0.0, 1.0)
             row = dict(pair=pair.name, dataset=dataset_of(pair), method=unit.name, iteration=int(it),
                        time_s=float(median[j]),
                        cum_time_s=float(cum[j]),
-                       **iteration_metrics(pair, match, recon, patch_size=unit.patch_size),
+                       **iteration_metrics(scored, match, recon, patch_size=unit.patch_size),
                        **where, time_min_s=float(times[:, j].min()),
                        time_max_s=float(times[:, j].max()), cum_time_min_s=float(cums[:, j].min()),
                        cum_time_max_s=float(cums[:, j].max()))

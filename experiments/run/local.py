@@ -1,9 +1,9 @@
 """``compare``: a fixed study, run in this process; CSV as it goes; resumable.
 
-``compare``'s options (:class:`RunSettings`) describe a study in the vocabulary of every study
-(:func:`compare_spec`: one size, its seeds, one repeat, the chosen named settings), planned like
-any other (:func:`experiments.run.planning.plan`) and run here, unit after unit, through the same
-steps as a study's workers (:mod:`.execute`).
+``compare``'s options (:class:`~experiments.run.settings.RunSettings`) describe a study in the
+vocabulary of every study (:func:`~experiments.run.settings.compare_spec`), planned like any other
+(:func:`experiments.run.planning.plan`) and run here, unit after unit, through the same steps as a
+study's workers (:mod:`.execute`).
 
 Output folder layout (see README.md and docs/compare.md):
 
@@ -29,7 +29,6 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -37,129 +36,22 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import provenance
-from ..data.pairs import Pair, PairSource, check_pair
+from ..data.pairs import Pair, PairSource, dataset_of
+from ..data.writers import write_flo, write_kitti_flow
 from ..devices import thread_scope
 from ..errors import UserError, one_line
-from ..methods.registry import METHODS, NAMED, Context
+from ..methods.registry import Context
 from ..report.artifacts import save_artifact, strip_iterations
 from .execute import COLUMNS, failure_rows, prepare, skip_reason, timed_runs, unit_rows, warm
 from .planning import Plan, plan
-from .spec import Spec
+from .settings import RUN_KEYS, RunSettings, compare_spec
 from .store import MetricsStore
-from .units import Setting, Unit
+from .units import Unit
 
-__all__ = ["RunSettings", "Runner", "compare_spec", "load_pairs", "COLUMNS", "RUN_KEYS"]
+__all__ = ["Runner", "COLUMNS"]
 
-# Settings that define the numbers; a resumed run must match them exactly.
-RUN_KEYS = ("pairs", "max_size", "methods", "pm_iterations", "dpm_iterations", "patch_size",
-            "seeds", "device", "threads", "exact_max_pixels", "checkpoint")
 OUTPUT_FILES = ("metrics.csv", "summary.csv", "config.json", "REPORT.md", "grid.png",
                 "convergence.png")
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """The settings of one ``compare`` run, resolved (device known, defaults filled in).
-
-    ``config.json`` stores :meth:`to_dict` under ``config`` and the keys of :data:`RUN_KEYS` (the
-    settings that define the numbers; a resumed run must match them) under ``run``. The values are
-    checked by the command line's option kinds (:mod:`experiments.options`).
-
-    Attributes
-    ----------
-    pairs : tuple of str
-        Pair names in run order.
-    origins : tuple of (str, str)
-        ``(pair name, where it comes from)`` for each pair.
-    max_size : int or None
-        ``--max-size`` (None: native resolution).
-    methods : tuple of str
-        The named settings to run (:data:`experiments.methods.registry.NAMED`), in registry order.
-    pm_iterations, dpm_iterations : int
-        Iterations of every ``pm`` and ``dpm`` setting.
-    patch_size : int
-        Odd patch side of every method, the reconstructions and the energy.
-    seeds : tuple of int
-        Every seeded method runs once per seed (methods without a seed once).
-    device : str
-        Resolved torch device (``cpu`` or ``cuda``).
-    threads : int
-        CPU threads of every timed method (numba and torch alike, see :mod:`experiments.devices`).
-    exact_max_pixels : int
-        The exact NNF's size limit (0: never; :func:`experiments.methods.exact_skip_reason`).
-    checkpoint : str or None
-        Absolute path of the learnt DPM checkpoint (named setting ``dpm-learned``).
-    out : str
-        Output folder.
-    command : str
-        The command line, for the record.
-    """
-
-    pairs: tuple[str, ...]
-    origins: tuple[tuple[str, str], ...]
-    max_size: int | None
-    methods: tuple[str, ...]
-    pm_iterations: int
-    dpm_iterations: int
-    patch_size: int
-    seeds: tuple[int, ...]
-    device: str
-    threads: int
-    exact_max_pixels: int
-    checkpoint: str | None = None
-    out: str = ""
-    command: str = ""
-
-    def to_dict(self) -> dict:
-        """Plain JSON types, in the key order of ``config.json``'s ``config``."""
-        return dict(pairs=list(self.pairs), origins=dict(self.origins), max_size=self.max_size,
-                    methods=list(self.methods), pm_iterations=self.pm_iterations,
-                    dpm_iterations=self.dpm_iterations, patch_size=self.patch_size, seeds=list(self.seeds),
-                    device=self.device, threads=self.threads,
-                    exact_max_pixels=self.exact_max_pixels, checkpoint=self.checkpoint,
-                    out=self.out, command=self.command)
-
-    def run_dict(self) -> dict:
-        """The settings that define the numbers (:data:`RUN_KEYS`), as in ``config.json``."""
-        d = self.to_dict()
-        return {k: d[k] for k in RUN_KEYS}
-
-
-def compare_spec(s: RunSettings) -> Spec:
-    """``compare``'s run as a study: its named settings with the run's iterations, patch size,
-    exact limit and checkpoint; one size, its seeds, one repeat, on ``s.device``."""
-    iterations = {"pm": s.pm_iterations, "dpm": s.dpm_iterations}
-    settings = []
-    for name in s.methods:
-        named = NAMED[name]
-        params = METHODS[named.method].params
-        given = dict(named.given)
-        if "iterations" in params and named.method in iterations:
-            given["iterations"] = iterations[named.method]
-        if "patch_size" in params:
-            given["patch_size"] = s.patch_size
-        if "max_pixels" in params:
-            given["max_pixels"] = s.exact_max_pixels
-        if "checkpoint" in named.needs:
-            given["checkpoint"] = s.checkpoint
-        settings.append(Setting(named.method, tuple(given.items()), (), name))
-    return Spec(path="compare", text="", title="compare", data=list(s.pairs), limit=None,
-                select=None, max_sizes=[s.max_size], seeds=list(s.seeds), repeats=1, device=s.device,
-                threads=s.threads, timing="shared", settings=settings)
-
-
-def load_pairs(sources: list[PairSource], *, max_size: int | None,
-               patch_size: int) -> dict[str, Pair]:
-    """Decode and check every pair up front, so bad input fails before any compute.
-
-    Cheap: no torch or numba import. Raises :class:`UserError` for unreadable or too small images.
-    """
-    pairs: dict[str, Pair] = {}
-    for src in sources:
-        pair = src.load(max_size)
-        check_pair(pair, patch_size)
-        pairs[pair.name] = pair
-    return pairs
 
 
 class Runner:
@@ -178,12 +70,14 @@ class Runner:
     loader : callable, optional
         ``loader(data, *, device, options) -> (model, info)`` for ``dpm-learned`` (from the
         command line, which alone may import :mod:`learning`).
+    native : callable, optional
+        ``native(pair name) -> Pair`` at native resolution (``score_at="native"``).
 
     The run is planned here (checkpoints read and checked), before ``out`` is touched.
     """
 
     def __init__(self, settings: RunSettings, pairs: dict[str, Pair], *, fresh: bool = False,
-                 log=print, loader: Callable | None = None):
+                 log=print, loader: Callable | None = None, native: Callable | None = None):
         self.settings = settings
         self.pairs = dict(pairs)
         self.out = Path(settings.out)
@@ -192,8 +86,12 @@ class Runner:
         self.plan: Plan = plan(compare_spec(settings), loader=loader, log=log,
                                sources=[PairSource(n, o, None) for n, o in settings.origins])
         self.ctx = Context(settings.device, settings.threads, self.plan.checkpoints, loader)
+        if settings.score_at == "native" and native is None:
+            raise ValueError("score_at='native' needs a loader of the native pairs (native=)")
+        self.native = native
         self.store = MetricsStore(self.out / "metrics.csv")
         self.art_dir = self.out / "artifacts"
+        self.out_dir = self.out / "outputs"
         self.skipped: dict[str, str] = {}
         self.meta: dict = {}
         self.resumed = False
@@ -242,9 +140,12 @@ class Runner:
                 for p in out.glob(pattern):
                     p.unlink()
             shutil.rmtree(self.art_dir, ignore_errors=True)
+            shutil.rmtree(self.out_dir, ignore_errors=True)
         try:
             out.mkdir(parents=True, exist_ok=True)
             self.art_dir.mkdir(exist_ok=True)
+            if self.settings.write_outputs:
+                self.out_dir.mkdir(exist_ok=True)
         except OSError as exc:
             raise UserError(f"cannot create --out {out}: {exc.strerror or exc}") from None
 
@@ -288,6 +189,7 @@ class Runner:
                 its = sorted(rows["iteration"].dropna().astype(int))
                 if not (self.artifact(u).exists() and its and its == (u.iterations or its)):
                     todo.append(u)
+            native = self.native(pair.name) if todo and self.settings.score_at == "native" else None
             if todo:  # drop partial rows of the units that will run again
                 mask = np.zeros(len(df), bool)
                 for u in todo:
@@ -296,12 +198,13 @@ class Runner:
                     df = df[~mask].reset_index(drop=True)
                     self.store.rewrite(df)
             for u in todo:
-                self.run_unit(u, pair)
+                self.run_unit(u, pair, native)
             self.write_config("running")
         return self.store.read()
 
-    def run_unit(self, u: Unit, pair: Pair) -> None:
-        """Time one unit and append its rows (NaN rows and a logged reason when it fails)."""
+    def run_unit(self, u: Unit, pair: Pair, native: Pair | None = None) -> None:
+        """Time one unit and append its rows (NaN rows and a logged reason when it fails);
+        ``native``: the pair at native resolution, to score there."""
         label = (f"{pair.name} {u.name}" + ("" if len(self.settings.seeds) < 2 or u.seed is None
                                             else f" seed {u.seed}") + f" ({pair.a.shape[1]}x{pair.a.shape[0]})")
         try:
@@ -320,7 +223,7 @@ class Runner:
         t_metrics = time.perf_counter()
         strip = set(strip_iterations(len(runs[0].iterations))) if u.method != "exact" else {0}
         keep_its, keep_recons, row, match = [], [], {}, None
-        measured = unit_rows(u, pair, runs, device=self.settings.device)
+        measured = unit_rows(u, pair, runs, device=self.settings.device, native=native)
         for row, recon, match in tqdm(measured, total=len(runs[0].iterations), leave=False,
                                       desc=f"{pair.name} {u.name} metrics", unit="it",
                                       dynamic_ncols=True, file=sys.stderr):
@@ -329,10 +232,18 @@ class Runner:
                 keep_its.append(row["iteration"])
                 keep_recons.append((recon * 255 + 0.5).astype(np.uint8))
         save_artifact(self.artifact(u), match, keep_its, keep_recons)  # the last iteration's matches
+        if self.settings.write_outputs and self.artifact(u).name == f"{u.file_key}.npz":
+            self.write_outputs(u, native or pair, match)
         seed = "" if len(self.settings.seeds) < 2 or u.seed is None else f" s{u.seed}"
         self.log(f"{pair.name:>14s} {u.name + seed:<13s} it {row['iteration']:>2d}  PSNR {row['psnr']:6.2f} dB"
                  f"  energy {row['energy']:.5f}  time {row['cum_time_s']:7.2f} s  (metrics "
                  f"{time.perf_counter() - t_metrics:.1f} s)")
+
+    def write_outputs(self, u: Unit, pair: Pair, match) -> None:
+        """The unit's final matches as ``.flo`` (and a KITTI flow PNG for KITTI pairs)."""
+        write_flo(self.out_dir / f"{u.file_key}.flo", match)
+        if dataset_of(pair).startswith("kitti"):
+            write_kitti_flow(self.out_dir / f"{u.file_key}.png", match)
 
     def artifact(self, u: Unit) -> Path:
         """The unit's artifact: ``<pair>__<method>.npz`` for the first seed (and methods without

@@ -106,9 +106,15 @@ def test_method_runs_report_every_iteration(image):
 def test_strip_iterations():
     from experiments.report.artifacts import strip_iterations
 
-    assert strip_iterations(5) == [1, 2, 3, 4, 5]
-    its = strip_iterations(21)
-    assert len(its) == 6 and its[0] == 1 and its[-1] == 21 and its == sorted(set(its))
+    from experiments.report.figures import strip_columns
+
+    assert strip_iterations(5) == [1, 2, 3, 4, 5]  # round(c / 6 * 5) for c = 1..6: 1, 2, 2, 3, 4, 5
+    assert strip_iterations(21) == [4, 7, 10, 14, 18, 21]  # 3.5 -> 4 (round half to even), 7, 10.5 -> 10 ...
+    assert strip_iterations(1) == [1]
+    # the figure's columns: c/6 of each method's iterations, each kept reconstruction once
+    assert strip_columns([4, 7, 10, 14, 18, 21], 21) == {1: 0, 2: 1, 3: 2, 4: 3, 5: 4, 6: 5}
+    assert strip_columns([1, 2, 3, 4, 5], 5) == {1: 0, 2: 1, 4: 2, 5: 3, 6: 4}  # 2/6 and 3/6 of 5: it 2
+    assert strip_columns([0], 0) == {6: 0}  # one value (the exact NNF, a baseline): the last column
 
 
 def test_iteration_metrics_are_the_columns_of_a_row(image):

@@ -18,15 +18,10 @@ STRIP_COLUMNS = 6  # reconstructions kept per method for iterations_<pair>.png
 
 
 def strip_iterations(n: int, k: int = STRIP_COLUMNS) -> list[int]:
-    """Up to ``k`` iterations out of 1..n, roughly log-spaced, always with the first and last."""
-    if n <= k:
-        return list(range(1, n + 1))
-    its = sorted(set(int(round(x)) for x in np.geomspace(1, n, k)))
-    extra = [i for i in range(1, n + 1) if i not in its]
-    while len(its) < k and extra:
-        its.append(extra.pop(len(extra) // 2))
-        its.sort()
-    return its
+    """The iterations (of 1..n) whose reconstructions are kept for ``iterations_<pair>.png``: the
+    ones nearest 1/k, 2/k ... k/k of ``n`` (so the figure's columns are the same fractions of every
+    method's iterations), each once; always the last."""
+    return sorted({max(1, round(c / k * n)) for c in range(1, k + 1)})
 
 
 def artifact_path(out: Path, pair: str, method: str) -> Path:

@@ -1,17 +1,23 @@
 """Figures of a ``compare`` run (matplotlib figures without pyplot: no backend, no global state).
 
-* ``grid.png``: one row per pair: Image A | Image B | differentiable | classic (| learnt DPM),
-  each reconstruction titled with its L1 and L2 (MSE) errors, PSNR and SSIM (DeepPruner README).
-* ``iterations_<pair>.png``: per-iteration reconstructions, one row per method.
-* ``convergence.png``: PSNR and energy against iteration and against cumulative time (log axis),
-  one line per method and pair, the exact NNF as a dotted limit line.
-* ``nnf_<pair>.png``: NNFs as flow colour maps (displacement ``match - pixel``; hue = direction,
-  saturation = length, one scale per pair) for every method and the ground truth when known.
+The method is the thing compared, so it gets the strongest cue everywhere: its colour (one per
+method, the same in every figure: :func:`colour`), with its registered marker; pairs get panels.
+The exact NNF (the quality limit) and the trivial baselines are drawn as horizontal lines in
+every panel they apply to.
+
+* ``grid.png``: one row per pair: Image A | Image B | each method's reconstruction, titled with
+  its L1 and L2 (MSE) errors, PSNR and SSIM (the DeepPruner README's presentation).
+* ``iterations_<pair>.png``: reconstructions per iteration, one row per method; the columns are
+  fractions of each method's own iterations (1/6 ... 6/6), every cell titled with its iteration.
+* ``convergence.png``: per pair (columns) PSNR against iteration, PSNR against cumulative time and
+  end-point error against iteration (rows); colour = method.
+* ``nnf_<pair>.png``: matches as displacement colour maps (hue = direction, saturation = length,
+  one scale per pair) for the ground truth and every matcher, and below them each matcher's
+  end-point error against the ground truth on one shared colour scale.
 
 Plot functions draw on ``ax`` (the axes of a new :class:`matplotlib.figure.Figure` when None)
 and return it; figure functions build a ``Figure`` and write it as PNG (Agg, chosen per figure by
-:func:`_save`). Nothing here selects a backend or touches pyplot. Methods are drawn with their
-registered marker and line style (:mod:`experiments.methods.registry`).
+:func:`_save`). Nothing here selects a backend or touches pyplot.
 """
 from __future__ import annotations
 
@@ -25,13 +31,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import hsv_to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter, ScalarFormatter
 from PIL import Image
 
 from ..data.pairs import Pair, file_stem
 from ..methods.registry import NAMED, order
 from ..methods.registry import label as method_label
-from .artifacts import load_artifact
+from .artifacts import STRIP_COLUMNS, load_artifact
 from .tables import summary_table
 
 DPI = 100
@@ -53,6 +59,20 @@ def linestyle(method: str):
 
 def tab10(i: int):
     return matplotlib.colormaps["tab10"](i % 10)
+
+
+#: Fixed colours of the limit and the baselines; every other method takes the next tab10 colour.
+FIXED_COLOURS = {"exact": "black", "zero": "0.45", "random": "0.7"}
+#: Methods drawn as a horizontal line (one value: no iterations to follow).
+LEVELS = ("exact", "zero", "random")
+
+
+def colour(method: str):
+    """The method's colour, the same in every figure of the suite (registry order)."""
+    if method in FIXED_COLOURS:
+        return FIXED_COLOURS[method]
+    others = [m for m in NAMED if m not in FIXED_COLOURS]
+    return tab10(others.index(method)) if method in others else tab10(len(others) + hash(method) % 5)
 
 
 def new_figure(**kw) -> Figure:
@@ -141,22 +161,22 @@ def plot_colour_wheel(max_mag: float, ax=None):
     return ax
 
 
-def plot_metric(df, *, y: str, x: str = "iteration", ax=None, colours: dict | None = None,
-                logx: bool = False, logy: bool = False, limit: bool = True):
-    """One line per (pair, method) of ``y`` against ``x``; the exact NNF as a dotted limit."""
+def plot_metric(df, *, y: str, x: str = "iteration", ax=None, logx: bool = False,
+                logy: bool = False):
+    """One line per method of ``y`` against ``x`` (one pair's rows), colour = method; the exact NNF
+    and the baselines as horizontal lines at their value (and, against time, a marker where it
+    is reached)."""
     ax = _new_ax(ax)
-    pairs = list(dict.fromkeys(df["pair"]))
-    colours = colours or {p: tab10(i) for i, p in enumerate(pairs)}
-    for (pair, method), g in df.groupby(["pair", "method"], sort=False):
-        g = g.sort_values("iteration")
-        if method == "exact":
-            if limit and np.isfinite(g[y].iloc[0]):
-                ax.axhline(g[y].iloc[0], color=colours[pair], ls=":", lw=1.2)
-                if x != "iteration":  # where the exhaustive search gets there
-                    ax.plot(g[x], g[y], color=colours[pair], marker="*", ms=9, ls="none")
+    for method in order(df["method"]):
+        g = df[df["method"] == method].sort_values("iteration")
+        if not np.isfinite(g[y]).any():
             continue
-        ax.plot(g[x], g[y], color=colours[pair], ls=linestyle(method), marker=marker(method),
-                ms=3, lw=1.3)
+        if method in LEVELS:
+            ax.axhline(g[y].iloc[-1], color=colour(method), ls=linestyle(method), lw=1.2)
+            if x != "iteration":
+                ax.plot(g[x], g[y], color=colour(method), marker=marker(method), ms=7, ls="none")
+            continue
+        ax.plot(g[x], g[y], color=colour(method), marker=marker(method), ms=3, lw=1.4)
     if logx:
         ax.set_xscale("log")
     if logy:
@@ -208,102 +228,172 @@ def grid_figure(out: Path, summary, pairs: dict[str, Pair]) -> str | None:
 
 
 def iterations_figure(out: Path, df, pair: Pair) -> str | None:
-    """``iterations_<pair>.png``: reconstructions per iteration, one row per method."""
-    rows = []
-    for method in order(df.loc[df["pair"] == pair.name, "method"]):
+    """``iterations_<pair>.png``: A and B on top, then per method (rows) the reconstructions at the
+    same fractions of its iterations (columns; see :func:`strip_columns`), each titled with its
+    iteration and PSNR."""
+    rows, once = [], []  # methods with iterations; methods reported once (exact, baselines)
+    sel = df[df["pair"] == pair.name]
+    for method in order(sel["method"]):
         art = load_artifact(out, pair.name, method)
         if art is not None:
-            rows.append((method, art))
-    if not rows:
+            (once if len(art["iterations"]) == 1 and int(art["iterations"][0]) == 0 else rows).append((method, art))
+    if not rows and not once:
         return None
-    ncol = 1 + max(len(a["iterations"]) for _, a in rows)
     h, w = pair.a.shape[:2]
-    cell_w = 2.2
-    cell_h = cell_w * h / w + 0.45
-    fig = new_figure(figsize=(cell_w * ncol, cell_h * len(rows)))
-    axes = fig.subplots(len(rows), ncol, squeeze=False)
-    sel = df[df["pair"] == pair.name]
-    for r, (method, art) in enumerate(rows):
-        plot_image(pair.a, title="Image A (target)", ax=axes[r, 0], fontsize=7.5)
-        axes[r, 0].set_ylabel(method_label(method), fontsize=8.5)
-        for c in range(1, ncol):
-            ax = axes[r, c]
-            k = c - 1
-            if k >= len(art["iterations"]):
-                ax.axis("off")
-                continue
-            it = int(art["iterations"][k])
-            m = sel[(sel["method"] == method) & (sel["iteration"] == it)]
-            psnr = m["psnr"].iloc[0] if not m.empty else math.nan
-            label = "exact NNF" if method == "exact" else f"{method} it {it}"
-            plot_image(art["recons"][k] / 255.0, title=f"{label}\nPSNR {psnr:.2f} dB", ax=ax,
-                       fontsize=7.5)
-    fig.suptitle(f"{pair.name}: reconstruction of A after each iteration", fontsize=10)
+    cell_w = 2.0
+    cell_h = cell_w * h / w + 0.5
+    ncol = 1 + STRIP_COLUMNS
+    nrow = 1 + len(rows) + (1 if once else 0)
+    fig = new_figure(figsize=(cell_w * (ncol - 0.4), cell_h * nrow + 0.4))
+    axes = fig.subplots(nrow, ncol, squeeze=False, gridspec_kw=dict(width_ratios=[0.6] + [1.0] * STRIP_COLUMNS))
+    for ax in axes.flat:
+        ax.axis("off")
+    plot_image(pair.a, title="Image A (to rebuild)", ax=axes[0, 1], fontsize=8)
+    plot_image(pair.b, title="Image B (patch source)", ax=axes[0, 2], fontsize=8)
+
+    def show(ax, method, art, k, what):
+        it = int(art["iterations"][k])
+        m = sel[(sel["method"] == method) & (sel["iteration"] == it)]
+        psnr = m["psnr"].iloc[0] if not m.empty else math.nan
+        ax.axis("on")
+        plot_image(art["recons"][k] / 255.0, title=f"{what}\nPSNR {psnr:.2f} dB", ax=ax, fontsize=7)
+
+    for r, (method, art) in enumerate(rows, start=1):
+        axes[r, 0].text(0.95, 0.5, method, ha="right", va="center", fontsize=10, fontweight="bold",
+                        transform=axes[r, 0].transAxes)
+        its = [int(i) for i in art["iterations"]]
+        n = int(sel.loc[sel["method"] == method, "iteration"].max())
+        for c, k in strip_columns(its, n).items():
+            show(axes[r, c], method, art, k, f"{method}: it {its[k]} of {n} ({c}/{STRIP_COLUMNS})")
+    if once:  # one value each: side by side in the last row, from the right
+        axes[-1, 0].text(0.95, 0.5, "once", ha="right", va="center", fontsize=10, fontweight="bold",
+                         transform=axes[-1, 0].transAxes)
+        for j, (method, art) in enumerate(reversed(once)):
+            show(axes[-1, ncol - 1 - j], method, art, 0, "exact NNF" if method == "exact" else method)
+    fig.suptitle(f"{pair.name}: A rebuilt from B's patches as the iterations go; columns: the same "
+                 f"fraction (1/{STRIP_COLUMNS} ... {STRIP_COLUMNS}/{STRIP_COLUMNS}) of each method's "
+                 "iterations", fontsize=10)
     fig.tight_layout()
     return _save(fig, out / f"iterations_{file_stem(pair.name)}.png", photo=True)
 
 
+def strip_columns(iterations: list[int], n: int) -> dict[int, int]:
+    """Column (1..:data:`STRIP_COLUMNS`) -> index into ``iterations`` (the kept reconstructions of
+    a method with ``n`` iterations): column c shows the iteration nearest c/C of n, each once; a
+    method reported once (the exact NNF, the baselines) sits in the last column."""
+    if n <= 0 or len(iterations) == 1:
+        return {STRIP_COLUMNS: len(iterations) - 1}
+    out, used = {}, set()
+    for c in range(1, STRIP_COLUMNS + 1):
+        target = max(1, round(c / STRIP_COLUMNS * n))
+        k = min(range(len(iterations)), key=lambda i: abs(iterations[i] - target))
+        if k not in used:
+            out[c] = k
+            used.add(k)
+    return out
+
+
 def convergence_figure(out: Path, df) -> str | None:
-    """``convergence.png``: PSNR and energy vs iteration and vs cumulative time."""
+    """``convergence.png``: per pair (columns) PSNR against iteration and against cumulative time,
+    and EPE against iteration where there is ground truth (rows); colour = method."""
     if df.empty:
         return None
     pairs = list(dict.fromkeys(df["pair"]))
-    colours = {p: tab10(i) for i, p in enumerate(pairs)}
-    fig = new_figure(figsize=(12, 8.5))
-    axes = fig.subplots(2, 2)
-    specs = [(0, 0, "psnr", "iteration", False), (0, 1, "psnr", "cum_time_s", True),
-             (1, 0, "energy", "iteration", False), (1, 1, "energy", "cum_time_s", True)]
-    for r, c, y, x, logx in specs:
-        ax = plot_metric(df, y=y, x=x, ax=axes[r, c], colours=colours, logx=logx,
-                         logy=(y == "energy"))
-        ax.set_xlabel("iteration" if x == "iteration" else "cumulative compute time (s, log)")
-        ax.set_ylabel("PSNR of the reconstruction (dB)" if y == "psnr"
-                      else "energy: patch MSE per pixel and channel (log)")
-    axes[0, 0].set_title("Quality against iteration", fontsize=10)
-    axes[0, 1].set_title("Quality against time", fontsize=10)
-    handles = [Line2D([], [], color=colours[p], lw=3, label=p) for p in pairs]
+    rows = [("psnr", "iteration", "PSNR (dB)"), ("psnr", "cum_time_s", "PSNR (dB)")]
+    if df["epe"].notna().any():
+        rows.append(("epe", "iteration", "end-point error (px, log)"))
+    fig = new_figure(figsize=(3.3 * len(pairs) + 0.8, 2.9 * len(rows) + 1.0))
+    axes = fig.subplots(len(rows), len(pairs), squeeze=False)
+    for c, pair in enumerate(pairs):
+        sub = df[df["pair"] == pair]
+        for r, (y, x, ylabel) in enumerate(rows):
+            ax = plot_metric(sub, y=y, x=x, ax=axes[r, c], logx=x != "iteration", logy=y == "epe")
+            if y == "epe":  # plain numbers on the log axis
+                ax.yaxis.set_major_formatter(ScalarFormatter())
+                ax.yaxis.set_minor_formatter(NullFormatter())
+            ax.set_xlabel("iteration" if x == "iteration" else "cumulative compute time (s, log)",
+                          fontsize=8)
+            ax.tick_params(labelsize=7)
+            if c == 0:
+                ax.set_ylabel(ylabel, fontsize=8)
+            if r == 0:
+                ax.set_title(pair, fontsize=9)
     methods = order(df["method"])
-    handles += [Line2D([], [], color="k", ls=linestyle(m), marker=None if m == "exact" else marker(m),
-                       ms=4, label=method_label(m) + (" (limit; star: its time)" if m == "exact" else ""))
-                for m in methods]
+    handles = [Line2D([], [], color=colour(m), lw=2.5, marker=marker(m),
+                      ls=linestyle(m) if m in LEVELS else "-",
+                      label=f"{m}: {method_label(m)}" + (" (limit)" if m == "exact" else "")) for m in methods]
     if "exact" not in methods:
-        handles.append(Line2D([], [], color="0.6", ls=":",
-                              label="exact NNF limit: not computed (see REPORT.md)"))
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=9,
-               frameon=False, bbox_to_anchor=(0.5, -0.01))
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+        handles.append(Line2D([], [], color="black", ls=":", label="exact NNF: not computed (see REPORT.md)"))
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), fontsize=8.5,
+               frameon=False, bbox_to_anchor=(0.5, 0.0))
+    fig.suptitle("Convergence: colour = method; horizontal lines: the exact NNF and the baselines",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0.04 + 0.025 * math.ceil(len(handles) / 4), 1, 1))
     return _save(fig, out / "convergence.png")
 
 
+def plot_error(nnf: np.ndarray, gt: np.ndarray, valid: np.ndarray, *, vmax: float,
+               title: str = "", ax=None):
+    """End-point error map of matches against the ground truth (gray where there is none)."""
+    ax = _new_ax(ax)
+    err = np.hypot(nnf[..., 0] - gt[..., 0], nnf[..., 1] - gt[..., 1])
+    err = np.where(valid, err, np.nan)
+    cmap = matplotlib.colormaps["magma"].with_extremes(bad="0.35")
+    im = ax.imshow(err, cmap=cmap, vmin=0.0, vmax=vmax, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=8)
+    return im
+
+
 def nnf_figure(out: Path, df, pair: Pair) -> str | None:
-    """``nnf_<pair>.png``: flow colour maps of every method and of the ground truth."""
+    """``nnf_<pair>.png``: the ground truth's and every matcher's displacement colour maps, and
+    below them the matchers' end-point errors on one colour scale (pairs with ground truth)."""
     panels = []
     for method in order(df.loc[df["pair"] == pair.name, "method"]):
         art = load_artifact(out, pair.name, method)
-        if art is not None:
-            panels.append((method_label(method), art["nnf"], None))
-    if pair.gt is not None:
-        panels.append(("ground truth (gray: none)", np.nan_to_num(pair.gt), pair.valid))
+        if art is not None and method not in ("zero", "random"):
+            panels.append((method, art["nnf"]))
     if not panels:
         return None
-    # one colour scale per pair, from the most trustworthy field: GT, else exact, else classic
-    by_label = {label: nnf for label, nnf, _ in panels}
-    ref = next((by_label[k] for k in ("ground truth (gray: none)", method_label("exact"), method_label("pm"))
-                if k in by_label), panels[0][1])
-    mag = np.hypot(*np.moveaxis(flow_of(ref), -1, 0))
-    if pair.gt is not None and pair.valid is not None and pair.valid.any():
-        mag = mag[pair.valid]
-    # GT is clean: its 99th percentile; estimated fields have outliers: their 90th
-    max_mag = float(max(np.percentile(mag, 99 if pair.gt is not None else 90), 1.0))
-    n = len(panels) + 1
+    has_gt = pair.gt is not None and pair.valid is not None and pair.valid.any()
+    if has_gt:  # one colour scale per pair: the ground truth's 99th percentile
+        mag = np.hypot(*np.moveaxis(flow_of(np.nan_to_num(pair.gt)), -1, 0))[pair.valid]
+        max_mag = float(max(np.percentile(mag, 99), 1.0))
+    else:  # estimated fields have outliers: the 90th percentile of the first method's
+        max_mag = float(max(np.percentile(np.hypot(*np.moveaxis(flow_of(panels[0][1]), -1, 0)), 90), 1.0))
+    cols = len(panels) + (1 if has_gt else 0) + 1
     h, w = pair.a.shape[:2]
-    side = 3.4
-    fig = new_figure(figsize=(side * (n - 1) + 2.6, side * h / w + 0.9))
-    axes = fig.subplots(1, n, squeeze=False, gridspec_kw=dict(width_ratios=[1.0] * (n - 1) + [0.7]))
-    for ax, (label, nnf, valid) in zip(axes[0], panels):
-        plot_flow(nnf, max_mag=max_mag, title=label, valid=valid, ax=ax)
+    side = 2.9
+    nrow = 2 if has_gt else 1
+    fig = new_figure(figsize=(side * (cols - 1) + 1.9, (side * h / w + 0.55) * nrow + 0.5))
+    axes = fig.subplots(nrow, cols, squeeze=False, gridspec_kw=dict(width_ratios=[1.0] * (cols - 1) + [0.6]))
+    c0 = 0
+    if has_gt:
+        plot_flow(np.nan_to_num(pair.gt), max_mag=max_mag, title="ground truth (gray: none)",
+                  valid=pair.valid, ax=axes[0, 0])
+        plot_image(pair.a, title="Image A", ax=axes[1, 0], fontsize=8)
+        c0 = 1
+    errors = []
+    for k, (method, nnf) in enumerate(panels):
+        plot_flow(nnf, max_mag=max_mag, title=f"{method}", ax=axes[0, c0 + k])
+        axes[0, c0 + k].title.set_color(colour(method))
+        if has_gt:
+            err = np.hypot(*np.moveaxis(nnf - np.nan_to_num(pair.gt), -1, 0))[pair.valid]
+            errors.append((method, nnf, float(err.mean())))
     plot_colour_wheel(max_mag, ax=axes[0, -1])
-    fig.suptitle(f"{pair.name}: NNF as displacement (match in B - pixel of A)", fontsize=10)
+    if has_gt:  # one error scale for every method: the ground truth's displacement scale
+        im = None
+        for k, (method, nnf, mean) in enumerate(errors):
+            im = plot_error(nnf, np.nan_to_num(pair.gt), pair.valid, vmax=max_mag,
+                            title=f"{method}: EPE {mean:.1f} px", ax=axes[1, c0 + k])
+        axes[1, -1].axis("off")
+        cbar = fig.colorbar(im, ax=axes[1, -1], fraction=0.9, shrink=0.9)
+        cbar.set_label("end-point error (px)", fontsize=8)
+        cbar.ax.tick_params(labelsize=7)
+    fig.suptitle(f"{pair.name}: matches as displacement (match in B - pixel of A)"
+                 + ("; below: end-point error against the ground truth" if has_gt else ""), fontsize=10)
     fig.tight_layout()
     return _save(fig, out / f"nnf_{file_stem(pair.name)}.png")
 

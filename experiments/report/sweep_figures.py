@@ -11,6 +11,7 @@ returns it (None when there is nothing to draw); :func:`make_figures` writes the
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -18,8 +19,9 @@ import pandas as pd
 from matplotlib.lines import Line2D
 from PIL import Image
 
+from .figures import LEVELS, marker, new_figure
 from .figures import _save as _save_figure
-from .figures import marker, new_figure
+from .figures import colour as figure_colour
 from .sweep_tables import METRICS, final_table, pareto
 
 
@@ -29,15 +31,67 @@ def _save(fig, path: Path) -> str:
     return _save_figure(fig, path, photo=True, dither=Image.Dither.NONE)
 
 
-def _colours(settings: list[str]) -> dict[str, tuple]:
-    cmap = matplotlib.colormaps["tab10" if len(settings) <= 10 else "tab20"]
-    return {s: cmap(i % cmap.N) for i, s in enumerate(settings)}
+LINESTYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 
 
-def _style(settings: pd.Series, methods: pd.Series) -> tuple[dict, dict]:
-    """Colour per setting (in order of appearance) and the method of each setting."""
-    colours = _colours(list(dict.fromkeys(settings)))
-    return colours, dict(zip(settings, methods))
+@dataclass(frozen=True)
+class Style:
+    colour: object
+    linestyle: object
+    marker: str
+
+
+def parse_label(label: str) -> tuple[str, dict[str, str]]:
+    """A setting's label (``dpm window=25x25 keep_current=true``) as its name and parameters."""
+    name, *parts = str(label).split()
+    return name, dict(p.split("=", 1) for p in parts if "=" in p)
+
+
+def styles(settings: pd.Series, methods: pd.Series) -> tuple[dict[str, Style], list]:
+    """One style per setting, the varied parameters made visible: per method, the first parameter
+    that varies among its settings gives the colour, the second the line style, the third the
+    marker (a method with more: a colour per setting); a method without varied parameters has
+    its own colour (:func:`~experiments.report.figures.colour`) and marker. Returns the styles
+    and the legend's handles (one per value, not per setting)."""
+    method_of = dict(zip(settings, methods))
+    groups: dict[str, list[str]] = {}
+    for label in dict.fromkeys(settings):
+        groups.setdefault(parse_label(label)[0], []).append(label)
+    taken = [figure_colour(parse_label(g[0])[0]) for g in groups.values() if len(g) == 1]
+    palette = [c for c in (matplotlib.colormaps["tab10"](i) for i in range(10)) if c not in taken]
+    palette += [matplotlib.colormaps["tab20b"](i) for i in range(20)]
+    out, handles, k = {}, [], 0
+    for name, labels in groups.items():
+        base = marker(name if name in method_of.values() else method_of[labels[0]])
+        if len(labels) == 1:
+            out[labels[0]] = Style(figure_colour(name), "-", base)
+            handles.append(Line2D([], [], color=out[labels[0]].colour, marker=base, label=labels[0]))
+            continue
+        params = [parse_label(lab)[1] for lab in labels]
+        keys = [key for key in dict.fromkeys(key for p in params for key in p)
+                if len({p.get(key) for p in params}) > 1]
+        if len(keys) > 3:  # too many to encode apart: a colour per setting
+            keys = []
+        values = {key: list(dict.fromkeys(p.get(key) for p in params)) for key in keys}
+        colours = {v: palette[(k + i) % len(palette)] for i, v in enumerate(values[keys[0]])} if keys else {}
+        k += len(colours) if keys else len(labels)
+        for j, (lab, p) in enumerate(zip(labels, params)):
+            c = colours[p[keys[0]]] if keys else palette[(k - len(labels) + j) % len(palette)]
+            ls = LINESTYLES[values[keys[1]].index(p[keys[1]]) % 4] if len(keys) > 1 else "-"
+            mk = MARKERS[values[keys[2]].index(p[keys[2]]) % 7] if len(keys) > 2 else base
+            out[lab] = Style(c, ls, mk)
+        if not keys:
+            handles += [Line2D([], [], color=out[lab].colour, marker=base, label=lab) for lab in labels]
+            continue
+        handles += [Line2D([], [], color=colours[v], lw=3, label=f"{name} {keys[0]}={v}") for v in values[keys[0]]]
+        if len(keys) > 1:
+            handles += [Line2D([], [], color="0.3", ls=LINESTYLES[i % 4], label=f"{name} {keys[1]}={v}")
+                        for i, v in enumerate(values[keys[1]])]
+        if len(keys) > 2:
+            handles += [Line2D([], [], color="0.3", marker=MARKERS[i % 7], ls="none", label=f"{name} {keys[2]}={v}")
+                        for i, v in enumerate(values[keys[2]])]
+    return out, handles
 
 
 def _panels(points: pd.DataFrame, fig=None):
@@ -60,50 +114,48 @@ def _label_panel(ax, title: str, xlabel: str, ylabel: str) -> None:
     ax.tick_params(labelsize=7)
 
 
-def _legend(axes, colours: dict, methods: dict) -> None:
-    handles = [Line2D([], [], color=c, marker=marker(methods.get(s)), label=s)
-               for s, c in colours.items()]
+def _legend(axes, handles: list) -> None:
     axes[0, -1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0),
                        fontsize=7, frameon=False)
 
 
 def _plot_settings(points: pd.DataFrame, metric: str, title: str, draw, finish, *,
                    draw_exact: bool, fig=None):
-    """One panel per (dataset, size); per setting ``draw(ax, h, colour, marker)`` with ``h`` its rows
-    by iteration (the exact NNF: a dotted line at its value, and ``draw`` too if ``draw_exact``);
-    then ``finish(ax, panel_title, g)`` per panel."""
+    """One panel per (dataset, size); per setting ``draw(ax, h, style)`` with ``h`` its rows by
+    iteration (a method reported once, the exact NNF or a baseline: a horizontal line at its value,
+    and ``draw`` too if ``draw_exact``); then ``finish(ax, panel_title, g)`` per panel."""
     if points[metric].notna().sum() == 0:
         return None
-    colours, methods = _style(points["setting"], points["method"])
+    look, handles = styles(points["setting"], points["method"])
     fig, axes, panels = _panels(points, fig)
     for ax, panel_title, g in panels:
         for s, h in g.groupby("setting", sort=False):
             h = h.sort_values("iteration")
-            exact = methods[s] == "exact"
-            if exact:
-                ax.axhline(h[metric].iloc[-1], color=colours[s], ls=":", lw=1)
-            if draw_exact or not exact:
-                draw(ax, h, colours[s], marker(methods[s]))
+            level = h["method"].iloc[0] in LEVELS
+            if level:
+                ax.axhline(h[metric].iloc[-1], color=look[s].colour, ls=":", lw=1)
+            if draw_exact or not level:
+                draw(ax, h, look[s])
         finish(ax, panel_title, g)
-    _legend(axes, colours, methods)
+    _legend(axes, handles)
     fig.suptitle(title, fontsize=10)
     return fig
 
 
 def plot_quality_time(points: pd.DataFrame, metric: str, label: str, higher: bool, *, fig=None):
     """Metric against cumulative time per (dataset, size); Pareto front in black."""
-    def draw(ax, h, c, mk):
-        ax.plot(h["cum_time_s"], h[metric], color=c, lw=0.8, alpha=0.6)
+    def draw(ax, h, st):
+        ax.plot(h["cum_time_s"], h[metric], color=st.colour, ls=st.linestyle, lw=1.0, alpha=0.8)
         last = h.iloc[-1]
         ax.errorbar(last["cum_time_s"], last[metric],
                     xerr=[[last["cum_time_s"] - last["cum_time_s_min"]],
                           [last["cum_time_s_max"] - last["cum_time_s"]]],
                     yerr=[[last[metric] - last[f"{metric}_min"]],
                           [last[f"{metric}_max"] - last[metric]]],
-                    color=c, marker=mk, ms=5, lw=0.8, capsize=2)
+                    color=st.colour, marker=st.marker, ms=5, lw=0.8, capsize=2)
 
     def finish(ax, panel_title, g):
-        front = pareto(g[g["method"] != "exact"], metric, higher)
+        front = pareto(g[~g["method"].isin(LEVELS)], metric, higher)
         if len(front):  # the best value reachable within each time, to the panel's end
             xs = [*front["cum_time_s"], g["cum_time_s_max"].max()]
             ys = [*front[metric], front[metric].iloc[-1]]
@@ -118,16 +170,17 @@ def plot_quality_time(points: pd.DataFrame, metric: str, label: str, higher: boo
 
 def plot_quality_iteration(points: pd.DataFrame, metric: str, label: str, *, fig=None):
     """Metric against iteration with the seeds' band, per (dataset, size)."""
-    def draw(ax, h, c, mk):
-        ax.plot(h["iteration"], h[metric], color=c, lw=1, marker=mk, ms=2.5)
-        ax.fill_between(h["iteration"], h[f"{metric}_min"], h[f"{metric}_max"], color=c, alpha=0.18, lw=0)
+    def draw(ax, h, st):
+        ax.plot(h["iteration"], h[metric], color=st.colour, ls=st.linestyle, lw=1, marker=st.marker, ms=2.5)
+        ax.fill_between(h["iteration"], h[f"{metric}_min"], h[f"{metric}_max"], color=st.colour,
+                        alpha=0.15, lw=0)
 
     def finish(ax, panel_title, g):
         _label_panel(ax, panel_title, "iteration", label)
         ax.grid(alpha=0.3)
 
     return _plot_settings(points, metric, f"{label} against iteration (median over seeds; band: seeds' "
-                          "min-max; dotted: exact NNF)", draw, finish, draw_exact=False, fig=fig)
+                          "min-max; dotted: exact NNF and baselines)", draw, finish, draw_exact=False, fig=fig)
 
 
 def plot_quality_size(finals: pd.DataFrame, *, fig=None):
@@ -135,7 +188,7 @@ def plot_quality_size(finals: pd.DataFrame, *, fig=None):
     metrics = [(c, lab) for c, lab, _ in METRICS if finals[c].notna().any()]
     if not metrics or finals["side"].nunique() < 2:
         return None
-    colours, methods = _style(finals["setting"], finals["method"])
+    look, handles = styles(finals["setting"], finals["method"])
     datasets = list(dict.fromkeys(finals["dataset"]))
     if fig is None:
         fig = new_figure(figsize=(4.6 * len(datasets) + 2.5, 3.3 * len(metrics)))
@@ -146,11 +199,11 @@ def plot_quality_size(finals: pd.DataFrame, *, fig=None):
             ax = axes[i, j]
             for s, h in g.groupby("setting", sort=False):
                 h = h.sort_values("side")
-                c = colours[s]
+                st = look[s]
                 ax.errorbar(h["side"], h[metric],
                             yerr=[h[metric] - h[f"{metric}_min"], h[f"{metric}_max"] - h[metric]],
-                            color=c, marker=marker(methods[s]), ms=4, lw=1, capsize=2,
-                            ls=":" if methods[s] == "exact" else "-")
+                            color=st.colour, marker=st.marker, ms=4, lw=1, capsize=2,
+                            ls=":" if h["method"].iloc[0] in LEVELS else st.linestyle)
             ax.set_xscale("log", base=2)
             sides = sorted(g["side"].dropna().round().unique())
             ax.set_xticks(sides, [f"{s:.0f}" for s in sides])
@@ -161,7 +214,7 @@ def plot_quality_size(finals: pd.DataFrame, *, fig=None):
             ax.set_ylabel(f"{label}, last iteration", fontsize=8)
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3, which="both")
-    _legend(axes, colours, methods)
+    _legend(axes, handles)
     fig.suptitle("quality against image size (median over seeds; bars: seeds' min-max)",
                  fontsize=10)
     fig.tight_layout()

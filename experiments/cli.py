@@ -41,22 +41,27 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{message} (see `{self.prog} --help`)")
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def _add_common(p: argparse.ArgumentParser, *, compare: bool) -> None:
+    """The options ``compare`` and ``reconstruct`` share (``compare``: the help of compare's)."""
     p.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
-                   help="torch device for DPM and the exact NNF (auto: cuda when available)")
+                   help=("torch device for DPM and the exact NNF" if compare else "torch device for dpm")
+                        + " (auto: cuda when available; pm always runs on the CPU)")
     p.add_argument("--threads", type=int_at_least(1, "--threads"), default=available_cores(),
                    metavar="N",
-                   help="CPU threads of every method, numba and torch alike (pm's bands, DPM's "
-                        "scoring kernels and torch ops, the exact NNF); default: all available "
-                        f"cores ({available_cores()})")
+                   help=("CPU threads of every method, numba and torch alike (pm's bands, DPM's "
+                         "scoring kernels and torch ops, the exact NNF)" if compare else
+                         "CPU threads of pm's bands or of DPM's scoring kernels and torch ops")
+                        + f"; default: all available cores ({available_cores()})")
     p.add_argument("--max-size", type=int_at_least(8, "--max-size"), default=None, metavar="PX",
-                   help="area-downscale each image so its longer side is at most PX "
-                        "(ground truth scaled along); default: native resolution")
+                   help="area-downscale each image so its longer side is at most PX"
+                        + (" (ground truth scaled along)" if compare else "")
+                        + "; default: native resolution")
     p.add_argument("--seed", type=int_at_least(0, "--seed"), default=None, metavar="N",
-                   help="seed of PatchMatch's random streams, DPM's torch.Generator and the random "
-                        "baseline (default 0)")
+                   help="seed of PatchMatch's random streams and DPM's torch.Generator"
+                        + (" and the random baseline" if compare else "") + " (default 0)")
     p.add_argument("--patch-size", type=odd_patch, default=7, metavar="P",
-                   help="odd patch side for both methods, voting and the energy (default 7)")
+                   help=("odd patch side of every method, the reconstructions and the energy"
+                         if compare else "odd patch side of the matching and of the voting") + " (default 7)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--fresh", action="store_true",
                    help="discard an unfinished run in --out instead of resuming it (a "
                         "finished run there is always replaced)")
-    _add_common(c)
+    _add_common(c, compare=True)
 
     r = sub.add_parser("reconstruct", help="DeepPruner demo interface: rebuild every A of a "
                                            "folder from its B",
@@ -130,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dpm (default, as the DeepPruner demo) or pm")
     r.add_argument("--iterations", type=int_at_least(1, "--iterations"), default=None,
                    metavar="N", help="iterations (default: 21 for dpm, 5 for pm)")
-    _add_common(r)
+    _add_common(r, compare=False)
 
     t = sub.add_parser("train", help="train DPM features end to end (learning.train)")
     learning.cli.add_arguments(t)

@@ -75,7 +75,7 @@ def load_checkpoint(source, *, device="cpu", **overrides):
     ``source`` is the checkpoint's path or its content (``bytes``: a study reads the file once, so
     its hash and the model come from the same bytes). The model is built by
     :func:`learning.features.build_model` from the checkpoint's ``config["model"]``: by default the
-    DPM reference configuration (21 iterations, window 100, one sample) with the learnt features,
+    DPM's default search (the original's: 21 iterations, window 100, one sample) with the learnt features,
     evaluated at ``temperature`` x the learnt temperature (``1e10``: practically hard, like the
     fixed ``dpm``). ``overrides`` replace any of those settings or add other options of
     :class:`diff_pm.DifferentiablePatchMatch` (``iterations=5``, ``window=(20, 20)``,

@@ -6,8 +6,8 @@ What is trained
 MLP and a log-parameterised softmax temperature; about 3k parameters) replaces DPM's fixed
 147-channel neighbourhood features. Each step draws a batch of training pairs
 (:class:`learning.data.PairSampler`), runs :class:`diff_pm.DifferentiablePatchMatch` (soft
-evaluation at the learnt temperature, ``--iterations`` unrolled iterations, otherwise the
-reference configuration), rebuilds A from B's pixels with :func:`diff_pm.reconstruct`, and
+evaluation at the learnt temperature, ``--iterations`` unrolled iterations, otherwise DPM's
+default search), rebuilds A from B's pixels with :func:`diff_pm.reconstruct`, and
 minimises :func:`learning.loss.reconstruction_loss`: the mean L1 reconstruction error on pixels of
 A whose true match lies inside B (plus ``--epe-weight`` x the mean end-point error). Gradients
 reach the features through the softmax weights of every evaluation step.

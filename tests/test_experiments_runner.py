@@ -70,12 +70,12 @@ def test_run_settings_serialise_like_config_json(tmp_path):
     # deliberately a literal: locks the schema (keys and their order) of config.json's "config"
     assert list(d) == ["pairs", "origins", "max_size", "methods", "pm_iterations", "dpm_iterations",
                        "patch_size", "seeds", "device", "threads", "exact_max_pixels",
-                       "checkpoint", "out", "command"]
+                       "checkpoint", "score_at", "write_outputs", "out", "command"]
     assert d["pairs"] == ["chelsea"] and d["origins"] == {"chelsea": "built-in"}
     # the run settings are the config minus what does not change the numbers (where the pairs
     # come from, where the results go, how the command was spelled), with the same values
     run = settings.run_dict()
-    assert set(d) - set(run) == {"origins", "out", "command"} and set(run) <= set(d)
+    assert set(d) - set(run) == {"origins", "write_outputs", "out", "command"} and set(run) <= set(d)
     assert all(run[k] == d[k] for k in run)
     # so a run only differing in those compares equal for resuming, and any other field does not
     other_place = dataclasses.replace(settings, origins=(("chelsea", "elsewhere"),),
@@ -83,7 +83,7 @@ def test_run_settings_serialise_like_config_json(tmp_path):
     assert other_place.run_dict() == run
     changes = dict(pairs=("chelsea", "motorcycle"), max_size=48, methods=("pm",), pm_iterations=3,
                    dpm_iterations=3, patch_size=9, seeds=(1,), device="cuda", threads=2,
-                   exact_max_pixels=0, checkpoint="/x.pt")
+                   exact_max_pixels=0, checkpoint="/x.pt", score_at="native")
     for key, value in changes.items():
         assert dataclasses.replace(settings, **{key: value}).run_dict() != run, key
     runner.prepare_output()

@@ -224,14 +224,19 @@ class Runner:
         strip = set(strip_iterations(len(runs[0].iterations))) if u.method != "exact" else {0}
         keep_its, keep_recons, row, match = [], [], {}, None
         measured = unit_rows(u, pair, runs, device=self.settings.device, native=native)
-        for row, recon, match in tqdm(measured, total=len(runs[0].iterations), leave=False,
-                                      desc=f"{pair.name} {u.name} metrics", unit="it",
-                                      dynamic_ncols=True, file=sys.stderr):
+        first = runs[0]
+        for j, (row, recon, match) in enumerate(tqdm(measured, total=len(first.iterations), leave=False,
+                                                     desc=f"{pair.name} {u.name} metrics", unit="it",
+                                                     dynamic_ncols=True, file=sys.stderr)):
             self.store.append(row)
-            if row["iteration"] in strip or row["iteration"] == runs[0].iterations[-1]:
+            if row["iteration"] in strip or row["iteration"] == first.iterations[-1]:
+                if native is not None:  # the figures show the pair at the size the method ran at
+                    recon = np.clip(first.reconstruct(first.nnfs[j]), 0.0, 1.0)
                 keep_its.append(row["iteration"])
                 keep_recons.append((recon * 255 + 0.5).astype(np.uint8))
-        save_artifact(self.artifact(u), match, keep_its, keep_recons)  # the last iteration's matches
+        # the last iteration's matches, at the run's size (and at the scoring size for the outputs)
+        kept = match if native is None else first.matches(first.nnfs[-1])
+        save_artifact(self.artifact(u), kept, keep_its, keep_recons)
         if self.settings.write_outputs and self.artifact(u).name == f"{u.file_key}.npz":
             self.write_outputs(u, native or pair, match)
         seed = "" if len(self.settings.seeds) < 2 or u.seed is None else f" s{u.seed}"

@@ -203,3 +203,25 @@ def test_defaults_are_read_from_the_libraries():
     sig = inspect.signature(diff_pm.DifferentiablePatchMatch.__init__).parameters
     assert dpm["window"] == tuple(sig["window"].default) and dpm["iterations"] == sig["iterations"].default
     assert set(dpm) == set(registry.DPM_PARAMS) - {"checkpoint"}  # every DPM option but the suite's own
+
+
+def test_study_plots_encode_varied_parameters():
+    """The first parameter varied among a method's settings gives the colour, the second the line
+    style, the third the marker; a setting alone keeps its method's own colour."""
+    import pandas as pd
+
+    from experiments.report.figures import colour
+    from experiments.report.sweep_figures import parse_label, styles
+
+    labels = [f"dpm window={w} keep_current={k} sample_count={s}"
+              for w in ("25x25", "100x100") for k in ("false", "true") for s in (1, 2)] + ["pm", "exact"]
+    methods = ["dpm"] * 8 + ["pm", "exact"]
+    look, handles = styles(pd.Series(labels), pd.Series(methods))
+    assert parse_label(labels[0]) == ("dpm", {"window": "25x25", "keep_current": "false", "sample_count": "1"})
+    dpm = [look[lab] for lab in labels[:8]]
+    assert len({s.colour for s in dpm[:4]}) == 1 and dpm[0].colour != dpm[4].colour  # window -> colour
+    assert [s.linestyle for s in dpm[:4]] == ["-", "-", "--", "--"]  # keep_current -> line style
+    assert [s.marker for s in dpm[:4]] == ["o", "s", "o", "s"]  # sample_count -> marker
+    assert look["pm"].colour == colour("pm") and look["exact"].colour == colour("exact")
+    # one legend entry per value, not per setting: 2 + 2 + 2 for dpm, one each for pm and exact
+    assert len(handles) == 8 and "dpm window=25x25" in [h.get_label() for h in handles]

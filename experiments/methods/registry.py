@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from ..options import COUNT, PATCH, Kind
 from . import timed
-from .timed import MethodRun, run_baseline, run_dpm, run_exact, run_pm
+from .timed import MethodRun, run_baseline, run_dpm, run_exact, run_kd, run_pm
 
 _NOTHING = object()
 
@@ -202,6 +202,30 @@ PM_PARAMS = {
 }
 
 
+# --------------------------------------------------------------------------- pm-kd
+def _kd_defaults() -> dict:
+    import classic_pm  # deferred: heavy import (numba)
+
+    return signature_defaults(classic_pm.kd_nnf, KD_PARAMS)
+
+
+def _prepare_kd(params: dict, options: dict, ctx: Context):
+    def run(pair, *, seed: int, progress=None) -> MethodRun:
+        return run_kd(pair, patch_size=int(params["patch_size"]), seed=seed, threads=ctx.threads,
+                      progress=progress, **{k: int(params[k]) for k in ("dims", "leaf_size", "rerank", "passes")})
+
+    return run
+
+
+KD_PARAMS = {
+    "patch_size": Param(PATCH, "odd patch side (px) of the matching, the reconstruction and the energy"),
+    "dims": Param(COUNT, "PCA dimensions of the patches in the kd-tree"),
+    "leaf_size": Param(COUNT, "most patches of B per leaf"),
+    "rerank": Param(Kind("int", minimum=0), "tree candidates per pixel compared by exact SSD"),
+    "passes": Param(Kind("int", minimum=0), "PatchMatch polishing passes after the query"),
+}
+
+
 # --------------------------------------------------------------------------- dpm
 def _dpm_defaults() -> dict:
     import diff_pm  # deferred: heavy import (torch, numba)
@@ -342,6 +366,9 @@ BASELINE_PARAMS = {
 # --------------------------------------------------------------------------- the registrations
 register(Method("pm", "classic PatchMatch", PM_PARAMS, _prepare_pm, _pm_defaults),
          Named("pm", "pm", "classic PatchMatch", marker="o", linestyle="-"))
+register(Method("pm-kd", "kd-tree NNF (PCA, propagation-assisted query, exact re-rank, PatchMatch polish)",
+                KD_PARAMS, _prepare_kd, _kd_defaults, reports=lambda params: list(range(1, int(params["passes"]) + 2))),
+         Named("pm-kd", "pm-kd", "kd-tree NNF (classic_pm.kd_nnf)", marker="h", linestyle="-"))
 register(Method("dpm", "differentiable PatchMatch", DPM_PARAMS, _prepare_dpm, _dpm_defaults,
                 validate=_dpm_check),
          Named("dpm", "dpm", "differentiable PatchMatch", marker="s", linestyle="--"),

@@ -132,6 +132,34 @@ def run_pm(pair: Pair, *, iterations: int, patch_size: int, seed: int, threads: 
     return MethodRun("pm", its, clock.times(), nnfs, classic_vote(b, patch_size), used)
 
 
+def run_kd(pair: Pair, *, patch_size: int, seed: int, threads: int,
+           progress: Callable[[], None] | None = None, **options) -> MethodRun:
+    """The kd-tree NNF (``classic_pm.kd_nnf``), its NNF copied after every stage (query, then each
+    PatchMatch polish pass), stage k reported as iteration k. ``options``: ``kd_nnf``'s ``dims``,
+    ``leaf_size``, ``rerank``, ``passes``."""
+    import classic_pm  # deferred: imports numba
+
+    a = np.ascontiguousarray(pair.a, np.float32)
+    b = np.ascontiguousarray(pair.b, np.float32)
+    clock = _Stamps()
+    nnfs: list[np.ndarray] = []
+    its: list[int] = []
+
+    def callback(stage: int, nnf: np.ndarray) -> None:
+        t = clock.mark()
+        its.append(int(stage))
+        nnfs.append(np.array(nnf, dtype=np.float32, copy=True))
+        if progress is not None:
+            progress()
+        clock.done(t)
+
+    with thread_scope(threads) as used:
+        clock.start()
+        classic_pm.kd_nnf(a, b, patch_size=patch_size, seed=seed, threads=threads, callback=callback,
+                          **options)
+    return MethodRun("pm-kd", its, clock.times(), nnfs, classic_vote(b, patch_size), used)
+
+
 def _torch_sync(device: str) -> Callable[[], None]:
     import torch  # deferred: heavy import (as every torch import of this module)
 
@@ -238,6 +266,22 @@ def run_baseline(pair: Pair, *, kind: str, patch_size: int = 7, seed: int | None
         nnf = baseline_matches(pair.a.shape, pair.b.shape, kind=kind, seed=seed)
         dt = time.perf_counter() - t0
     return MethodRun(kind, [0], [dt], [nnf], classic_vote(pair.b, patch_size), used)
+
+
+def sampled_exact_gap(pair: Pair, matches: np.ndarray, *, patch_size: int, samples: int = 1000,
+                      seed: int = 0, threads: int = 1) -> dict:
+    """How far a match field's energy is from the exact NNF's, estimated on a seeded sample of A's
+    interior pixels (``classic_pm.sampled_exact_energy``; for pairs too large for the exhaustive
+    NNF): ``gap`` (relative energy excess on the sample), ``gap_se``, ``samples``,
+    ``exact_fraction`` (sampled pixels already at the exact minimum)."""
+    import classic_pm  # deferred: imports numba
+
+    nnf = round_nnf(matches, pair.b.shape)
+    est = classic_pm.sampled_exact_energy(np.ascontiguousarray(pair.a, np.float32),
+                                          np.ascontiguousarray(pair.b, np.float32), nnf,
+                                          patch_size=patch_size, samples=samples, seed=seed, threads=threads)
+    return dict(gap=float(est.gap), gap_se=float(est.gap_se), samples=int(est.samples),
+                exact_fraction=float(est.exact_fraction))
 
 
 def tiny_pair() -> Pair:

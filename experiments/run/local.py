@@ -41,6 +41,7 @@ from ..data.writers import write_flo, write_kitti_flow
 from ..devices import thread_scope
 from ..errors import UserError, one_line
 from ..methods.registry import Context
+from ..methods.timed import sampled_exact_gap
 from ..report.artifacts import save_artifact, strip_iterations
 from .execute import COLUMNS, failure_rows, prepare, skip_reason, timed_runs, unit_rows, warm
 from .planning import Plan, plan
@@ -199,6 +200,8 @@ class Runner:
                     self.store.rewrite(df)
             for u in todo:
                 self.run_unit(u, pair, native)
+            if pair.name in self.skipped:
+                self.sample_exact(pair, by_pair.get(pair.name, []))
             self.write_config("running")
         return self.store.read()
 
@@ -243,6 +246,25 @@ class Runner:
         self.log(f"{pair.name:>14s} {u.name + seed:<13s} it {row['iteration']:>2d}  PSNR {row['psnr']:6.2f} dB"
                  f"  energy {row['energy']:.5f}  time {row['cum_time_s']:7.2f} s  (metrics "
                  f"{time.perf_counter() - t_metrics:.1f} s)")
+
+    def sample_exact(self, pair: Pair, units: list[Unit]) -> None:
+        """Where the exhaustive NNF is skipped: each matcher's energy gap to it, estimated on a
+        seeded sample of pixels (:func:`~experiments.methods.timed.sampled_exact_gap`), first seed,
+        in ``config.json``'s ``sampled_exact`` and REPORT.md."""
+        gaps = {}
+        for u in units:
+            art = self.artifact(u)
+            if u.method in ("exact", "zero", "random") or not art.exists() or art.name != f"{u.file_key}.npz":
+                continue
+            with np.load(art) as z:
+                matches = z["nnf"]
+            gaps[u.name] = sampled_exact_gap(pair, matches, patch_size=u.patch_size, seed=0,
+                                             threads=self.settings.threads)
+            self.log(f"{pair.name:>14s} {u.name:<11s} energy {100 * gaps[u.name]['gap']:+.1f}% "
+                     f"± {100 * gaps[u.name]['gap_se']:.1f}% above the exact NNF's (sampled, "
+                     f"{gaps[u.name]['samples']} pixels)")
+        if gaps:
+            self.meta.setdefault("sampled_exact", {})[pair.name] = gaps
 
     def write_outputs(self, u: Unit, pair: Pair, match) -> None:
         """The unit's final matches as ``.flo`` (and a KITTI flow PNG for KITTI pairs)."""

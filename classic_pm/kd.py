@@ -1,0 +1,172 @@
+"""Near-exact NNF from a kd-tree over PCA-reduced patches, polished by local PatchMatch.
+
+Same conventions as :mod:`classic_pm.core` (images, NNF, edge-replicated borders, SSD, 8-bit
+inputs compared exactly on the 0-255 scale). The method follows He and Sun, "Computing
+nearest-neighbor fields via propagation-assisted kd-trees" (CVPR 2012), with PCA in place of
+their Walsh-Hadamard projection; the exact SSD always decides between candidates.
+"""
+
+import numpy as np
+
+from . import _kernels
+from .core import (_band_starts, _check_callback, _check_int, _check_seed, _parallel_context,
+                   _stored_pair, _sweeps)
+
+__all__ = ["kd_nnf"]
+
+# PCA is fitted on B's patches centred on a grid of this stride (both axes).
+PCA_STRIDE = 4
+# Radius of the polishing passes' random search (radii POLISH_RADIUS, POLISH_RADIUS // 2, ..., 1).
+POLISH_RADIUS = 4
+
+
+def kd_nnf(a, b, *, patch_size=7, dims=16, leaf_size=32, rerank=4, passes=2, seed=0, threads=1,
+           callback=None):
+    """Near-exact nearest-neighbour field: PCA kd-tree with propagation-assisted queries.
+
+    Stages (``callback(stage, nnf)`` after each, ``stage`` 1-based like PatchMatch's iterations;
+    ``nnf`` is a copy):
+
+    0. *Setup* (no callback): PCA of B's patches (a stride-4 grid sample, numpy ``eigh``), the
+       ``dims`` leading components; every patch of A and of B projected onto them (numba); a kd
+       tree on B's projections, split at the median of the widest coordinate until a leaf holds
+       at most ``leaf_size`` patches (balanced: all leaves at one depth).
+    1. *Query*: one scan of A in row order. Each pixel descends to its own leaf (no
+       backtracking) and also scans the leaves holding its left neighbour's match shifted right
+       by one pixel and its upper neighbour's match shifted down by one; of those leaves' patches
+       the ``rerank`` nearest in PCA distance, and the two shifted neighbour matches, are compared
+       by exact SSD, and the lowest wins.
+    2. .. ``passes + 1``. *Polish*: PatchMatch passes (alternating direction, backward first)
+       with random search at radii 4, 2, 1 around the current match (:func:`patchmatch`'s sweep).
+
+    The exact SSD decides every match, so on images where one leaf holds all of B
+    (``Hb * Wb <= leaf_size``) and ``rerank >= Hb * Wb`` the query stage is an exhaustive search.
+
+    Parameters
+    ----------
+    a : ndarray, shape (Ha, Wa, C) or (Ha, Wa)
+        Image A, float in [0, 1] or uint8.
+    b : ndarray, shape (Hb, Wb, C) or (Hb, Wb)
+        Image B, same channels as A.
+    patch_size : int, keyword-only
+        Odd patch side p in pixels (default 7).
+    dims : int, keyword-only
+        PCA dimensions, 1 <= dims <= p * p * C (default 16).
+    leaf_size : int, keyword-only
+        Most patches of B per leaf (default 32).
+    rerank : int, keyword-only
+        Candidates per pixel compared by exact SSD besides the two propagated ones (default 4).
+    passes : int, keyword-only
+        Polishing PatchMatch passes (default 2; 0: the query stage only).
+    seed : int, keyword-only
+        Seed of the polishing passes' random search.
+    threads : int, keyword-only
+        1: serial. > 1: projections, tree levels, the query (A in ``threads`` bands of rows; a
+        band's first row has no upper neighbour to propagate from) and the polishing passes run
+        in parallel. The result depends on ``threads``, never on scheduling.
+    callback : callable, keyword-only
+        ``callback(stage, nnf)`` after the query (stage 1) and after each polishing pass.
+
+    Returns
+    -------
+    nnf : ndarray, int32, shape (Ha, Wa, 2)
+        Absolute (y, x) centre in B of the match of every pixel of A.
+
+    Notes
+    -----
+    For a given machine the result is a function of the inputs, ``seed`` and ``threads``. Across
+    machines the PCA (BLAS and LAPACK in floating point) may differ in its last bits and so,
+    rarely, pick other candidates; the distances that decide between candidates are exact for
+    8-bit inputs.
+    """
+    st = _stored_pair(a, b, patch_size)
+    D_max = st.p * st.p * st.C
+    dims = _check_int(dims, "dims", 1)
+    if dims > D_max:
+        raise ValueError(f"dims must be <= patch_size * patch_size * channels = {D_max}, got {dims}")
+    leaf_size = _check_int(leaf_size, "leaf_size", 1)
+    rerank = _check_int(rerank, "rerank", 1)
+    passes = _check_int(passes, "passes", 0)
+    threads = _check_int(threads, "threads", 1)
+    seed_u64 = _check_seed(seed)
+    _check_callback(callback)
+
+    Ha, Wa = st.a_shape[:2]
+    Hb, Wb = st.b_shape[:2]
+    serial = threads == 1
+    with _parallel_context(threads):
+        basis, offset = _pca_basis(st, dims)
+        project = _kernels.project_serial if serial else _kernels.project_parallel
+        qa = np.empty((Ha, Wa, basis.shape[2]), np.float32)
+        qb = np.empty((Hb, Wb, basis.shape[2]), np.float32)
+        project(st.A2, basis, offset, st.p, st.C, qa)
+        project(st.B2, basis, offset, st.p, st.C, qb)
+        tree = _kd_tree(qb.reshape(Hb * Wb, -1), leaf_size, serial)
+
+        nnf = np.empty((Ha, Wa, 2), np.int32)
+        cost = np.empty((Ha, Wa), np.float32)
+        query = _kernels.kd_query_serial if serial else _kernels.kd_query_parallel
+        query(st.A2, st.B2, st.mask, st.p, st.C, Hb, Wb, qa, *tree, rerank, nnf, cost,
+              _band_starts(Ha, threads))
+        if callback is not None:
+            callback(1, nnf.copy())
+        radii = _kernels.search_radii(POLISH_RADIUS, 0)
+        _sweeps(st, nnf, cost, seed_u64, range(2, passes + 2), threads, radii, callback,
+                stage_offset=1)
+    return nnf
+
+
+def _pca_basis(st, dims):
+    """Leading ``dims`` principal components of B's patches (a grid sample of stride PCA_STRIDE).
+
+    Returns ``basis`` float32 (p, p * C, D) laid out like a patch row by row, with D = dims
+    rounded up to a multiple of ``_kernels.KD_BLOCK`` (extra columns zero), and ``offset``
+    float32 (D,), the projection of the mean patch. Each component's sign is fixed (largest
+    entry positive) so that the basis does not depend on the eigensolver's sign choice.
+    """
+    p, C = st.p, st.C
+    Hb, Wb = st.b_shape[:2]
+    img = st.B2[:, :(Wb + p - 1) * C].reshape(Hb + p - 1, Wb + p - 1, C)
+    windows = np.lib.stride_tricks.sliding_window_view(img, (p, p), axis=(0, 1))  # (Hb, Wb, C, p, p)
+    sample = windows[::PCA_STRIDE, ::PCA_STRIDE]
+    X = sample.transpose(0, 1, 3, 4, 2).reshape(-1, p * p * C).astype(np.float64)
+    mean = X.mean(axis=0)
+    X -= mean
+    cov = X.T @ X / max(1, X.shape[0] - 1)
+    values, vectors = np.linalg.eigh(cov)
+    vectors = vectors[:, np.argsort(values)[::-1][:dims]]
+    signs = np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(dims)])
+    vectors *= np.where(signs == 0, 1.0, signs)
+    D = -(-dims // _kernels.KD_BLOCK) * _kernels.KD_BLOCK
+    basis = np.zeros((p * p * C, D), np.float64)
+    basis[:, :dims] = vectors
+    offset = (mean @ basis).astype(np.float32)
+    return basis.reshape(p, p * C, D).astype(np.float32), offset
+
+
+def _kd_tree(points, leaf_size, serial):
+    """Balanced kd tree on ``points`` (N, D) float32 (see ``_kernels``, kd-tree section).
+
+    Returns the tree arguments of ``_kernels.kd_query_*`` in order: ``pts`` (N, D) float32 in
+    leaf order, ``perm`` int64 (N,), ``leaf_start`` int64 (2^depth + 1,), ``split_dim`` int64 and
+    ``split_val`` float32 (2^depth - 1,), ``depth``, ``leaf_of`` int64 (N,).
+    """
+    n = points.shape[0]
+    depth = 0
+    while -(-n // (1 << depth)) > leaf_size:
+        depth += 1
+    pts = np.array(points, np.float32, order="C")
+    perm = np.arange(n, dtype=np.int64)
+    split_dim = np.zeros(max(1, (1 << depth) - 1), np.int64)
+    split_val = np.zeros(max(1, (1 << depth) - 1), np.float32)
+    level = _kernels.kd_level_serial if serial else _kernels.kd_level_parallel
+    bounds = np.array([0, n], np.int64)
+    for d in range(depth):
+        level(pts, perm, bounds, d, split_dim, split_val)
+        refined = np.empty(2 * bounds.shape[0] - 1, np.int64)
+        refined[0::2] = bounds
+        refined[1::2] = (bounds[:-1] + bounds[1:]) // 2
+        bounds = refined
+    leaf_of = np.empty(n, np.int64)
+    _kernels.leaf_of_points(perm, bounds, leaf_of)
+    return pts, perm, bounds, split_dim, split_val, depth, leaf_of

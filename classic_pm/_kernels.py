@@ -543,81 +543,125 @@ exact_at_parallel = _build(_exact_at, parallel=True)
 
 # --------------------------------------------------------------------------- kd-tree NNF
 #
-# Projected patches: float32 (H, W, D) with D a multiple of 16 (``KD_BLOCK``); the PCA basis is
-# padded with zero columns, so the padded coordinates are 0 for every patch and add nothing to
-# a distance. Each 16-wide block is a loop with a compile-time trip count (vector code).
+# numba leaves LLVM's SLP vectoriser off, so only loops are vectorised: every hot loop below runs
+# over pixels or points with a runtime trip count (never over the D coordinates of one point).
 #
-# Tree: an implicit balanced binary tree over B's projected patches, ``depth`` levels of
-# internal nodes in heap order (node n has children 2n + 1 and 2n + 2); the node at position j
-# of level d covers ``bounds[j]:bounds[j + 1]`` of the permuted points, split at its middle, so
-# all leaves lie at depth ``depth`` and hold floor or ceil of Nb / 2^depth points. ``pts`` (Nb, D)
-# holds the points in leaf order, ``perm`` (Nb,) their row-major index in B, ``leaf_start``
-# (2^depth + 1,) the leaf boundaries, ``split_dim`` / ``split_val`` (2^depth - 1,) the internal
-# nodes: a query goes right when ``q[split_dim] >= split_val``.
+# Projection: planar float32 images ``F`` (C, H + p - 1, W + p - 1 + taps), edge-padded like the
+# rows layout, followed by zero columns; ``basis`` (C, D, p, taps) with taps = p rounded up to a
+# multiple of 8 (zero past p). Projected patches: float32 (H, W, D).
+#
+# Tree: an implicit binary tree over B's projected patches, ``depth`` levels of internal nodes
+# in heap order (node n has children 2n + 1 and 2n + 2; a query goes right when
+# ``q[split_dim[n]] >= split_val[n]``), all leaves at depth ``depth``. Every node splits at the
+# median of its widest coordinate: the top ``top`` levels (nodes of more than SUBTREE points)
+# on a regular sample of the points (``kd_level``), then every node of level ``top`` is built
+# to the leaves from all its points, exactly, inside the cache (``kd_subtrees``). Leaves are
+# stored coordinate-major for the scan: ``leaf_pts`` (n_leaves, D, cap) float32 and
+# ``leaf_idx`` (n_leaves, cap) int64 (row-major B index, -1 in unused slots, whose coordinates
+# are LEAF_PAD so that they never rank).
 
-KD_BLOCK = 16
-PROJECT_BLOCK = 64
+LEAF_PAD = np.float32(1e15)
 # The widest coordinate of a tree node is measured on at most this many of its points.
-SPREAD_SAMPLE = 1024
+SPREAD_SAMPLE = 64
+# Nodes of at most this many points are built to the leaves from all their points, in cache.
+SUBTREE = 2048
+# Sample points per node of level ``top`` for the sampled top levels.
+TOP_SAMPLE = 256
+# Samples per cache-resident chunk of the PCA's covariance (``_gram``).
+GRAM_CHUNK = 512
+# A shortlisted candidate is compared by exact SSD only while its PCA distance, a lower bound of
+# its SSD (orthonormal projection), is below BOUND_SLACK * best; the slack covers float32
+# rounding of the projections.
+BOUND_SLACK = np.float32(1.001)
 
 
-def _project(P2, basis, offset, p, C, out):
-    """PCA coordinates of every patch: ``out[y, x] = patch(y, x) . basis - offset``, float32.
+def _gram(XT, out):
+    """``out = XT @ XT.T`` for XT float64 (D, n): out float64 (D, D). Samples in chunks of
+    GRAM_CHUNK (cache-resident), rows in parallel when built so; the reduction over a chunk is a
+    vectorised loop. Keeps the PCA's covariance off BLAS, whose own threads would compete with
+    numba's."""
+    D = XT.shape[0]
+    n = XT.shape[1]
+    out[:, :] = 0.0
+    for c0 in range(0, n, GRAM_CHUNK):
+        c1 = min(n, c0 + GRAM_CHUNK)
+        for a in prange(D):
+            xa = XT[a, c0:c1]
+            for b in range(a, D):
+                xb = XT[b, c0:c1]
+                s = 0.0
+                for i in range(c1 - c0):
+                    s += xa[i] * xb[i]
+                out[a, b] += s
+    for a in range(D):
+        for b in range(a):
+            out[a, b] = out[b, a]
 
-    ``P2``: padded image rows (module docstring layout, uint8 or float32), ``basis``: float32
-    (p, p * C, D), the components laid out like a patch (row, lane); ``offset``: float32 (D,),
-    the projection of the mean patch; ``out``: float32 (H, W, D). Rows in parallel when built so.
-    Loop order: for each basis row (dy, k), a block of PROJECT_BLOCK pixels of the row, so that
-    consecutive updates of the accumulator go to different pixels (no chain of dependent
-    loads and stores through one accumulator).
+
+gram_serial = _build(_gram, parallel=False)
+gram_parallel = _build(_gram, parallel=True)
+
+
+def _project(F, basis, offset, out):
+    """PCA coordinates of every patch: ``out[y, x, j] = patch(y, x) . component j - offset[j]``.
+
+    ``F``, ``basis``: planar layouts above; ``offset`` float32 (D,): the projection of the mean
+    patch. For each output row, each component is accumulated over (c, dy) as 8-tap filters
+    along the row (a vectorised loop over x). Rows in parallel when built so.
     """
     H = out.shape[0]
     W = out.shape[1]
     D = out.shape[2]
-    pc = p * C
+    C = F.shape[0]
+    p = basis.shape[2]
+    taps = basis.shape[3]
     for y in prange(H):
-        acc = np.empty((PROJECT_BLOCK, D), np.float32)
-        for x0 in range(0, W, PROJECT_BLOCK):
-            nx = min(PROJECT_BLOCK, W - x0)
-            for i in range(nx):
-                for j in range(D):
-                    acc[i, j] = -offset[j]
-            for dy in range(p):
-                for k in range(pc):
-                    for i in range(nx):
-                        v = np.float32(P2[y + dy, (x0 + i) * C + k])
-                        for j0 in range(0, D, KD_BLOCK):
-                            for j in range(KD_BLOCK):
-                                acc[i, j0 + j] += v * basis[dy, k, j0 + j]
-            for i in range(nx):
-                for j in range(D):
-                    out[y, x0 + i, j] = acc[i, j]
+        buf = np.empty((D, W), np.float32)
+        for j in range(D):
+            o = buf[j]
+            for x in range(W):
+                o[x] = -offset[j]
+            for c in range(C):
+                for dy in range(p):
+                    src = F[c, y + dy]
+                    bt = basis[c, j, dy]
+                    for d0 in range(0, taps, 8):
+                        b0 = bt[d0]
+                        b1 = bt[d0 + 1]
+                        b2 = bt[d0 + 2]
+                        b3 = bt[d0 + 3]
+                        b4 = bt[d0 + 4]
+                        b5 = bt[d0 + 5]
+                        b6 = bt[d0 + 6]
+                        b7 = bt[d0 + 7]
+                        s = src[d0:]
+                        for x in range(W):
+                            o[x] += (b0 * s[x] + b1 * s[x + 1] + b2 * s[x + 2] + b3 * s[x + 3]
+                                     + b4 * s[x + 4] + b5 * s[x + 5] + b6 * s[x + 6]
+                                     + b7 * s[x + 7])
+        for x in range(W):
+            for j in range(D):
+                out[y, x, j] = buf[j, x]
 
 
 project_serial = _build(_project, parallel=False)
 project_parallel = _build(_project, parallel=True)
 
 
-@njit(cache=True, inline="always")
-def _swap_rows(pts, perm, i, j):
-    for k in range(pts.shape[1]):
-        t = pts[i, k]
-        pts[i, k] = pts[j, k]
-        pts[j, k] = t
-    t2 = perm[i]
-    perm[i] = perm[j]
-    perm[j] = t2
-
-
 @njit(cache=True)
-def _select(pts, perm, lo, hi, kth, dim):
-    """Reorder rows lo..hi-1 of ``pts`` (and ``perm`` alike) so that row ``kth`` holds the value
-    of column ``dim`` it would hold if sorted, rows before it <= and rows after it >= that value
-    (quickselect with a three-way partition around a median-of-three pivot)."""
+def _select(keys, idx, kth):
+    """Reorder ``keys`` (and ``idx`` alike) so that ``keys[kth]`` holds the value it would hold
+    if sorted, values before it <= and after it >= (quickselect around median-of-three pivots).
+
+    Each partition is a branch-free Lomuto pass (always swap, advance the boundary by the
+    comparison): first values < pivot to the front, then, only if ``kth`` is not among them,
+    values == pivot next (so every round makes progress, whatever the ties)."""
+    lo = 0
+    hi = keys.shape[0]
     while hi - lo > 1:
-        a = pts[lo, dim]
-        b = pts[(lo + hi) // 2, dim]
-        c = pts[hi - 1, dim]
+        a = keys[lo]
+        b = keys[(lo + hi) // 2]
+        c = keys[hi - 1]
         if a > b:
             a, b = b, a
         if b > c:
@@ -625,117 +669,270 @@ def _select(pts, perm, lo, hi, kth, dim):
             if a > b:
                 b = a
         pivot = b
-        lt = lo
-        i = lo
-        gt = hi - 1
-        while i <= gt:
-            v = pts[i, dim]
-            if v < pivot:
-                if i != lt:
-                    _swap_rows(pts, perm, lt, i)
-                lt += 1
-                i += 1
-            elif v > pivot:
-                _swap_rows(pts, perm, i, gt)
-                gt -= 1
-            else:
-                i += 1
-        # rows lo..lt-1 < pivot, lt..gt == pivot, gt+1..hi-1 > pivot
-        if kth < lt:
-            hi = lt
-        elif kth > gt:
-            lo = gt + 1
-        else:
+        store = lo
+        for i in range(lo, hi):
+            v = keys[i]
+            keys[i] = keys[store]
+            keys[store] = v
+            t = idx[i]
+            idx[i] = idx[store]
+            idx[store] = t
+            store += 1 if v < pivot else 0
+        if kth < store:
+            hi = store
+            continue
+        equal = store
+        for i in range(store, hi):
+            v = keys[i]
+            keys[i] = keys[equal]
+            keys[equal] = v
+            t = idx[i]
+            idx[i] = idx[equal]
+            idx[equal] = t
+            equal += 1 if v <= pivot else 0
+        if kth < equal:
             return
+        lo = equal
 
 
-def _kd_level(pts, perm, bounds, level, split_dim, split_val):
+def _kd_level(points, perm, bounds, level, split_dim, split_val):
     """Split every node of one tree level at its middle along its widest coordinate (nodes in
-    parallel when built so). ``bounds`` (2^level + 1,): the nodes' point ranges."""
+    parallel when built so). ``points`` (N, D) float32 stay in place; ``perm`` orders them:
+    node j of the level covers ``perm[bounds[j]:bounds[j + 1]]`` (``bounds``: 2^level + 1
+    entries) and is reordered so that its lower half (values <= ``split_val`` in coordinate
+    ``split_dim``) comes first."""
     first = (1 << level) - 1
-    D = pts.shape[1]
+    D = points.shape[1]
     for j in prange(bounds.shape[0] - 1):
         lo = bounds[j]
         hi = bounds[j + 1]
         # Widest coordinate, from at most SPREAD_SAMPLE points of the node (evenly strided).
         stride = max(1, (hi - lo) // SPREAD_SAMPLE)
-        mn = pts[lo].copy()
-        mx = pts[lo].copy()
-        for i in range(lo + stride, hi, stride):
-            for k in range(D):
-                v = pts[i, k]
-                mn[k] = min(mn[k], v)
-                mx[k] = max(mx[k], v)
         best_dim = 0
-        for k in range(1, D):
-            if mx[k] - mn[k] > mx[best_dim] - mn[best_dim]:
+        best_spread = np.float32(-1.0)
+        for k in range(D):
+            mn = points[perm[lo], k]
+            mx = mn
+            for i in range(lo + stride, hi, stride):
+                v = points[perm[i], k]
+                mn = min(mn, v)
+                mx = max(mx, v)
+            if mx - mn > best_spread:
+                best_spread = mx - mn
                 best_dim = k
-        mid = (lo + hi) // 2
-        _select(pts, perm, lo, hi, mid, best_dim)
+        n = hi - lo
+        keys = np.empty(n, np.float32)
+        idx = np.empty(n, np.int64)
+        for i in range(n):
+            idx[i] = perm[lo + i]
+            keys[i] = points[idx[i], best_dim]
+        mid = n // 2
+        _select(keys, idx, mid)
         split_dim[first + j] = best_dim
-        split_val[first + j] = pts[mid, best_dim]
+        split_val[first + j] = keys[mid]
+        for i in range(n):
+            perm[lo + i] = idx[i]
 
 
 kd_level_serial = _build(_kd_level, parallel=False)
 kd_level_parallel = _build(_kd_level, parallel=True)
 
 
+def _assign(points, split_dim, split_val, top, out):
+    """``out[i]``: the node of level ``top`` that point i descends to (points in parallel when
+    built so)."""
+    first = (1 << top) - 1
+    for i in prange(points.shape[0]):
+        node = 0
+        for _ in range(top):
+            node = 2 * node + 1 + (1 if points[i, split_dim[node]] >= split_val[node] else 0)
+        out[i] = node - first
+
+
+assign_serial = _build(_assign, parallel=False)
+assign_parallel = _build(_assign, parallel=True)
+
+
 @njit(cache=True)
-def leaf_of_points(perm, leaf_start, out):
-    """``out[perm[i]]`` = the leaf holding point i (the inverse map: B index -> leaf)."""
+def _widest(rows, order, lo, hi):
+    """Coordinate of largest range (max - min) over the rows ``order[lo:hi]`` (at most
+    SPREAD_SAMPLE of them, evenly strided; first coordinate on ties)."""
+    stride = max(1, (hi - lo) // SPREAD_SAMPLE)
+    best_dim = 0
+    best_spread = np.float32(-1.0)
+    for k in range(rows.shape[1]):
+        mn = rows[order[lo], k]
+        mx = mn
+        for i in range(lo + stride, hi, stride):
+            v = rows[order[i], k]
+            mn = min(mn, v)
+            mx = max(mx, v)
+        if mx - mn > best_spread:
+            best_spread = mx - mn
+            best_dim = k
+    return best_dim
+
+
+def _subtrees(rows, order, starts, top, sub_depth, split_dim, split_val, leaf_start):
+    """Build, for every node g of level ``top``, its subtree of ``sub_depth`` levels from all its
+    points: the rows ``order[starts[g]:starts[g + 1]]`` of ``rows`` (N, D) float32. ``order`` is
+    reordered in place into leaf order (the rows stay where they are, in cache). Each internal
+    node splits at the middle of its range along its widest coordinate (exact median,
+    quickselect), and the leaves' boundaries go to ``leaf_start`` (leaf g * 2^sub_depth + q).
+    Nodes of level ``top`` in parallel when built so."""
+    n_sub = 1 << sub_depth
+    for g in prange(starts.shape[0] - 1):
+        bounds = np.empty(n_sub + 1, np.int64)
+        bounds[0] = starts[g]
+        bounds[1] = starts[g + 1]
+        keys = np.empty(max(1, starts[g + 1] - starts[g]), np.float32)
+        for r in range(sub_depth):
+            width = 1 << r
+            first = (1 << (top + r)) - 1 + g * width
+            for q in range(width - 1, -1, -1):  # right to left: bounds[q + 1] is still unsplit
+                lo = bounds[q]
+                hi = bounds[q + 1]
+                m = hi - lo
+                if m > 1:
+                    dim = _widest(rows, order, lo, hi)
+                    for i in range(m):
+                        keys[i] = rows[order[lo + i], dim]
+                    _select(keys[:m], order[lo:hi], m // 2)
+                    split_dim[first + q] = dim
+                    split_val[first + q] = keys[m // 2]
+                else:
+                    split_dim[first + q] = 0
+                    split_val[first + q] = rows[order[lo], 0] if m == 1 else np.float32(0.0)
+                bounds[2 * q + 2] = hi
+                bounds[2 * q + 1] = lo + m // 2
+                bounds[2 * q] = lo
+        for q in range(n_sub + 1):
+            leaf_start[g * n_sub + q] = bounds[q]
+
+
+subtrees_serial = _build(_subtrees, parallel=False)
+subtrees_parallel = _build(_subtrees, parallel=True)
+
+
+@njit(cache=True)
+def bucket(points, node_of, starts, rows, perm):
+    """Counting sort of the points by their level-``top`` node: ``rows[starts[g]:starts[g + 1]]``
+    receive node g's points (in B order; contiguous, so that each subtree is built in cache) and
+    ``perm`` their B indices."""
+    fill = starts[:-1].copy()
+    for i in range(points.shape[0]):
+        g = node_of[i]
+        o = fill[g]
+        for k in range(points.shape[1]):
+            rows[o, k] = points[i, k]
+        perm[o] = i
+        fill[g] = o + 1
+
+
+@njit(cache=True)
+def fill_leaves(rows, perm, order, leaf_start, leaf_pts, leaf_idx, leaf_of):
+    """Copy the points of each leaf (``rows[order[leaf_start[l]:leaf_start[l + 1]]]``, B indices
+    ``perm[order[...]]``) into the coordinate-major ``leaf_pts`` / ``leaf_idx`` (unused slots:
+    LEAF_PAD and -1) and record ``leaf_of[b_index]``, the leaf of every point."""
+    cap = leaf_idx.shape[1]
     for leaf in range(leaf_start.shape[0] - 1):
-        for i in range(leaf_start[leaf], leaf_start[leaf + 1]):
-            out[perm[i]] = leaf
+        lo = leaf_start[leaf]
+        n = leaf_start[leaf + 1] - lo
+        for s in range(cap):
+            if s < n:
+                b = perm[order[lo + s]]
+                leaf_idx[leaf, s] = b
+                leaf_of[b] = leaf
+            else:
+                leaf_idx[leaf, s] = -1
+        for k in range(rows.shape[1]):
+            for s in range(n):
+                leaf_pts[leaf, k, s] = rows[order[lo + s], k]
+            for s in range(n, cap):
+                leaf_pts[leaf, k, s] = LEAF_PAD
 
 
 @njit(cache=True, fastmath=_FASTMATH, inline="always")
-def _proj_dist(q, pts, i):
-    """Squared Euclidean distance between the query ``q`` (D,) and point ``pts[i]``, float32."""
-    acc = np.float32(0.0)
-    for j0 in range(0, q.shape[0], KD_BLOCK):
-        for j in range(KD_BLOCK):
-            d = q[j0 + j] - pts[i, j0 + j]
-            acc += d * d
-    return acc
+def _offer(d, i, top_d, top_i, k):
+    """Insert the candidate (PCA distance d, B index i) into the sorted shortlist top_d[:k] /
+    top_i[:k] if it ranks (the last entry drops out)."""
+    if d < top_d[k - 1]:
+        cd = d
+        ci = i
+        for m in range(k):  # branch-free insertion: one compare-exchange per entry
+            tm = top_d[m]
+            ti = top_i[m]
+            sw = cd < tm
+            top_d[m] = cd if sw else tm
+            top_i[m] = ci if sw else ti
+            cd = tm if sw else cd
+            ci = ti if sw else ci
 
 
 @njit(cache=True, fastmath=_FASTMATH, inline="always")
-def _scan_leaf(q, pts, perm, leaf_start, leaf, top_d, top_i):
-    """Offer every point of ``leaf`` to the sorted shortlist (top_d ascending, top_i their B
-    indices), keeping the len(top_d) nearest in PCA distance."""
-    k = top_d.shape[0]
-    for i in range(leaf_start[leaf], leaf_start[leaf + 1]):
-        d = _proj_dist(q, pts, i)
-        if d < top_d[k - 1]:
-            m = k - 1
-            while m > 0 and top_d[m - 1] > d:
-                top_d[m] = top_d[m - 1]
-                top_i[m] = top_i[m - 1]
-                m -= 1
-            top_d[m] = d
-            top_i[m] = perm[i]
+def _scan_leaf(q, leaf_pts, leaf_idx, leaf, dist, top_d, top_i, k, bound):
+    """Offer the points of ``leaf`` whose PCA distance to ``q`` is below ``bound`` to the
+    shortlist top_d[:k] (see ``_offer``); ``dist``: scratch (cap,). The distances are
+    accumulated coordinate by coordinate over the leaf's slots (a vectorised loop over points)."""
+    cap = dist.shape[0]
+    for s in range(cap):
+        dist[s] = 0.0
+    for j in range(q.shape[0]):
+        qj = q[j]
+        row = leaf_pts[leaf, j]
+        for s in range(cap):
+            d = qj - row[s]
+            dist[s] += d * d
+    thr = min(bound, top_d[k - 1])
+    for s in range(cap):
+        d = dist[s]
+        if d < thr:
+            _offer(d, leaf_idx[leaf, s], top_d, top_i, k)
+            thr = min(bound, top_d[k - 1])
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _kd_query_band(A2, B2, mask, p, C, Hb, Wb, qa, pts, perm, leaf_start, split_dim, split_val,
+def _kd_query_band(A2, B2, mask, p, C, Hb, Wb, qa, leaf_pts, leaf_idx, split_dim, split_val,
                    depth, leaf_of, rerank, nnf, cost, y0, y1):
     """Propagation-assisted kd-tree query of the rows y0..y1-1 of A (one band), scan order.
 
-    At each pixel: descend the tree to the pixel's own leaf (no backtracking); take the leaves
-    that hold the left neighbour's match shifted right by one pixel and the upper neighbour's
-    match shifted down by one (He and Sun 2012; the upper neighbour only inside the band);
-    keep the ``rerank`` points of those (distinct) leaves nearest in PCA distance; then the exact
-    SSD decides between them and the two shifted neighbour matches themselves. Writes ``nnf``
-    and ``cost`` (storage scale).
+    At each pixel: the exact SSD of the left neighbour's match shifted right by one pixel and of
+    the upper neighbour's match shifted down by one (the upper one only inside the band) gives
+    a first best. Then the pixel descends the tree to its own leaf (no backtracking), and that
+    leaf and the leaves holding the two shifted matches (He and Sun 2012) are scanned: of their
+    patches whose PCA distance, a lower bound of the SSD (orthonormal projection), is below
+    BOUND_SLACK times the best SSD, the ``rerank`` nearest in PCA distance are compared by exact
+    SSD, nearest first, while the bound stays below the best SSD. Writes ``nnf`` and ``cost``
+    (storage scale).
     """
     Wa = nnf.shape[1]
     inf = np.float32(np.inf)
     top_d = np.empty(rerank, np.float32)
     top_i = np.empty(rerank, np.int64)
+    dist = np.empty(leaf_idx.shape[1], np.float32)
     first_leaf = (1 << depth) - 1
     for y in range(y0, y1):
         for x in range(Wa):
             q = qa[y, x]
+            best = inf
+            bi = -1
+            left = -1
+            if x > 0:
+                ly = nnf[y, x - 1, 0]
+                lx = min(nnf[y, x - 1, 1] + 1, Wb - 1)
+                left = ly * Wb + lx
+                best = _dist(A2, B2, mask, y, x, ly, lx, p, C, best)
+                bi = left
+            up = -1
+            if y > y0:
+                uy = min(nnf[y - 1, x, 0] + 1, Hb - 1)
+                ux = nnf[y - 1, x, 1]
+                up = uy * Wb + ux
+                if up != left:
+                    d = _dist(A2, B2, mask, y, x, uy, ux, p, C, best)
+                    if d < best:
+                        best = d
+                        bi = up
             node = 0
             for _ in range(depth):
                 node = 2 * node + 1 + (1 if q[split_dim[node]] >= split_val[node] else 0)
@@ -743,56 +940,37 @@ def _kd_query_band(A2, B2, mask, p, C, Hb, Wb, qa, pts, perm, leaf_start, split_
             for m in range(rerank):
                 top_d[m] = inf
                 top_i[m] = -1
-            _scan_leaf(q, pts, perm, leaf_start, own, top_d, top_i)
-            best = inf
-            by = -1
-            bx = -1
+            bound = BOUND_SLACK * best
+            _scan_leaf(q, leaf_pts, leaf_idx, own, dist, top_d, top_i, rerank, bound)
             lleaf = -1
-            ly = -1
-            lx = -1
-            if x > 0:
-                ly = nnf[y, x - 1, 0]
-                lx = min(nnf[y, x - 1, 1] + 1, Wb - 1)
-                lleaf = leaf_of[ly * Wb + lx]
+            if left >= 0:
+                lleaf = leaf_of[left]
                 if lleaf != own:
-                    _scan_leaf(q, pts, perm, leaf_start, lleaf, top_d, top_i)
-                best = _dist(A2, B2, mask, y, x, ly, lx, p, C, best)
-                by = ly
-                bx = lx
-            if y > y0:
-                uy = min(nnf[y - 1, x, 0] + 1, Hb - 1)
-                ux = nnf[y - 1, x, 1]
-                uleaf = leaf_of[uy * Wb + ux]
+                    _scan_leaf(q, leaf_pts, leaf_idx, lleaf, dist, top_d, top_i, rerank, bound)
+            if up >= 0:
+                uleaf = leaf_of[up]
                 if uleaf != own and uleaf != lleaf:
-                    _scan_leaf(q, pts, perm, leaf_start, uleaf, top_d, top_i)
-                if uy != ly or ux != lx:
-                    d = _dist(A2, B2, mask, y, x, uy, ux, p, C, best)
-                    if d < best:
-                        best = d
-                        by = uy
-                        bx = ux
+                    _scan_leaf(q, leaf_pts, leaf_idx, uleaf, dist, top_d, top_i, rerank, bound)
             for m in range(rerank):
                 i = top_i[m]
-                if i < 0:
+                if i < 0 or top_d[m] >= BOUND_SLACK * best:
                     break
-                cy = i // Wb
-                cx = i - cy * Wb
-                if cy != by or cx != bx:
-                    d = _dist(A2, B2, mask, y, x, cy, cx, p, C, best)
+                if i != bi:
+                    cy = i // Wb
+                    d = _dist(A2, B2, mask, y, x, cy, i - cy * Wb, p, C, best)
                     if d < best:
                         best = d
-                        by = cy
-                        bx = cx
-            nnf[y, x, 0] = by
-            nnf[y, x, 1] = bx
+                        bi = i
+            nnf[y, x, 0] = bi // Wb
+            nnf[y, x, 1] = bi - (bi // Wb) * Wb
             cost[y, x] = best
 
 
-def _kd_query(A2, B2, mask, p, C, Hb, Wb, qa, pts, perm, leaf_start, split_dim, split_val, depth,
+def _kd_query(A2, B2, mask, p, C, Hb, Wb, qa, leaf_pts, leaf_idx, split_dim, split_val, depth,
               leaf_of, rerank, nnf, cost, band_starts):
     """``_kd_query_band`` over every band of rows (bands in parallel when built so)."""
     for band in prange(band_starts.shape[0] - 1):
-        _kd_query_band(A2, B2, mask, p, C, Hb, Wb, qa, pts, perm, leaf_start, split_dim, split_val,
+        _kd_query_band(A2, B2, mask, p, C, Hb, Wb, qa, leaf_pts, leaf_idx, split_dim, split_val,
                        depth, leaf_of, rerank, nnf, cost, band_starts[band], band_starts[band + 1])
 
 

@@ -188,8 +188,8 @@ def sampled_exact_energy(a, b, nnf, *, patch_size=7, samples=1000, seed=0, threa
     Hb, Wb = st.b_shape[:2]
     hi, wi = Ha - 2 * r, Wa - 2 * r
     if hi * wi < 2:
-        raise ValueError(f"a has {max(0, hi) * max(0, wi)} interior pixels for patch_size {p}, "
-                         "need at least 2")
+        raise ValueError(f"a has only {max(0, hi) * max(0, wi)} interior pixel(s) for "
+                         f"patch_size {p}, need at least 2")
     n = min(samples, hi * wi)
     flat = np.sort(np.random.default_rng(seed).choice(hi * wi, size=n, replace=False))
     ys = (flat // wi + r).astype(np.int64)

@@ -14,8 +14,10 @@ from .core import (_band_starts, _check_callback, _check_int, _check_seed, _para
 
 __all__ = ["kd_nnf"]
 
-# PCA is fitted on B's patches centred on a grid of this stride (both axes).
+# PCA is fitted on B's patches centred on a regular grid of stride >= PCA_STRIDE (both axes)
+# holding at most PCA_SAMPLES patches.
 PCA_STRIDE = 4
+PCA_SAMPLES = 8192
 # Radius of the polishing passes' random search (radii POLISH_RADIUS, POLISH_RADIUS // 2, ..., 1).
 POLISH_RADIUS = 4
 
@@ -95,13 +97,13 @@ def kd_nnf(a, b, *, patch_size=7, dims=16, leaf_size=32, rerank=4, passes=2, see
     Hb, Wb = st.b_shape[:2]
     serial = threads == 1
     with _parallel_context(threads):
-        basis, offset = _pca_basis(st, dims)
+        basis, offset = _pca_basis(st, dims, serial)
         project = _kernels.project_serial if serial else _kernels.project_parallel
-        qa = np.empty((Ha, Wa, basis.shape[2]), np.float32)
-        qb = np.empty((Hb, Wb, basis.shape[2]), np.float32)
-        project(st.A2, basis, offset, st.p, st.C, qa)
-        project(st.B2, basis, offset, st.p, st.C, qb)
-        tree = _kd_tree(qb.reshape(Hb * Wb, -1), leaf_size, serial)
+        qa = np.empty((Ha, Wa, dims), np.float32)
+        qb = np.empty((Hb, Wb, dims), np.float32)
+        project(_planar(st.A2, st.a_shape, st.p, basis.shape[3]), basis, offset, qa)
+        project(_planar(st.B2, st.b_shape, st.p, basis.shape[3]), basis, offset, qb)
+        tree = _kd_tree(qb.reshape(Hb * Wb, dims), leaf_size, serial)
 
         nnf = np.empty((Ha, Wa, 2), np.int32)
         cost = np.empty((Ha, Wa), np.float32)
@@ -116,57 +118,107 @@ def kd_nnf(a, b, *, patch_size=7, dims=16, leaf_size=32, rerank=4, passes=2, see
     return nnf
 
 
-def _pca_basis(st, dims):
-    """Leading ``dims`` principal components of B's patches (a grid sample of stride PCA_STRIDE).
+def _pca_basis(st, dims, serial=True):
+    """Leading ``dims`` principal components of B's patches (a regular grid sample, see
+    PCA_STRIDE and PCA_SAMPLES).
 
-    Returns ``basis`` float32 (p, p * C, D) laid out like a patch row by row, with D = dims
-    rounded up to a multiple of ``_kernels.KD_BLOCK`` (extra columns zero), and ``offset``
-    float32 (D,), the projection of the mean patch. Each component's sign is fixed (largest
-    entry positive) so that the basis does not depend on the eigensolver's sign choice.
+    Returns ``basis`` float32 (C, dims, p, taps) in the projection kernel's layout (component j,
+    channel c, patch row dy, column dx; taps = p rounded up to a multiple of 8, zero past p) and
+    ``offset`` float32 (dims,), the projection of the mean patch. Each component's sign is fixed
+    (largest entry positive) so that the basis does not depend on the eigensolver's sign choice.
+    The components are orthonormal, so PCA distances are lower bounds of SSDs (same scale).
     """
     p, C = st.p, st.C
     Hb, Wb = st.b_shape[:2]
     img = st.B2[:, :(Wb + p - 1) * C].reshape(Hb + p - 1, Wb + p - 1, C)
     windows = np.lib.stride_tricks.sliding_window_view(img, (p, p), axis=(0, 1))  # (Hb, Wb, C, p, p)
-    sample = windows[::PCA_STRIDE, ::PCA_STRIDE]
-    X = sample.transpose(0, 1, 3, 4, 2).reshape(-1, p * p * C).astype(np.float64)
+    stride = max(PCA_STRIDE, int(np.ceil(np.sqrt(Hb * Wb / PCA_SAMPLES))))
+    sample = windows[::stride, ::stride]
+    X = sample.reshape(-1, C * p * p).astype(np.float64)  # patch vectors in (c, dy, dx) order
     mean = X.mean(axis=0)
-    X -= mean
-    cov = X.T @ X / max(1, X.shape[0] - 1)
-    values, vectors = np.linalg.eigh(cov)
+    XT = np.ascontiguousarray((X - mean).T)
+    cov = np.empty((XT.shape[0], XT.shape[0]), np.float64)
+    (_kernels.gram_serial if serial else _kernels.gram_parallel)(XT, cov)
+    values, vectors = np.linalg.eigh(cov / max(1, XT.shape[1] - 1))
     vectors = vectors[:, np.argsort(values)[::-1][:dims]]
     signs = np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(dims)])
     vectors *= np.where(signs == 0, 1.0, signs)
-    D = -(-dims // _kernels.KD_BLOCK) * _kernels.KD_BLOCK
-    basis = np.zeros((p * p * C, D), np.float64)
-    basis[:, :dims] = vectors
-    offset = (mean @ basis).astype(np.float32)
-    return basis.reshape(p, p * C, D).astype(np.float32), offset
+    taps = -(-p // 8) * 8
+    basis = np.zeros((C, dims, p, taps), np.float32)
+    basis[..., :p] = vectors.T.reshape(dims, C, p, p).transpose(1, 0, 2, 3)
+    offset = (mean @ vectors).astype(np.float32)
+    return basis, offset
+
+
+def _planar(rows, shape, p, taps):
+    """Planar float32 (C, H + p - 1, W + p - 1 + taps) copy of padded image rows (kernel layout),
+    zero in the extra columns (read by the projection's 8-tap blocks, weighted 0)."""
+    H, W, C = shape
+    img = rows[:, :(W + p - 1) * C].reshape(H + p - 1, W + p - 1, C)
+    out = np.zeros((C, H + p - 1, W + p - 1 + taps), np.float32)
+    out[:, :, :W + p - 1] = img.transpose(2, 0, 1)
+    return out
 
 
 def _kd_tree(points, leaf_size, serial):
-    """Balanced kd tree on ``points`` (N, D) float32 (see ``_kernels``, kd-tree section).
+    """kd tree on ``points`` (N, D) float32 (see ``_kernels``, kd-tree section).
 
-    Returns the tree arguments of ``_kernels.kd_query_*`` in order: ``pts`` (N, D) float32 in
-    leaf order, ``perm`` int64 (N,), ``leaf_start`` int64 (2^depth + 1,), ``split_dim`` int64 and
-    ``split_val`` float32 (2^depth - 1,), ``depth``, ``leaf_of`` int64 (N,).
+    The top levels (while nodes would hold more than ``_kernels.SUBTREE`` points) split at
+    medians of a regular sample of ``_kernels.TOP_SAMPLE`` points per node of the last sampled
+    level; the points are then bucketed by descending those levels, and each bucket is split to
+    the leaves at exact medians of all its points, to a common depth at which the largest
+    bucket's leaves hold at most ``leaf_size`` points (so every leaf does).
+
+    Returns the tree arguments of ``_kernels.kd_query_*`` in order: ``leaf_pts`` float32
+    (n_leaves, D, cap), ``leaf_idx`` int64 (n_leaves, cap) with cap the largest leaf rounded up
+    to a multiple of 32 (the scan's vector width), ``split_dim`` int64 and ``split_val`` float32
+    (2^depth - 1,), ``depth``, ``leaf_of`` int64 (N,): the leaf of every point.
     """
-    n = points.shape[0]
-    depth = 0
-    while -(-n // (1 << depth)) > leaf_size:
-        depth += 1
-    pts = np.array(points, np.float32, order="C")
-    perm = np.arange(n, dtype=np.int64)
-    split_dim = np.zeros(max(1, (1 << depth) - 1), np.int64)
-    split_val = np.zeros(max(1, (1 << depth) - 1), np.float32)
+    n, D = points.shape
+    points = np.ascontiguousarray(points, np.float32)
+    top = 0
+    while -(-n // (1 << top)) > _kernels.SUBTREE:
+        top += 1
+    n_top = 1 << top
+    stride = max(1, n // (_kernels.TOP_SAMPLE * n_top))
+    sample = np.ascontiguousarray(points[::stride])
+    split_top_dim = np.zeros(max(1, n_top - 1), np.int64)
+    split_top_val = np.zeros(max(1, n_top - 1), np.float32)
     level = _kernels.kd_level_serial if serial else _kernels.kd_level_parallel
-    bounds = np.array([0, n], np.int64)
-    for d in range(depth):
-        level(pts, perm, bounds, d, split_dim, split_val)
+    perm = np.arange(sample.shape[0], dtype=np.int64)
+    bounds = np.array([0, sample.shape[0]], np.int64)
+    for d in range(top):
+        level(sample, perm, bounds, d, split_top_dim, split_top_val)
         refined = np.empty(2 * bounds.shape[0] - 1, np.int64)
         refined[0::2] = bounds
         refined[1::2] = (bounds[:-1] + bounds[1:]) // 2
         bounds = refined
+    node_of = np.empty(n, np.int64)
+    (_kernels.assign_serial if serial else _kernels.assign_parallel)(
+        points, split_top_dim, split_top_val, top, node_of)
+    counts = np.bincount(node_of, minlength=n_top)
+    starts = np.zeros(n_top + 1, np.int64)
+    np.cumsum(counts, out=starts[1:])
+    rows = np.empty_like(points)
+    perm = np.empty(n, np.int64)
+    _kernels.bucket(points, node_of, starts, rows, perm)
+    order = np.arange(n, dtype=np.int64)
+
+    sub_depth = 0
+    while -(-int(counts.max()) // (1 << sub_depth)) > leaf_size:
+        sub_depth += 1
+    depth = top + sub_depth
+    split_dim = np.zeros(max(1, (1 << depth) - 1), np.int64)
+    split_val = np.zeros(max(1, (1 << depth) - 1), np.float32)
+    split_dim[:n_top - 1] = split_top_dim[:n_top - 1]
+    split_val[:n_top - 1] = split_top_val[:n_top - 1]
+    leaf_start = np.empty((1 << depth) + 1, np.int64)
+    (_kernels.subtrees_serial if serial else _kernels.subtrees_parallel)(
+        rows, order, starts, top, sub_depth, split_dim, split_val, leaf_start)
+
+    cap = -(-int(np.diff(leaf_start).max()) // 32) * 32
+    leaf_pts = np.empty((1 << depth, D, cap), np.float32)
+    leaf_idx = np.empty((1 << depth, cap), np.int64)
     leaf_of = np.empty(n, np.int64)
-    _kernels.leaf_of_points(perm, bounds, leaf_of)
-    return pts, perm, bounds, split_dim, split_val, depth, leaf_of
+    _kernels.fill_leaves(rows, perm, order, leaf_start, leaf_pts, leaf_idx, leaf_of)
+    return leaf_pts, leaf_idx, split_dim, split_val, depth, leaf_of

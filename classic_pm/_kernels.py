@@ -602,6 +602,138 @@ gram_serial = _build(_gram, parallel=False)
 gram_parallel = _build(_gram, parallel=True)
 
 
+@njit(cache=True)
+def symmetric_eigh(a):
+    """Eigenvalues (descending) and eigenvectors (columns) of the symmetric float64 matrix ``a``.
+
+    Householder tridiagonalisation, then the implicit QL algorithm with Wilkinson-style shifts
+    (EISPACK tred2 / tql2, as in Numerical Recipes' tred2 and tqli), single-threaded: LAPACK
+    through OpenBLAS may wake threads that, with numba's threads or another process on the
+    cores, turn a 2 ms decomposition into hundreds of ms. Eigenvector signs are arbitrary.
+    """
+    n = a.shape[0]
+    z = a.copy()
+    d = np.zeros(n)
+    e = np.zeros(n)
+    # -- tred2: z becomes the orthogonal Q, d the diagonal, e the sub-diagonal
+    for i in range(n - 1, 0, -1):
+        l = i - 1
+        h = 0.0
+        if l > 0:
+            scale = 0.0
+            for k in range(l + 1):
+                scale += abs(z[i, k])
+            if scale == 0.0:
+                e[i] = z[i, l]
+            else:
+                for k in range(l + 1):
+                    z[i, k] /= scale
+                    h += z[i, k] * z[i, k]
+                f = z[i, l]
+                g = -np.sqrt(h) if f >= 0.0 else np.sqrt(h)
+                e[i] = scale * g
+                h -= f * g
+                z[i, l] = f - g
+                f = 0.0
+                for j in range(l + 1):
+                    z[j, i] = z[i, j] / h
+                    g = 0.0
+                    for k in range(j + 1):
+                        g += z[j, k] * z[i, k]
+                    for k in range(j + 1, l + 1):
+                        g += z[k, j] * z[i, k]
+                    e[j] = g / h
+                    f += e[j] * z[i, j]
+                hh = f / (h + h)
+                for j in range(l + 1):
+                    f = z[i, j]
+                    g = e[j] - hh * f
+                    e[j] = g
+                    for k in range(j + 1):
+                        z[j, k] -= f * e[k] + g * z[i, k]
+        else:
+            e[i] = z[i, l]
+        d[i] = h
+    d[0] = 0.0
+    e[0] = 0.0
+    for i in range(n):
+        if d[i] != 0.0:
+            for j in range(i):
+                g = 0.0
+                for k in range(i):
+                    g += z[i, k] * z[k, j]
+                for k in range(i):
+                    z[k, j] -= g * z[k, i]
+        d[i] = z[i, i]
+        z[i, i] = 1.0
+        for j in range(i):
+            z[j, i] = 0.0
+            z[i, j] = 0.0
+    # -- tqli on the tridiagonal (d, e); rotations applied to the rows of zt = z.T
+    zt = np.ascontiguousarray(z.T)
+    for i in range(1, n):
+        e[i - 1] = e[i]
+    e[n - 1] = 0.0
+    eps = np.finfo(np.float64).eps
+    for l in range(n):
+        iterations = 0
+        while True:
+            m = l
+            while m < n - 1:
+                dd = abs(d[m]) + abs(d[m + 1])
+                if abs(e[m]) <= eps * dd:
+                    break
+                m += 1
+            if m == l:
+                break
+            iterations += 1
+            if iterations > 100:
+                raise ValueError("symmetric_eigh: no convergence")
+            g = (d[l + 1] - d[l]) / (2.0 * e[l])
+            r = np.hypot(g, 1.0)
+            g = d[m] - d[l] + e[l] / (g + (r if g >= 0.0 else -r))
+            s = 1.0
+            c = 1.0
+            p = 0.0
+            i = m - 1
+            underflow = False
+            while i >= l:
+                f = s * e[i]
+                b = c * e[i]
+                r = np.hypot(f, g)
+                e[i + 1] = r
+                if r == 0.0:
+                    d[i + 1] -= p
+                    e[m] = 0.0
+                    underflow = True
+                    break
+                s = f / r
+                c = g / r
+                g = d[i + 1] - p
+                r = (d[i] - g) * s + 2.0 * c * b
+                p = s * r
+                d[i + 1] = g + p
+                g = c * r - b
+                for k in range(n):
+                    f = zt[i + 1, k]
+                    zt[i + 1, k] = s * zt[i, k] + c * f
+                    zt[i, k] = c * zt[i, k] - s * f
+                i -= 1
+            if underflow:
+                continue
+            d[l] -= p
+            e[l] = g
+            e[m] = 0.0
+    order = np.argsort(-d)
+    values = np.empty(n)
+    vectors = np.empty((n, n))
+    for j in range(n):
+        values[j] = d[order[j]]
+        for k in range(n):
+            vectors[k, j] = zt[order[j], k]
+    return values, vectors
+
+
 def _project(F, basis, offset, out):
     """PCA coordinates of every patch: ``out[y, x, j] = patch(y, x) . component j - offset[j]``.
 

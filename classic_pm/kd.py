@@ -139,8 +139,8 @@ def _pca_basis(st, dims, serial=True):
     XT = np.ascontiguousarray((X - mean).T)
     cov = np.empty((XT.shape[0], XT.shape[0]), np.float64)
     (_kernels.gram_serial if serial else _kernels.gram_parallel)(XT, cov)
-    values, vectors = np.linalg.eigh(cov / max(1, XT.shape[1] - 1))
-    vectors = vectors[:, np.argsort(values)[::-1][:dims]]
+    _, vectors = _kernels.symmetric_eigh(cov / max(1, XT.shape[1] - 1))  # descending
+    vectors = vectors[:, :dims]
     signs = np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(dims)])
     vectors *= np.where(signs == 0, 1.0, signs)
     taps = -(-p // 8) * 8

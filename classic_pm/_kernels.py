@@ -22,10 +22,10 @@ Two storages share this layout and every kernel (numba compiles one specialisati
 * **float32, the [0, 1] scale** (any other float input). Sums are reassociated for speed, so
   the last bits of a distance, and rarely a match, may differ between CPUs.
 
-``lanes`` is p * C rounded up to 8, 16, or a multiple of 32: each lane block is a loop with a
-compile-time trip count (8, 16 or 32), which LLVM turns into straight vector code with no scalar
-remainder (a runtime trip count of 24 ran every 7 x 7 RGB row through the scalar remainder of a
-32-lane vector body).
+``lanes`` is p * C rounded up to a multiple of 32 (uint8 storage: 8 or 16 when p * C is that
+small), see ``_row_u8`` and ``_row_f32``: LLVM's vector body for a row loop handles 32 lanes per
+iteration (4 x 8 float32), so rows of 24 lanes (7 x 3 rounded up to 8, the previous layout) ran
+entirely in the scalar remainder loop.
 
 State is explicit: ``nnf`` int32 (Ha, Wa, 2) holding absolute (y, x) centres in B, ``cost``
 float32 (Ha, Wa) holding the SSD of each pixel's patch to its current match (storage scale).
@@ -125,8 +125,11 @@ def _candidate(r, by, bx, w, Hb, Wb):
 def _lane_block(A2, B2, mask, ya, ia, yb, ib, k0, n):
     """sum over k < n of mask[k0 + k] * (A2[ya, ia + k] - B2[yb, ib + k])^2, float32.
 
-    ``n`` is a literal 8, 16 or 32 at every call site, so the loop has a compile-time trip
-    count; the column indices are uint64 so that numba emits no negative-index wraparound.
+    Called with ``n = 32``: a trip count that LLVM only learns after inlining, late enough that
+    it vectorises the loop (4 x 8 lanes, no remainder) instead of fully unrolling it into scalar
+    code (numba leaves LLVM's SLP vectoriser off); ``range(32)`` written here measured 1.6x
+    slower per iteration. Column indices are uint64 so that numba emits no negative-index
+    wraparound.
     """
     acc = np.float32(0.0)
     uk0 = np.uint64(k0)
@@ -137,11 +140,14 @@ def _lane_block(A2, B2, mask, ya, ia, yb, ib, k0, n):
     return acc
 
 
-@njit(cache=True, fastmath=_FASTMATH, inline="always")
-def _row(A2, B2, mask, ya, oa, yb, ob):
-    """SSD of one patch row: A2's row ``ya`` from column ``oa`` against B2's row ``yb`` from
-    column ``ob``, over ``len(mask)`` lanes weighted by ``mask`` (the lanes past p * C belong to
-    the next pixels or to the zero columns that end every padded row). float32."""
+def _row_u8(A2, B2, mask, ya, oa, yb, ob):
+    """SSD of one patch row, uint8 storage: A2's row ``ya`` from column ``oa`` against B2's row
+    ``yb`` from column ``ob``, over ``len(mask)`` lanes weighted by ``mask`` (the lanes past
+    p * C belong to the next pixels or to the zero columns that end every padded row). float32.
+    One block of 8 or 16 lanes for p * C <= 16, else blocks of 32 (``_lane_block``). (With the
+    small-block branches the 32-lane loop also measured 1.55x faster per iteration than
+    without them, on 7 x 7 RGB where they are never taken: LLVM's loop optimisations are
+    sensitive to such structure; the benchmark is the arbiter.)"""
     lanes = mask.shape[0]
     ia = np.uint64(oa)
     ib = np.uint64(ob)
@@ -156,7 +162,21 @@ def _row(A2, B2, mask, ya, oa, yb, ob):
     return acc
 
 
-@njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _row_f32(A2, B2, mask, ya, oa, yb, ob):
+    """SSD of one patch row, float32 storage (arguments as ``_row_u8``). One loop with a runtime
+    trip count (a multiple of 32, whole iterations of LLVM's 32-lane vector body): with a
+    compile-time 32, LLVM fully unrolls the float32 loop, and numba leaves LLVM's SLP vectoriser
+    off, so the unrolled code would stay scalar."""
+    ia = np.uint64(oa)
+    ib = np.uint64(ob)
+    acc = np.float32(0.0)
+    for k in range(mask.shape[0]):
+        uk = np.uint64(k)
+        d = A2[ya, ia + uk] - B2[yb, ib + uk]
+        acc += mask[uk] * d * d
+    return acc
+
+
 def _dist_from(A2, B2, mask, ay, ax, by, bx, p, C, s, r0, best):
     """SSD between A's patch at (ay, ax) and B's patch at (by, bx), given the sum ``s`` of its
     rows 0 .. r0 - 1; float32.
@@ -174,15 +194,13 @@ def _dist_from(A2, B2, mask, ay, ax, by, bx, p, C, s, r0, best):
     return s
 
 
-@njit(cache=True, fastmath=_FASTMATH, inline="always")
 def _dist(A2, B2, mask, ay, ax, by, bx, p, C, best):
     """SSD between A's patch at (ay, ax) and B's patch at (by, bx), with early termination
     against ``best`` (see ``_dist_from``); float32, storage scale."""
     return _dist_from(A2, B2, mask, ay, ax, by, bx, p, C, np.float32(0.0), 0, best)
 
 
-@njit(cache=True, fastmath=_FASTMATH)
-def patch_costs(A2, B2, mask, nnf, p, C, out):
+def _patch_costs(A2, B2, mask, nnf, p, C, out):
     """Write into ``out`` (float32 (Ha, Wa)) the full SSD of every pixel's patch to ``nnf``'s
     match (storage scale)."""
     inf = np.float32(np.inf)
@@ -191,8 +209,7 @@ def patch_costs(A2, B2, mask, nnf, p, C, out):
             out[y, x] = _dist(A2, B2, mask, y, x, nnf[y, x, 0], nnf[y, x, 1], p, C, inf)
 
 
-@njit(cache=True, fastmath=_FASTMATH)
-def costs_at(A2, B2, mask, ys, xs, my, mx, p, C, out):
+def _costs_at(A2, B2, mask, ys, xs, my, mx, p, C, out):
     """``out[i]`` = full SSD between A's patch at (ys[i], xs[i]) and B's at (my[i], mx[i])."""
     inf = np.float32(np.inf)
     for i in range(ys.shape[0]):
@@ -240,7 +257,6 @@ def _init(A2, B2, mask, nnf, cost, seed, p, C, Hb, Wb):
             cost[y, x] = _dist(A2, B2, mask, y, x, by, bx, p, C, inf)
 
 
-@njit(cache=True, fastmath=_FASTMATH)
 def _sweep_band(A2, B2, mask, nnf, cost, halo_row, y0, y1, seed, iteration, p, C, Hb, Wb,
                 radii, n_far):
     """One pass over the rows y0..y1-1 of A (one band); the serial core of ``_sweep``.
@@ -419,47 +435,21 @@ def count_far(radii, far_radius=FAR_RADIUS):
     return n
 
 
-def _build(fn, parallel, fastmath=_FASTMATH, callees=None):
-    """njit ``fn`` as a serial or a parallel build.
-
-    The builds get distinct qualified names so that numba's on-disk cache (keyed by qualname,
-    not by compile flags) keeps them apart. ``fastmath`` other than the default (tests only,
-    see ``strict_builds``) is never cached; ``callees`` maps global names that ``fn`` calls to
-    other builds.
-    """
-    suffix = "_parallel" if parallel else "_serial"
-    cache = fastmath is _FASTMATH and callees is None
-    if not cache:
-        suffix += "_strict"
-    env = fn.__globals__ if callees is None else {**fn.__globals__, **callees}
-    clone = types.FunctionType(fn.__code__, env, fn.__name__ + suffix, fn.__defaults__,
-                               fn.__closure__)
-    clone.__qualname__ = fn.__qualname__ + suffix
+def _clone(fn, name, env):
+    """``fn`` as a new function named ``name`` (qualified name too: numba's on-disk cache is
+    keyed by it, not by compile flags) that resolves its globals in ``env``."""
+    clone = types.FunctionType(fn.__code__, env, name, fn.__defaults__, fn.__closure__)
+    clone.__qualname__ = name
     clone.__module__ = fn.__module__
     clone.__doc__ = fn.__doc__
-    return njit(clone, parallel=parallel, cache=cache, fastmath=fastmath)
+    return clone
 
 
-def strict_builds():
-    """Serial builds of the PatchMatch kernels with no fastmath flag anywhere (no
-    reassociation: every SSD summed in program order), as a dict with the keys ``init_serial``,
-    ``sweep_serial``, ``patch_costs`` (drop-in replacements) and ``_sweep_band`` (what the sweep
-    calls). For tests: with uint8 storage they must give bit for bit what the default builds
-    give."""
-    band = _build(_sweep_band.py_func, parallel=False, fastmath=False)
-    return {
-        "init_serial": _build(_init, parallel=False, fastmath=False),
-        "sweep_serial": _build(_sweep, parallel=False, fastmath=False,
-                               callees={"_sweep_band": band}),
-        "patch_costs": _build(patch_costs.py_func, parallel=False, fastmath=False),
-        "_sweep_band": band,
-    }
-
-
-init_serial = _build(_init, parallel=False)
-init_parallel = _build(_init, parallel=True)
-sweep_serial = _build(_sweep, parallel=False)
-sweep_parallel = _build(_sweep, parallel=True)
+def _build(fn, parallel):
+    """njit ``fn`` as a serial or a parallel build (functions that do not read images)."""
+    suffix = "_parallel" if parallel else "_serial"
+    return njit(_clone(fn, fn.__name__ + suffix, fn.__globals__), parallel=parallel, cache=True,
+                fastmath=_FASTMATH)
 
 
 @njit(cache=True)
@@ -537,8 +527,6 @@ def _exact_at(A2, B2, mask, ys, xs, p, C, Hb, Wb, cost, my, mx):
         mx[i] = bx
 
 
-exact_at_serial = _build(_exact_at, parallel=False)
-exact_at_parallel = _build(_exact_at, parallel=True)
 
 
 # --------------------------------------------------------------------------- kd-tree NNF
@@ -1023,7 +1011,6 @@ def _scan_leaf(q, leaf_pts, leaf_idx, leaf, dist, top_d, top_i, k, bound):
             thr = min(bound, top_d[k - 1])
 
 
-@njit(cache=True, fastmath=_FASTMATH)
 def _kd_query_band(A2, B2, mask, p, C, Hb, Wb, qa, leaf_pts, leaf_idx, split_dim, split_val,
                    depth, leaf_of, rerank, nnf, cost, y0, y1):
     """Propagation-assisted kd-tree query of the rows y0..y1-1 of A (one band), scan order.
@@ -1106,5 +1093,63 @@ def _kd_query(A2, B2, mask, p, C, Hb, Wb, qa, leaf_pts, leaf_idx, split_dim, spl
                        depth, leaf_of, rerank, nnf, cost, band_starts[band], band_starts[band + 1])
 
 
-kd_query_serial = _build(_kd_query, parallel=False)
-kd_query_parallel = _build(_kd_query, parallel=True)
+
+
+# ------------------------------------------------------------------------- storage variants
+#
+# Every kernel that compares patches exists once per storage, compiled from the same undecorated
+# functions: numba resolves a function's globals when it compiles it, so each variant clones the
+# chain below into its own namespace in which ``_row`` is that storage's row loop.
+# name, function, role: "inline" helpers (numba IR inlining), "kernel" (one build),
+# "pair" (serial and parallel builds of one function, chosen by the wrappers' ``threads``).
+_CHAIN = (
+    ("_dist_from", _dist_from, "inline"),
+    ("_dist", _dist, "inline"),
+    ("patch_costs", _patch_costs, "kernel"),
+    ("costs_at", _costs_at, "kernel"),
+    ("_sweep_band", _sweep_band, "kernel"),
+    ("_kd_query_band", _kd_query_band, "kernel"),
+    ("init", _init, "pair"),
+    ("sweep", _sweep, "pair"),
+    ("exact_at", _exact_at, "pair"),
+    ("kd_query", _kd_query, "pair"),
+)
+
+
+def _variant(row, tag, fastmath=_FASTMATH, cache=True):
+    """The kernels of one storage: a namespace with ``patch_costs``, ``costs_at``,
+    ``init_serial``, ``init_parallel``, ``sweep_serial``, ``sweep_parallel``, ``exact_at_*``,
+    ``kd_query_*`` (and ``_sweep_band``, ``_kd_query_band``), compiled with ``row`` as ``_row``.
+    Names end in ``tag``. ``fastmath`` other than the default is for tests (``strict_builds``)."""
+    env = dict(globals())
+    env["_row"] = njit(_clone(row, "_row" + tag, env), inline="always", fastmath=fastmath,
+                       cache=cache)
+    kernels = {"tag": tag}
+    for name, fn, role in _CHAIN:
+        if role == "pair":
+            for parallel in (False, True):
+                key = name + ("_parallel" if parallel else "_serial")
+                kernels[key] = njit(_clone(fn, key + tag, env), parallel=parallel,
+                                    fastmath=fastmath, cache=cache)
+        else:
+            env[name] = njit(_clone(fn, name + tag, env),
+                             inline="always" if role == "inline" else "never",
+                             fastmath=fastmath, cache=cache)
+            kernels[name] = env[name]
+    return types.SimpleNamespace(**kernels)
+
+
+U8 = _variant(_row_u8, "_u8")
+F32 = _variant(_row_f32, "_f32")
+
+
+def for_storage(A2):
+    """The kernel namespace for images stored like ``A2`` (uint8: exact; float32)."""
+    return U8 if A2.dtype == np.uint8 else F32
+
+
+def strict_builds():
+    """The uint8 kernels compiled with no fastmath flag anywhere (no reassociation: every SSD
+    summed in program order); not cached. For tests: they must give bit for bit what ``U8``
+    gives."""
+    return _variant(_row_u8, "_u8_strict", fastmath=False, cache=False)

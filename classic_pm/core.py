@@ -121,7 +121,8 @@ class _Stored:
 
     Attributes: ``A2``, ``B2`` (padded rows, uint8 or float32), ``mask`` (float32 lanes),
     ``p``, ``C``, ``a_shape``, ``b_shape`` ((H, W, C) of A and B), ``scale`` (255.0 when the
-    storage is uint8 on the 0-255 scale, 1.0 for float32 on [0, 1]), ``exact`` (scale == 255).
+    storage is uint8 on the 0-255 scale, 1.0 for float32 on [0, 1]), ``exact`` (scale == 255),
+    ``kernels`` (the storage's kernel namespace, ``_kernels.U8`` or ``_kernels.F32``).
     """
 
     def __init__(self, a, b, p):
@@ -138,9 +139,10 @@ class _Stored:
             a, b, self.scale = qa, qb, 255.0
         else:
             a, b, self.scale = _to_float(a), _to_float(b), 1.0
-        self.A2 = _padded_rows(a, p)
-        self.B2 = _padded_rows(b, p)
-        self.mask = _lane_mask(p, self.C)
+        self.mask = _lane_mask(p, self.C, a.dtype)
+        self.A2 = _padded_rows(a, p, self.mask.shape[0])
+        self.B2 = _padded_rows(b, p, self.mask.shape[0])
+        self.kernels = _kernels.for_storage(self.A2)
 
     def to_unit(self, cost):
         """Costs on the storage scale -> float64 on the [0, 1] scale (exact division)."""
@@ -173,34 +175,35 @@ def _check_nnf(nnf, a_shape, b_shape):
     return np.ascontiguousarray(nnf, np.int32)
 
 
-def _padded_rows(img, p):
+def _padded_rows(img, p, lanes=None):
     """Edge-pad ``img`` (H, W, C) by p // 2; rows flattened and followed by zeros.
 
     Returns an array of ``img``'s dtype, shape (H + p - 1, (W + p - 1) * C + lanes - p * C), the
     layout the kernels read (see :mod:`classic_pm._kernels`); the patch centred at (y, x) is
-    ``out[y:y + p, x * C:(x + p) * C]``.
+    ``out[y:y + p, x * C:(x + p) * C]``. ``lanes`` defaults to ``_lanes(p, C, img.dtype)``.
     """
     r = p // 2
+    C = img.shape[2]
+    lanes = _lanes(p, C, img.dtype) if lanes is None else lanes
     padded = np.pad(img, ((r, r), (r, r), (0, 0)), mode="edge")
     padded = padded.reshape(padded.shape[0], -1)
-    extra = _lane_mask(p, img.shape[2]).shape[0] - p * img.shape[2]
-    out = np.zeros((padded.shape[0], padded.shape[1] + extra), img.dtype)
+    out = np.zeros((padded.shape[0], padded.shape[1] + lanes - p * C), img.dtype)
     out[:, :padded.shape[1]] = padded
     return out
 
 
-def _lanes(p, C):
-    """Lanes read per patch row: p * C rounded up to 8, 16 or a multiple of 32 (the lane blocks
-    of ``_kernels._row``)."""
+def _lanes(p, C, dtype):
+    """Lanes read per patch row (see ``_kernels._row_u8`` and ``_row_f32``): p * C rounded up
+    to a multiple of 32, or for uint8 storage to 8 or 16 when p * C is that small."""
     n = p * C
-    if n <= 16:
+    if dtype == np.uint8 and n <= 16:
         return 8 if n <= 8 else 16
     return (n + 31) // 32 * 32
 
 
-def _lane_mask(p, C):
+def _lane_mask(p, C, dtype):
     """float32 (lanes,): 1 on the first p * C lanes, 0 after."""
-    mask = np.zeros(_lanes(p, C), np.float32)
+    mask = np.zeros(_lanes(p, C, dtype), np.float32)
     mask[:p * C] = 1
     return mask
 
@@ -292,7 +295,7 @@ def patchmatch(a, b, *, patch_size=7, iterations=5, seed=0, threads=1, callback=
     nnf = np.empty((Ha, Wa, 2), np.int32)
     cost = np.empty((Ha, Wa), np.float32)
     with _parallel_context(threads):
-        init = _kernels.init_serial if threads == 1 else _kernels.init_parallel
+        init = st.kernels.init_serial if threads == 1 else st.kernels.init_parallel
         init(st.A2, st.B2, st.mask, nnf, cost, seed_u64, st.p, st.C, Hb, Wb)
         radii = _kernels.search_radii(max(Hb, Wb), refine_radius)
         _sweeps(st, nnf, cost, seed_u64, range(1, iterations + 1), threads, radii, callback)
@@ -326,8 +329,10 @@ def _sweeps(st, nnf, cost, seed_u64, iterations, threads, radii, callback, stage
     Ha = nnf.shape[0]
     bands = _band_starts(Ha, threads)
     halo = np.zeros((bands.shape[0] - 1, nnf.shape[1], 2), np.int32)
-    sweep = _kernels.sweep_serial if threads == 1 else _kernels.sweep_parallel
-    n_far = _kernels.count_far(radii)
+    sweep = st.kernels.sweep_serial if threads == 1 else st.kernels.sweep_parallel
+    # Far candidates in batches with uint8 storage only: with float32 rows LLVM vectorised the
+    # batch loop badly (about 1.5x slower per iteration, so float input draws them one by one).
+    n_far = _kernels.count_far(radii) if st.exact else 0
     Hb, Wb = st.b_shape[:2]
     for k, it in enumerate(iterations, start=1):
         _kernels.fill_halo(nnf, bands, it % 2 == 1, halo)  # nothing to copy with one band
@@ -362,7 +367,7 @@ def _patch_cost(st, nnf):
     """SSDs of ``nnf`` (checked here) on the [0, 1] scale, float64 (Ha, Wa); ``st``: _Stored."""
     nnf = _check_nnf(nnf, st.a_shape, st.b_shape)
     out = np.empty(st.a_shape[:2], np.float32)
-    _kernels.patch_costs(st.A2, st.B2, st.mask, nnf, st.p, st.C, out)
+    st.kernels.patch_costs(st.A2, st.B2, st.mask, nnf, st.p, st.C, out)
     return st.to_unit(out)
 
 

@@ -199,7 +199,7 @@ def sampled_exact_energy(a, b, nnf, *, patch_size=7, samples=1000, seed=0, threa
     my = given[:, 0].astype(np.int64)
     mx = given[:, 1].astype(np.int64)
     best = cost.copy()
-    search = _kernels.exact_at_serial if threads == 1 else _kernels.exact_at_parallel
+    search = st.kernels.exact_at_serial if threads == 1 else st.kernels.exact_at_parallel
     with _parallel_context(threads):
         search(st.A2, st.B2, st.mask, ys, xs, p, st.C, Hb, Wb, best, my, mx)
     c = st.to_unit(cost)
@@ -222,6 +222,6 @@ def sampled_exact_energy(a, b, nnf, *, patch_size=7, samples=1000, seed=0, threa
 def _sample_costs(st, ys, xs, matches):
     """Storage-scale SSD (float32, (n,)) between A's patches at (ys, xs) and B's at ``matches``."""
     out = np.empty(ys.shape[0], np.float32)
-    _kernels.costs_at(st.A2, st.B2, st.mask, ys, xs, matches[:, 0].astype(np.int64),
+    st.kernels.costs_at(st.A2, st.B2, st.mask, ys, xs, matches[:, 0].astype(np.int64),
                       matches[:, 1].astype(np.int64), st.p, st.C, out)
     return out

@@ -107,7 +107,7 @@ def kd_nnf(a, b, *, patch_size=7, dims=16, leaf_size=32, rerank=4, passes=2, see
 
         nnf = np.empty((Ha, Wa, 2), np.int32)
         cost = np.empty((Ha, Wa), np.float32)
-        query = _kernels.kd_query_serial if serial else _kernels.kd_query_parallel
+        query = st.kernels.kd_query_serial if serial else st.kernels.kd_query_parallel
         query(st.A2, st.B2, st.mask, st.p, st.C, Hb, Wb, qa, *tree, rerank, nnf, cost,
               _band_starts(Ha, threads))
         if callback is not None:

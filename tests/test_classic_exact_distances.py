@@ -42,7 +42,7 @@ def test_distances_are_exact_integers_for_uint8(p, channels):
     st = core._stored_pair(a, b, p)
     assert st.exact and st.A2.dtype == np.uint8
     raw = np.empty((12, 14), np.float32)
-    _kernels.patch_costs(st.A2, st.B2, st.mask, np.ascontiguousarray(nnf, np.int32), p, channels, raw)
+    st.kernels.patch_costs(st.A2, st.B2, st.mask, np.ascontiguousarray(nnf, np.int32), p, channels, raw)
     ref = _int_ssd(a, b, nnf, p)
     assert ref.max() > 2 ** 17  # large sums, where float32 [0, 1] arithmetic would round
     np.testing.assert_array_equal(raw.astype(np.int64), ref)
@@ -92,8 +92,7 @@ def test_nnf_does_not_depend_on_summation_order(monkeypatch, refine_radius):
     a, b = _u8_pair(4, (40, 44, 3), (38, 47, 3))
     fast = classic_pm.patchmatch(a, b, iterations=4, seed=7, refine_radius=refine_radius)
     strict = _kernels.strict_builds()
-    for name in ("init_serial", "sweep_serial", "patch_costs"):
-        monkeypatch.setattr(_kernels, name, strict[name])
+    monkeypatch.setattr(_kernels, "U8", strict)
     slow = classic_pm.patchmatch(a, b, iterations=4, seed=7, refine_radius=refine_radius)
     slow_cost = classic_pm.patch_cost(a, b, slow)
     monkeypatch.undo()
@@ -103,11 +102,11 @@ def test_nnf_does_not_depend_on_summation_order(monkeypatch, refine_radius):
 
     # the two runs differ in summation order: reassociation allowed in one build only (a fresh
     # default build of the same band kernel: cached code cannot be inspected)
-    default = numba.njit(fastmath=_kernels._FASTMATH)(_kernels._sweep_band.py_func)
-    default.compile(strict["_sweep_band"].signatures[0])
+    default = numba.njit(fastmath=_kernels._FASTMATH)(_kernels.U8._sweep_band.py_func)
+    default.compile(strict._sweep_band.signatures[0])
     assert "fadd reassoc" in ir(default)
-    assert "fadd" in ir(strict["_sweep_band"]) and "reassoc" not in ir(strict["_sweep_band"])
-    assert "reassoc" not in ir(strict["init_serial"]) + ir(strict["patch_costs"])
+    assert "fadd" in ir(strict._sweep_band) and "reassoc" not in ir(strict._sweep_band)
+    assert "reassoc" not in ir(strict.init_serial) + ir(strict.patch_costs)
     np.testing.assert_array_equal(slow, fast)
     np.testing.assert_array_equal(slow_cost, classic_pm.patch_cost(a, b, fast))
 
@@ -133,13 +132,15 @@ def test_search_radii_and_far_count():
     assert _kernels.count_far(_kernels.search_radii(10, 8)) == 0
 
 
-@pytest.mark.parametrize("p, channels, lanes", [(3, 1, 8), (3, 3, 16), (5, 3, 16), (7, 3, 32),
-                                                (9, 3, 32), (7, 5, 64)])
-def test_lane_layout(p, channels, lanes):
-    mask = core._lane_mask(p, channels)
+@pytest.mark.parametrize("p, channels, dtype, lanes", [
+    (3, 1, np.uint8, 8), (3, 3, np.uint8, 16), (5, 3, np.uint8, 16), (7, 3, np.uint8, 32),
+    (7, 5, np.uint8, 64), (3, 1, np.float32, 32), (7, 3, np.float32, 32), (11, 3, np.float32, 64)])
+def test_lane_layout(p, channels, dtype, lanes):
+    mask = core._lane_mask(p, channels, dtype)
     assert mask.shape == (lanes,) and mask.sum() == p * channels and mask[:p * channels].all()
-    img = np.arange(5 * 6 * channels, dtype=np.float32).reshape(5, 6, channels) / 1000
+    img = (np.arange(5 * 6 * channels) % 251).astype(dtype).reshape(5, 6, channels)
     rows = core._padded_rows(img, p)
+    assert rows.dtype == dtype
     assert rows.shape == (5 + p - 1, (6 + p - 1) * channels + lanes - p * channels)
     r = p // 2
     padded = np.pad(img, ((r, r), (r, r), (0, 0)), mode="edge")

@@ -19,7 +19,9 @@ __all__ = ["kd_nnf"]
 PCA_STRIDE = 4
 PCA_SAMPLES = 8192
 # Radius of the polishing passes' random search (radii POLISH_RADIUS, POLISH_RADIUS // 2, ..., 1).
-POLISH_RADIUS = 4
+# Motorcycle, after the query (+10.6% over the exact energy), two passes: radius 1 +3.68% in
+# 66 ms, radius 4 (radii 4, 2, 1) +3.42% in 121 ms; one pass at radius 4: +3.96% in 62 ms.
+POLISH_RADIUS = 1
 
 
 def kd_nnf(a, b, *, patch_size=7, dims=16, leaf_size=32, rerank=4, passes=2, seed=0, threads=1,
@@ -38,8 +40,9 @@ def kd_nnf(a, b, *, patch_size=7, dims=16, leaf_size=32, rerank=4, passes=2, see
        by one pixel and its upper neighbour's match shifted down by one; of those leaves' patches
        the ``rerank`` nearest in PCA distance, and the two shifted neighbour matches, are compared
        by exact SSD, and the lowest wins.
-    2. .. ``passes + 1``. *Polish*: PatchMatch passes (alternating direction, backward first)
-       with random search at radii 4, 2, 1 around the current match (:func:`patchmatch`'s sweep).
+    2. .. ``passes + 1``. *Polish*: PatchMatch passes (alternating direction, backward first):
+       propagation from the two neighbours, then one random candidate within radius 1 of the
+       current match (:func:`patchmatch`'s sweep, radii ``POLISH_RADIUS`` down to 1).
 
     The exact SSD decides every match, so on images where one leaf holds all of B
     (``Hb * Wb <= leaf_size``) and ``rerank >= Hb * Wb`` the query stage is an exhaustive search.

@@ -565,8 +565,7 @@ BOUND_SLACK = np.float32(1.001)
 
 def _gram(XT, out):
     """``out = XT @ XT.T`` for XT float64 (D, n): out float64 (D, D). Samples in chunks of
-    GRAM_CHUNK (cache-resident), rows in parallel when built so; the reduction over a chunk is a
-    vectorised loop. Keeps the PCA's covariance off BLAS, whose own threads would compete with
+    GRAM_CHUNK (cache-resident); the reduction over a chunk is a vectorised loop. Keeps the PCA's covariance off BLAS, whose own threads would compete with
     numba's."""
     D = XT.shape[0]
     n = XT.shape[1]
@@ -587,7 +586,6 @@ def _gram(XT, out):
 
 
 gram_serial = _build(_gram, parallel=False)
-gram_parallel = _build(_gram, parallel=True)
 
 
 @njit(cache=True)
@@ -816,8 +814,9 @@ def _select(keys, idx, kth):
 
 
 def _kd_level(points, perm, bounds, level, split_dim, split_val):
-    """Split every node of one tree level at its middle along its widest coordinate (nodes in
-    parallel when built so). ``points`` (N, D) float32 stay in place; ``perm`` orders them:
+    """Split every node of one tree level at its middle along its widest coordinate (only a
+    serial build is made: these are the sampled top levels, a few ms). ``points`` (N, D)
+    float32 stay in place; ``perm`` orders them:
     node j of the level covers ``perm[bounds[j]:bounds[j + 1]]`` (``bounds``: 2^level + 1
     entries) and is reordered so that its lower half (values <= ``split_val`` in coordinate
     ``split_dim``) comes first."""
@@ -855,7 +854,6 @@ def _kd_level(points, perm, bounds, level, split_dim, split_val):
 
 
 kd_level_serial = _build(_kd_level, parallel=False)
-kd_level_parallel = _build(_kd_level, parallel=True)
 
 
 def _assign(points, split_dim, split_val, top, out):

@@ -100,7 +100,7 @@ def kd_nnf(a, b, *, patch_size=7, dims=16, leaf_size=32, rerank=4, passes=2, see
     Hb, Wb = st.b_shape[:2]
     serial = threads == 1
     with _parallel_context(threads):
-        basis, offset = _pca_basis(st, dims, serial)
+        basis, offset = _pca_basis(st, dims)
         project = _kernels.project_serial if serial else _kernels.project_parallel
         qa = np.empty((Ha, Wa, dims), np.float32)
         qb = np.empty((Hb, Wb, dims), np.float32)
@@ -121,7 +121,7 @@ def kd_nnf(a, b, *, patch_size=7, dims=16, leaf_size=32, rerank=4, passes=2, see
     return nnf
 
 
-def _pca_basis(st, dims, serial=True):
+def _pca_basis(st, dims):
     """Leading ``dims`` principal components of B's patches (a regular grid sample, see
     PCA_STRIDE and PCA_SAMPLES).
 
@@ -141,7 +141,7 @@ def _pca_basis(st, dims, serial=True):
     mean = X.mean(axis=0)
     XT = np.ascontiguousarray((X - mean).T)
     cov = np.empty((XT.shape[0], XT.shape[0]), np.float64)
-    (_kernels.gram_serial if serial else _kernels.gram_parallel)(XT, cov)
+    _kernels.gram_serial(XT, cov)  # a few ms: not worth a parallel region
     _, vectors = _kernels.symmetric_eigh(cov / max(1, XT.shape[1] - 1))  # descending
     vectors = vectors[:, :dims]
     signs = np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(dims)])
@@ -187,7 +187,7 @@ def _kd_tree(points, leaf_size, serial):
     sample = np.ascontiguousarray(points[::stride])
     split_top_dim = np.zeros(max(1, n_top - 1), np.int64)
     split_top_val = np.zeros(max(1, n_top - 1), np.float32)
-    level = _kernels.kd_level_serial if serial else _kernels.kd_level_parallel
+    level = _kernels.kd_level_serial  # levels of the sample: a few ms, not worth parallel regions
     perm = np.arange(sample.shape[0], dtype=np.int64)
     bounds = np.array([0, sample.shape[0]], np.int64)
     for d in range(top):

@@ -1,26 +1,33 @@
-"""Benchmark of classic PatchMatch on the Middlebury motorcycle pair (scikit-image, 500 x 741).
+"""Benchmark of classic PatchMatch and the kd-tree NNF on the Middlebury motorcycle pair.
 
-Run ``python -m benchmarks.classic`` (``make bench``). A = left view, B = right view, 7 x 7 patches,
-5 iterations. Prints:
+Run ``python -m benchmarks.classic`` (``make bench``); ``--quick`` for a shorter run. A = left
+view, B = right view (scikit-image, 500 x 741, 8-bit), 7 x 7 patches, 5 iterations. Every speed
+figure is a ratio against a reference timed in the same run, the two alternating, so that
+machine load hits both alike. Prints:
 
 * metadata (git commit, package versions, CPU, thread settings, load average);
-* JIT compile (or numba cache load) time of the first call, serial and parallel builds separately;
-* seconds per iteration for threads=1 and threads=2: median, min and max over ``--repeats`` runs,
-  where one run's figure is (time of ``patchmatch(iterations=5)`` - time of
-  ``patchmatch(iterations=0)``) / 5, i.e. setup and random initialisation excluded; the two
-  thread counts are measured interleaved so that machine load hits both alike;
-* energy after each iteration (mean squared difference per pixel and channel, images on [0, 1]),
-  over all pixels and over the interior patches (patches wholly inside A);
-* the exact NNF's energy at half scale (quarter with ``--quick``) with PatchMatch's at the same
-  scale beside it;
-* ratios against the targets of issue 2.
+* JIT compile (or numba cache load) time of the first calls, in a fresh process;
+* **kernels, before and after**: the kernels of commit ``--previous`` (default 697971d, the
+  float32 kernels before exact 8-bit distances), loaded from git into a temporary package, timed
+  beside the current ones: seconds per iteration = (t[iterations=5] - t[iterations=0]) / 5 for
+  the faithful search (``refine_radius=0``) and the default, on 1 and 2 threads; the ratio
+  new / previous (median of the per-round ratios); the 5-iteration interior energies of both and
+  the fraction of identical matches; and the ratios to Barnes' C++ these imply (bridged through
+  the previous kernels' ratios measured against the C++ build, issue 19);
+* energy after each iteration (mean squared difference per pixel and channel, [0, 1] scale);
+* **kd_nnf against 5 default PatchMatch iterations**, alternating, on 1 and 2 threads: time
+  ratio, energies, and the gap to the exact NNF: exact (exhaustive ``exact_nnf``) on the
+  half-size pair (quarter with ``--quick``), and estimated on the full pair by
+  ``sampled_exact_energy`` (1000 pixels, 95% interval), beside the full pair's exact energy
+  measured once (``REFERENCE_EXACT_ENERGY``);
+* the targets of issues 2 and 19.
 
-Wall-clock time is the figure of merit; CPU time (``time.process_time``, all threads) is shown
-next to it because it is less sensitive to other processes on a shared machine.
+Wall-clock time is the figure of merit; CPU time is shown beside it where it helps.
 """
 
 import argparse
 import csv
+import importlib.util
 import json
 import math
 import os
@@ -28,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -39,11 +47,25 @@ from experiments.devices import resolve_device
 
 PATCH = 7
 ITERATIONS = 5
-TARGET_S_PER_ITER = 0.17  # threads=1; a C++ build of Barnes' PatchMatch 2.1 took 0.172 s here
-TARGET_ENERGY = 0.00158  # 5-iteration interior energy of that C++ build
-REFERENCE_EXACT_ENERGY = 0.00131  # exact NNF, full scale, interior (issue 2)
+PREVIOUS_COMMIT = "697971d"
+# Issue 2's reference figures (a C++ build of Barnes' PatchMatch 2.1 on the issue author's
+# machine): threads=1 seconds per iteration and its 5-iteration interior energy.
+TARGET_S_PER_ITER = 0.17
+TARGET_ENERGY = 0.00158
 TARGET_SPEEDUP = 1.7  # threads=2 over threads=1
+# Issue 19: Barnes' C++ (motorcycle, 7 x 7, 5 iterations) took 0.1725 s/iteration on one core;
+# the kernels of 697971d took, relative to it (same machine, same run):
+CPP_S_PER_ITER = 0.1725
+PREVIOUS_TO_CPP = {("faithful", 1): 0.86, ("default", 1): 1.05, ("default", 2): 0.55 / 0.54}
+CPP_TARGET = {("faithful", 1): 0.8, ("default", 2): 1.0}  # new / C++ (2 threads: the 2-tile mode)
+# Interior energy of the exact NNF of the full pair: classic_pm.exact_nnf on the CPU (torch,
+# float32 matrix products; 781 s), 2026-12-03, Intel Xeon (Rocket Lake), commit 1736f19. Its
+# sampled gap to the exhaustive numba search (sampled_exact_energy, 1000 pixels) was 0.
+REFERENCE_EXACT_ENERGY = 0.0013131
+KD_TARGET_GAP = 0.05
 
+
+# ------------------------------------------------------------------------------ helpers
 
 def _metadata():
     import torch  # deferred: heavy import, only for its thread count
@@ -70,12 +92,17 @@ _COMPILE_SNIPPET = """
 import json, time
 import numpy as np
 import classic_pm
-x = np.random.default_rng(0).random((16, 16, 3)).astype(np.float32)
+x = (np.random.default_rng(0).random((40, 40, 3)) * 255).astype(np.uint8)
+f = x.astype(np.float32) / 255 + np.float32(1e-4)  # float storage (not k / 255)
 out = {}
 t = time.perf_counter(); classic_pm.patchmatch(x, x, iterations=2, threads=1)
-out["patchmatch threads=1 (serial build)"] = time.perf_counter() - t
+out["patchmatch uint8, threads=1 (serial build)"] = time.perf_counter() - t
 t = time.perf_counter(); classic_pm.patchmatch(x, x, iterations=2, threads=2)
-out["patchmatch threads=2 (parallel build)"] = time.perf_counter() - t
+out["patchmatch uint8, threads=2 (parallel build)"] = time.perf_counter() - t
+t = time.perf_counter(); classic_pm.patchmatch(f, f, iterations=2, threads=1)
+out["patchmatch float32 storage, threads=1"] = time.perf_counter() - t
+t = time.perf_counter(); classic_pm.kd_nnf(x, x, threads=1)
+out["kd_nnf threads=1"] = time.perf_counter() - t
 t = time.perf_counter(); n = classic_pm.patchmatch(x, x, iterations=0)
 classic_pm.patch_cost(x, x, n); classic_pm.vote(x, n)
 out["patch_cost + vote"] = time.perf_counter() - t
@@ -88,20 +115,8 @@ def _compile_times():
     with tempfile.TemporaryDirectory() as cache_dir:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache_dir}
         proc = subprocess.run([sys.executable, "-c", _COMPILE_SNIPPET], capture_output=True, text=True,
-                              env=env, timeout=600, check=True)
+                              env=env, timeout=900, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def _thread_cpu_seconds():
-    """CPU seconds run so far by each thread of this process (Linux schedstat), or None."""
-    try:
-        out = {}
-        for tid in os.listdir("/proc/self/task"):
-            with open(f"/proc/self/task/{tid}/schedstat") as f:
-                out[tid] = int(f.read().split()[0]) / 1e9
-        return out
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def _threading_layer():
@@ -111,14 +126,49 @@ def _threading_layer():
         return "not initialised"
 
 
+def _previous_classic_pm(commit):
+    """classic_pm as of ``commit``, loaded from git as the package ``classic_pm_<commit>``.
+
+    Its files are written to a fixed directory under the system's temporary directory (rewritten
+    only when they differ, so numba's on-disk cache next to them stays valid between runs).
+    """
+    repo = Path(__file__).resolve().parents[1]
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, check=True,
+                              timeout=30).stdout
+
+    names = [n for n in git("ls-tree", "--name-only", commit, "classic_pm/").decode().split()
+             if n.endswith(".py")]
+    if not names:
+        raise RuntimeError(f"no classic_pm/*.py at commit {commit}")
+    pkg_name = f"classic_pm_{commit}"
+    pkg = Path(tempfile.gettempdir()) / "classic_pm_previous" / pkg_name
+    pkg.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        src = git("show", f"{commit}:{name}")
+        path = pkg / Path(name).name
+        if not path.exists() or path.read_bytes() != src:
+            path.write_bytes(src)
+    spec = importlib.util.spec_from_file_location(pkg_name, pkg / "__init__.py",
+                                                  submodule_search_locations=[str(pkg)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[pkg_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def _load_pair(scale=1.0):
+    """The motorcycle pair as uint8 (rescaled pairs are rounded back to 8 bits, so that every
+    size is compared with exact distances)."""
     left, right, _ = data.stereo_motorcycle()
-    a = left.astype(np.float32) / 255
-    b = right.astype(np.float32) / 255
-    if scale != 1.0:
-        a = transform.rescale(a, scale, anti_aliasing=True, channel_axis=-1).astype(np.float32)
-        b = transform.rescale(b, scale, anti_aliasing=True, channel_axis=-1).astype(np.float32)
-    return a, b
+    if scale == 1.0:
+        return left, right
+    out = []
+    for img in (left, right):
+        small = transform.rescale(img, scale, anti_aliasing=True, channel_axis=-1, preserve_range=True)
+        out.append(np.clip(np.rint(small), 0, 255).astype(np.uint8))
+    return tuple(out)
 
 
 def _timed(fn):
@@ -131,91 +181,73 @@ def _fmt(x, spec=".4f"):
     return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.classic", description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=7, help="timed runs per thread count (default 7)")
-    parser.add_argument("--quick", action="store_true",
-                        help="3 repeats, exact NNF at quarter scale instead of half")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--csv", default=None, help="also write the flat result records to this CSV")
-    args = parser.parse_args(argv)
-    repeats = 3 if args.quick and args.repeats == 7 else args.repeats
-    exact_scale = 0.25 if args.quick else 0.5
-    records = []
+def _median(values):
+    v = np.asarray(values, float)
+    return float(np.nanmedian(v)) if np.isfinite(v).any() else float("nan")
 
-    def record(**row):
-        records.append(row)
 
-    a, b = _load_pair()
-    print("classic_pm benchmark: Middlebury motorcycle (scikit-image), A = left, B = right")
-    print(f"  A {a.shape}, B {b.shape}, patch {PATCH}, {ITERATIONS} iterations, seed {args.seed}, "
-          f"repeats {repeats}")
-    meta = _metadata()
-    for k, v in meta.items():
-        if k != "numba_threading_layer":
-            print(f"  {k}: {v}")
+def _per_iteration(module, a, b, seed, threads, refine_radius):
+    """Seconds per iteration of ``module.patchmatch``: (t[5 iterations] - t[0]) / 5."""
+    kw = dict(patch_size=PATCH, seed=seed, threads=threads, refine_radius=refine_radius)
+    _, w0, _ = _timed(lambda: module.patchmatch(a, b, iterations=0, **kw))
+    nnf, w5, _ = _timed(lambda: module.patchmatch(a, b, iterations=ITERATIONS, **kw))
+    return (w5 - w0) / ITERATIONS, nnf
 
-    # ---- JIT compile time: a fresh process with an empty numba cache compiles everything
-    print("\nJIT compile time (fresh process, empty numba cache; first call on a 16 x 16 crop)")
-    try:
-        compile_s = _compile_times()
-        for key, val in compile_s.items():
-            print(f"  {key}: {val:.2f} s")
-            record(kind="jit", what=key, seconds=val)
-    except Exception as e:  # noqa: BLE001 - a failure becomes a NaN row
-        print(f"  failed: {e!r}")
-        record(kind="jit", what="all", seconds=float("nan"))
-    tiny = a[:16, :16]
-    _, wall, _ = _timed(lambda: [classic_pm.patchmatch(tiny, tiny, iterations=2, threads=t) for t in (1, 2)])
-    print(f"  this process, first calls with the on-disk cache: {wall:.2f} s")
-    meta["numba_threading_layer"] = _threading_layer()
-    print(f"  numba threading layer: {meta['numba_threading_layer']}")
 
-    # ---- timing: threads 1 and 2 interleaved
-    print(f"\nTiming: s/iteration = (t[iterations={ITERATIONS}] - t[iterations=0]) / {ITERATIONS}")
-    per_iter = {1: [], 2: []}
-    cpu_per_iter = {1: [], 2: []}
-    critical = {1: [], 2: []}  # CPU s/iter of the busiest thread
-    for rep in range(repeats):
-        for threads in (1, 2):
-            try:
-                t_a = _thread_cpu_seconds()
-                _, w0, c0 = _timed(lambda: classic_pm.patchmatch(a, b, iterations=0, seed=args.seed,
-                                                                 threads=threads))
-                t_b = _thread_cpu_seconds()
-                _, w5, c5 = _timed(lambda: classic_pm.patchmatch(a, b, iterations=ITERATIONS,
-                                                                 seed=args.seed, threads=threads))
-                t_c = _thread_cpu_seconds()
-                s, cs = (w5 - w0) / ITERATIONS, (c5 - c0) / ITERATIONS
-                if t_a is not None and t_b is not None and t_c is not None:
-                    busiest = max((t_c[k] - t_b.get(k, 0.0)) - (t_b.get(k, 0.0) - t_a.get(k, 0.0))
-                                  for k in t_c)
-                    critical[threads].append(busiest / ITERATIONS)
-            except Exception as e:  # noqa: BLE001 - a failure becomes a NaN row
-                print(f"  threads={threads} run {rep}: failed: {e!r}")
-                s = cs = w5 = float("nan")
-            per_iter[threads].append(s)
-            cpu_per_iter[threads].append(cs)
-            record(kind="time", threads=threads, repeat=rep, seconds_per_iteration=s,
-                   cpu_seconds_per_iteration=cs, total_seconds=w5)
-    summary = {}
-    for threads in (1, 2):
-        v = np.array(per_iter[threads])
-        med = float(np.nanmedian(v)) if np.isfinite(v).any() else float("nan")
-        summary[threads] = med
-        print(f"  threads={threads}: median {_fmt(med)} s/iter (min {_fmt(float(np.nanmin(v)))}, "
-              f"max {_fmt(float(np.nanmax(v)))}; CPU time median "
-              f"{_fmt(float(np.nanmedian(cpu_per_iter[threads])))} s/iter)")
+# ------------------------------------------------------------------------------ sections
 
-    est_speedup = float("nan")
-    if critical[1] and critical[2]:
-        est_speedup = float(np.median(critical[1]) / np.median(critical[2]))
-        print(f"  CPU time of the busiest thread, median s/iter: threads=1 {np.median(critical[1]):.4f}, "
-              f"threads=2 {np.median(critical[2]):.4f} -> speedup estimate {est_speedup:.2f} "
-              f"(insensitive to other processes; includes barrier spinning)")
+def _section_kernels(a, b, args, previous, record):
+    """Previous kernels against the current ones, alternating; returns {(mode, threads): row}."""
+    configs = [("faithful", 1), ("default", 1), ("default", 2), ("faithful", 2)]
+    refine = {"faithful": 0, "default": classic_pm.core._kernels.RS_REFINE}
+    print(f"\nKernels: commit {args.previous} (previous) against this checkout (new), alternating; "
+          f"s/iter = (t[{ITERATIONS} it] - t[0 it]) / {ITERATIONS}, {args.repeats} rounds")
+    print("  mode      threads  previous s/it   new s/it   new/previous   energy prev -> new "
+          "(interior)   same matches")
+    out = {}
+    for mode, threads in configs:
+        times = {"previous": [], "new": []}
+        nnfs = {}
+        for rep in range(args.repeats):
+            for name, module in (("previous", previous), ("new", classic_pm)):
+                if module is None:
+                    continue
+                try:
+                    s, nnf = _per_iteration(module, a, b, args.seed, threads, refine[mode])
+                    nnfs[name] = nnf
+                except Exception as e:  # noqa: BLE001 - a failure becomes a NaN row
+                    print(f"  {name} {mode} threads={threads} round {rep}: failed: {e!r}")
+                    s = float("nan")
+                times[name].append(s)
+        ratios = [n / p for n, p in zip(times["new"], times["previous"])] if previous else []
+        e_new = classic_pm.energy(a, b, nnfs["new"], interior=True) if "new" in nnfs else float("nan")
+        e_prev = classic_pm.energy(a, b, nnfs["previous"], interior=True) if "previous" in nnfs \
+            else float("nan")
+        same = float((nnfs["new"] == nnfs["previous"]).all(-1).mean()) if len(nnfs) == 2 else float("nan")
+        row = dict(mode=mode, threads=threads, previous=_median(times["previous"]),
+                   new=_median(times["new"]), ratio=_median(ratios), energy_previous=e_prev,
+                   energy_new=e_new, same_matches=same)
+        out[(mode, threads)] = row
+        print(f"  {mode:9} {threads:>7}  {_fmt(row['previous']):>13}  {_fmt(row['new']):>9}   "
+              f"{_fmt(row['ratio'], '.3f'):>12}   {_fmt(e_prev, '.7f')} -> {_fmt(e_new, '.7f')}   "
+              f"{_fmt(same, '.4f')}")
+        record(kind="kernels", **row)
+    print("  Ratios to Barnes' C++ implied by the previous kernels' ratios measured against it "
+          "(issue 19; C++ 0.1725 s/it on one core):")
+    for key, prev_to_cpp in PREVIOUS_TO_CPP.items():
+        if key in out:
+            implied = out[key]["ratio"] * prev_to_cpp
+            target = CPP_TARGET.get(key)
+            what = "C++ 2-tile mode" if key[1] == 2 else "C++ one core"
+            print(f"    {key[0]:9} threads={key[1]}: previous {prev_to_cpp:.2f}x {what} -> new "
+                  f"{_fmt(implied, '.2f')}x" + (f"   (target <= {target:.2f})" if target else ""))
+            record(kind="implied_cpp_ratio", mode=key[0], threads=key[1], ratio=implied)
+    return out
 
-    # ---- energy after each iteration
-    print("\nEnergy after each iteration (mean squared difference per pixel and channel)")
+
+def _section_energy(a, b, args, record):
+    print("\nEnergy after each iteration (mean squared difference per pixel and channel, "
+          "images on [0, 1])")
     final = {}
     for threads in (1, 2):
         rows = []
@@ -224,8 +256,7 @@ def main(argv=None):
             rows.append((it, classic_pm.energy(a, b, nnf, patch_size=PATCH),
                          classic_pm.energy(a, b, nnf, patch_size=PATCH, interior=True)))
 
-        init = classic_pm.patchmatch(a, b, iterations=0, seed=args.seed, threads=threads)
-        callback(0, init)
+        callback(0, classic_pm.patchmatch(a, b, iterations=0, seed=args.seed, threads=threads))
         nnf = classic_pm.patchmatch(a, b, iterations=ITERATIONS, seed=args.seed, threads=threads,
                                     callback=callback)
         print(f"  threads={threads}: iteration  energy(all)  energy(interior)")
@@ -233,8 +264,6 @@ def main(argv=None):
             print(f"              {it:>9}  {e_all:.6f}     {e_int:.6f}")
             record(kind="energy", threads=threads, iteration=it, energy=e_all, energy_interior=e_int)
         final[threads] = rows[-1][2]
-        # "interior" = patch wholly inside A; its match may still touch B's border (edge-replicated).
-        # Also show the average over pixels whose match lies wholly inside B as well.
         r = PATCH // 2
         inside_b = ((nnf[..., 0] >= r) & (nnf[..., 0] < b.shape[0] - r)
                     & (nnf[..., 1] >= r) & (nnf[..., 1] < b.shape[1] - r))
@@ -242,44 +271,167 @@ def main(argv=None):
         to_border = float(1 - inside_b[r:-r, r:-r].mean())
         print(f"              {to_border:.2%} of the interior pixels match a patch crossing "
               f"B's border; over the others the energy is {both:.6f}")
-        record(kind="energy_both_interior", threads=threads, iteration=ITERATIONS, energy=both,
-               fraction_matched_to_border=to_border)
+    return final
 
-    # ---- exact NNF at reduced scale
-    print(f"\nExact NNF at scale {exact_scale} (exhaustive, torch), PatchMatch at the same scale")
-    sa, sb = _load_pair(exact_scale)
+
+def _section_kd(a, b, args, record):
+    """kd_nnf against 5 default PatchMatch iterations (alternating), then the gaps to exact."""
+    print(f"\nkd_nnf (defaults) against patchmatch({ITERATIONS} iterations, defaults), alternating, "
+          f"{args.repeats} rounds; whole calls (setup included)")
+    out = {}
+    for threads in (1, 2):
+        times = {"kd": [], "pm": []}
+        nnfs = {}
+        for rep in range(args.repeats):
+            for name in ("pm", "kd"):
+                if name == "pm":
+                    nnf, w, _ = _timed(lambda: classic_pm.patchmatch(
+                        a, b, iterations=ITERATIONS, seed=args.seed, threads=threads))
+                else:
+                    nnf, w, _ = _timed(lambda: classic_pm.kd_nnf(a, b, seed=args.seed, threads=threads))
+                times[name].append(w)
+                nnfs[name] = nnf
+        stages = []
+        t0 = time.perf_counter()
+        classic_pm.kd_nnf(a, b, seed=args.seed, threads=threads,
+                          callback=lambda s, f: stages.append((s, time.perf_counter() - t0, f)))
+        stage_e = [(s, t, classic_pm.energy(a, b, f, interior=True)) for s, t, f in stages]
+        ratio = _median([k / p for k, p in zip(times["kd"], times["pm"])])
+        e_kd = classic_pm.energy(a, b, nnfs["kd"], interior=True)
+        e_pm = classic_pm.energy(a, b, nnfs["pm"], interior=True)
+        out[threads] = dict(threads=threads, kd_s=_median(times["kd"]), pm_s=_median(times["pm"]),
+                            ratio=ratio, energy_kd=e_kd, energy_pm=e_pm, nnf_kd=nnfs["kd"],
+                            nnf_pm=nnfs["pm"])
+        print(f"  threads={threads}: kd_nnf {_fmt(out[threads]['kd_s'], '.3f')} s, patchmatch "
+              f"{_fmt(out[threads]['pm_s'], '.3f')} s, kd / pm {_fmt(ratio, '.3f')} (target <= 1)")
+        print(f"             interior energy: kd_nnf {e_kd:.7f}, patchmatch {e_pm:.7f}")
+        print("             kd_nnf stages (one more run with a callback; seconds since the call, "
+              "energy): " + ", ".join(f"{s}: {t:.3f} s {e:.7f}" for s, t, e in stage_e))
+        for s, t, e in stage_e:
+            record(kind="kd_stage", threads=threads, stage=s, seconds=t, energy=e)
+        record(kind="kd_time", threads=threads, kd_seconds=out[threads]["kd_s"],
+               pm_seconds=out[threads]["pm_s"], ratio=ratio, energy_kd=e_kd, energy_pm=e_pm)
+    return out
+
+
+def _section_exact(args, record):
+    scale = 0.25 if args.quick else 0.5
+    sa, sb = _load_pair(scale)
+    print(f"\nGap to the exact NNF, {sa.shape[0]} x {sa.shape[1]} pair (scale {scale}, 8-bit), "
+          f"interior energies")
     device = resolve_device("auto")
     try:
         exact, wall, _ = _timed(lambda: classic_pm.exact_nnf(sa, sb, patch_size=PATCH, device=device))
         e_exact = classic_pm.energy(sa, sb, exact, interior=True)
-        e_exact_all = classic_pm.energy(sa, sb, exact)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - a failure becomes a NaN row
         print(f"  exact_nnf failed: {e!r}")
-        e_exact = e_exact_all = wall = float("nan")
+        e_exact = wall = float("nan")
+    print(f"  exact_nnf: {_fmt(wall, '.1f')} s on {device}, energy {_fmt(e_exact, '.7f')}")
+    kd = classic_pm.kd_nnf(sa, sb, seed=args.seed)
     pm = classic_pm.patchmatch(sa, sb, iterations=ITERATIONS, seed=args.seed)
-    e_pm = classic_pm.energy(sa, sb, pm, interior=True)
-    e_pm_all = classic_pm.energy(sa, sb, pm)
-    print(f"  size A {sa.shape[:2]}, B {sb.shape[:2]}; exact_nnf took {_fmt(wall, '.1f')} s on {device}")
-    print(f"  interior energy: exact {_fmt(e_exact, '.6f')}   PatchMatch (threads=1, {ITERATIONS} it) "
-          f"{e_pm:.6f}   ratio {_fmt(e_pm / e_exact, '.3f')}")
-    print(f"  all-pixel energy: exact {_fmt(e_exact_all, '.6f')}   PatchMatch {e_pm_all:.6f}")
-    record(kind="exact", scale=exact_scale, energy_exact=e_exact, energy_pm=e_pm,
-           energy_exact_all=e_exact_all, energy_pm_all=e_pm_all, seconds=wall, device=device)
+    for name, nnf in (("kd_nnf", kd), (f"patchmatch {ITERATIONS} it", pm)):
+        e = classic_pm.energy(sa, sb, nnf, interior=True)
+        print(f"  {name:16} energy {e:.7f}   gap {_fmt(e / e_exact - 1, '+.2%')}")
+        record(kind="exact_gap", scale=scale, method=name, energy=e, energy_exact=e_exact,
+               gap=e / e_exact - 1, exact_seconds=wall, device=device)
+
+
+def _section_sampled(a, b, kd_rows, args, record):
+    n = 300 if args.quick else 1000
+    print(f"\nGap to the exact NNF on the full pair, estimated on {n} interior pixels "
+          f"(sampled_exact_energy, seed {args.seed}, 95% interval); the full exact NNF's interior "
+          f"energy is {REFERENCE_EXACT_ENERGY} (measured once, see REFERENCE_EXACT_ENERGY)")
+    for name, key in (("kd_nnf", "nnf_kd"), (f"patchmatch {ITERATIONS} it", "nnf_pm")):
+        nnf = kd_rows[1][key]
+        res, wall, _ = _timed(lambda: classic_pm.sampled_exact_energy(
+            a, b, nnf, patch_size=PATCH, samples=n, seed=args.seed, threads=2))
+        full_gap = classic_pm.energy(a, b, nnf, interior=True) / REFERENCE_EXACT_ENERGY - 1
+        lo, hi = res.gap_ci95
+        print(f"  {name:16} sampled gap {res.gap:+.2%} (95% {lo:+.2%} .. {hi:+.2%}), "
+              f"{res.exact_fraction:.1%} of the sampled matches exact; gap of the full energy to "
+              f"the reference {full_gap:+.2%}   ({wall:.1f} s)")
+        record(kind="sampled_gap", method=name, samples=res.samples, gap=res.gap, gap_se=res.gap_se,
+               ci_low=lo, ci_high=hi, exact_fraction=res.exact_fraction, full_gap=full_gap,
+               seconds=wall)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.classic", description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed rounds per comparison (default 5, --quick 3)")
+    parser.add_argument("--quick", action="store_true",
+                        help="3 rounds, exact NNF at quarter scale, 300 sampled pixels, no compile-time run")
+    parser.add_argument("--previous", default=PREVIOUS_COMMIT,
+                        help=f"git commit whose classic_pm is the 'previous' kernels (default {PREVIOUS_COMMIT})")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--csv", default=None, help="also write the flat result records to this CSV")
+    args = parser.parse_args(argv)
+    if args.repeats is None:
+        args.repeats = 3 if args.quick else 5
+    records = []
+
+    def record(**row):
+        records.append(row)
+
+    a, b = _load_pair()
+    print("classic_pm benchmark: Middlebury motorcycle (scikit-image), A = left, B = right, 8-bit")
+    print(f"  A {a.shape}, B {b.shape}, patch {PATCH}, {ITERATIONS} iterations, seed {args.seed}, "
+          f"rounds {args.repeats}")
+    meta = _metadata()
+    for k, v in meta.items():
+        if k != "numba_threading_layer":
+            print(f"  {k}: {v}")
+
+    if not args.quick:
+        print("\nJIT compile time (fresh process, empty numba cache; first calls on a 40 x 40 image)")
+        try:
+            for key, val in _compile_times().items():
+                print(f"  {key}: {val:.2f} s")
+                record(kind="jit", what=key, seconds=val)
+        except Exception as e:  # noqa: BLE001 - a failure becomes a NaN row
+            print(f"  failed: {e!r}")
+            record(kind="jit", what="all", seconds=float("nan"))
+
+    try:
+        previous = _previous_classic_pm(args.previous)
+    except Exception as e:  # noqa: BLE001 - no git, unknown commit: new kernels only
+        print(f"\nprevious kernels ({args.previous}) unavailable: {e!r}")
+        previous = None
+    tiny_a, tiny_b = a[:40, :40], b[:40, :40]
+    _, wall, _ = _timed(lambda: [m.patchmatch(tiny_a, tiny_b, iterations=2, threads=t, refine_radius=rr)
+                                 for m in (classic_pm, previous) if m is not None
+                                 for t in (1, 2) for rr in (0, 8)]
+                        + [classic_pm.kd_nnf(tiny_a, tiny_b, threads=t) for t in (1, 2)]
+                        + [classic_pm.sampled_exact_energy(tiny_a, tiny_b, np.zeros((40, 40, 2), np.int32),
+                                                           samples=4, threads=t) for t in (1, 2)])
+    print(f"\nwarm-up (first calls in this process, numba cache on disk): {wall:.2f} s; "
+          f"numba threading layer: {_threading_layer()}")
+    meta["numba_threading_layer"] = _threading_layer()
+
+    kernels = _section_kernels(a, b, args, previous, record)
+    final = _section_energy(a, b, args, record)
+    kd_rows = _section_kd(a, b, args, record)
+    _section_exact(args, record)
+    _section_sampled(a, b, kd_rows, args, record)
 
     # ---- targets
-    t1, t2 = summary[1], summary[2]
-    speedup = t1 / t2 if t2 else float("nan")
-    print("\nAgainst the targets of issue 2 (full scale)")
-    print(f"  threads=1 s/iter   {_fmt(t1)}  target <= {TARGET_S_PER_ITER}   "
-          f"ratio {_fmt(t1 / TARGET_S_PER_ITER, '.2f')}")
+    t1, t2 = kernels[("default", 1)]["new"], kernels[("default", 2)]["new"]
+    print("\nAgainst the targets of issues 2 and 19 (full scale)")
+    print(f"  default threads=1 s/iter {_fmt(t1)}  (issue 2's C++ build: {TARGET_S_PER_ITER})")
     print(f"  energy (interior, {ITERATIONS} it, threads=1) {final[1]:.6f}  target <= {TARGET_ENERGY}   "
-          f"ratio {final[1] / TARGET_ENERGY:.3f}  (exact NNF: {REFERENCE_EXACT_ENERGY})")
-    print(f"  energy (interior, {ITERATIONS} it, threads=2) {final[2]:.6f}")
-    print(f"  speedup threads=2 / threads=1   {_fmt(speedup, '.2f')} wall, {_fmt(est_speedup, '.2f')} "
-          f"from busiest-thread CPU time  target >= {TARGET_SPEEDUP}   "
+          f"(exact NNF: {REFERENCE_EXACT_ENERGY})")
+    print(f"  speedup threads=2 / threads=1 (default) {_fmt(t1 / t2, '.2f')}  target >= {TARGET_SPEEDUP}   "
           f"(numba may run at most {meta['numba_num_threads']} threads here)")
-    record(kind="summary", s_per_iter_t1=t1, s_per_iter_t2=t2, speedup=speedup, speedup_cpu_estimate=est_speedup,
-           energy_t1=final[1], energy_t2=final[2])
+    faithful = kernels[("faithful", 1)]
+    print(f"  faithful threads=1: new / previous {_fmt(faithful['ratio'], '.3f')} "
+          f"(issue 19 asks for about 0.8 or less)")
+    kd1 = kd_rows[1]
+    print(f"  kd_nnf threads=1: {_fmt(kd1['ratio'], '.3f')} x the time of {ITERATIONS} PatchMatch iterations "
+          f"(target <= 1), full-pair energy gap {kd1['energy_kd'] / REFERENCE_EXACT_ENERGY - 1:+.2%} "
+          f"(target <= {KD_TARGET_GAP:.0%})")
+    record(kind="summary", s_per_iter_t1=t1, s_per_iter_t2=t2, speedup=t1 / t2, energy_t1=final[1],
+           energy_t2=final[2], faithful_ratio=faithful["ratio"], kd_ratio=kd1["ratio"],
+           kd_gap=kd1["energy_kd"] / REFERENCE_EXACT_ENERGY - 1)
 
     if args.csv:
         keys = sorted({k for r in records for k in r} | set(meta))

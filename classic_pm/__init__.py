@@ -9,6 +9,8 @@ read the edge-replicated image (padded once by patch_size // 2, the patch centre
 """
 
 from .core import energy, patch_cost, patchmatch, vote
-from .exact import exact_nnf
+from .exact import SampledEnergy, exact_nnf, sampled_exact_energy
+from .kd import kd_nnf
 
-__all__ = ["patchmatch", "vote", "exact_nnf", "patch_cost", "energy"]
+__all__ = ["patchmatch", "kd_nnf", "vote", "exact_nnf", "sampled_exact_energy", "SampledEnergy",
+           "patch_cost", "energy"]

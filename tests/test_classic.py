@@ -247,11 +247,17 @@ def test_callback_gets_each_iteration_and_threads_are_restored():
 def test_threads_1_is_a_serial_build_of_the_same_function():
     from classic_pm import _kernels
 
-    for serial, parallel in ((_kernels.sweep_serial, _kernels.sweep_parallel),
-                             (_kernels.init_serial, _kernels.init_parallel)):
-        assert serial.targetoptions["parallel"] is False
-        assert parallel.targetoptions["parallel"] is True
-        assert serial.py_func.__code__ is parallel.py_func.__code__
+    for kernels in (_kernels.U8, _kernels.F32):  # one set per storage, same functions
+        for serial, parallel in ((kernels.sweep_serial, kernels.sweep_parallel),
+                                 (kernels.init_serial, kernels.init_parallel)):
+            assert serial.targetoptions["parallel"] is False
+            assert parallel.targetoptions["parallel"] is True
+            assert serial.py_func.__code__ is parallel.py_func.__code__
+    assert _kernels.U8.sweep_serial.py_func.__code__ is _kernels.F32.sweep_serial.py_func.__code__
+    assert _kernels.U8._sweep_band.py_func.__globals__["_row"].py_func.__code__ is \
+        _kernels._row_u8.__code__
+    assert _kernels.F32._sweep_band.py_func.__globals__["_row"].py_func.__code__ is \
+        _kernels._row_f32.__code__
 
 
 def test_refine_radius_zero_is_a_different_search(natural_pair):

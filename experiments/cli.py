@@ -29,7 +29,7 @@ from .options import int_at_least, odd_patch, positive_float
 
 DEFAULT_OUT = "reports/latest"
 #: ``compare``'s methods when ``--methods`` is not given (the exact NNF where it is affordable).
-DEFAULT_METHODS = ("pm", "dpm", "exact", "zero", "random")
+DEFAULT_METHODS = ("pm", "pm-kd", "dpm", "exact", "zero", "random")
 #: The old add-a-method flags and the named setting each adds.
 METHOD_FLAGS = {"dpm_reference": "dpm-reference", "dpm_keep_current": "dpm-keep"}
 

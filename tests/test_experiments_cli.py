@@ -14,8 +14,8 @@ from experiments.errors import UserError
 from experiments.run import COLUMNS
 
 PAIRS = ["chelsea", "demo-a_shift", "demo-b_gray16", "demo-c_same"]
-ITERS = {"pm": [1, 2], "dpm": [1, 2, 3], "dpm-reference": [1, 2, 3], "exact": [0], "zero": [0],
-         "random": [0]}
+ITERS = {"pm": [1, 2], "pm-kd": [1, 2, 3], "dpm": [1, 2, 3], "dpm-reference": [1, 2, 3], "exact": [0],
+         "zero": [0], "random": [0]}
 
 
 def _expected_keys():
@@ -120,9 +120,9 @@ def test_seeds_give_means_spreads_and_paired_verdicts(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     df = pd.read_csv(out / "metrics.csv")
     runs = df.groupby(["pair", "method"])["seed"].apply(lambda s: sorted(s.dropna().unique()))
-    assert all(runs[(p, m)] == [0, 1, 2] for p in ("chelsea", "coffee") for m in ("pm", "dpm", "random"))
+    assert all(runs[(p, m)] == [0, 1, 2] for p in ("chelsea", "coffee") for m in ("pm", "pm-kd", "dpm", "random"))
     assert all(runs[(p, m)] == [] for p in ("chelsea", "coffee") for m in ("exact", "zero"))
-    assert len(pd.read_csv(out / "summary.csv")) == 2 * (3 * 3 + 2)
+    assert len(pd.read_csv(out / "summary.csv")) == 2 * (4 * 3 + 2)
     # the seeds differ (or there would be no spread to state), and the report's mean is theirs
     last = df[(df["method"] == "pm") & (df["iteration"] == 2)]
     assert last.groupby("pair")["epe"].nunique().min() > 1
@@ -132,8 +132,9 @@ def test_seeds_give_means_spreads_and_paired_verdicts(tmp_path):
     assert "(standard error over 3 seeds)" in report and ("beyond the seed-to-seed spread" in report
                                                          or "inside the seed-to-seed spread" in report)
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("built-in ")]
-    assert [ln.split()[1] for ln in lines] == ["pm", "dpm", "exact", "zero", "random"]
-    assert "(2 pairs, 3 seeds)" in lines[0] and "(2 pairs)" in lines[2]
+    assert [ln.split()[1] for ln in lines] == ["pm", "pm-kd", "dpm", "exact", "zero", "random"]
+    by_method = {ln.split()[1]: ln for ln in lines}
+    assert "(2 pairs, 3 seeds)" in by_method["pm"] and by_method["exact"].endswith("(2 pairs)")
     assert (out / "artifacts" / "chelsea__pm__seed1.npz").exists() and (out / "artifacts" / "chelsea__pm.npz").exists()
     res = run_cli("compare", "--data", "chelsea", "--seed", "1", "--seeds", "2", "--out", str(tmp_path / "x"))
     _assert_one_line_error(res, "not both")
@@ -187,7 +188,12 @@ def test_resume_after_kill(tmp_path, seed_folder):
                       for i in range(1, n + 1))
     assert row_keys(df) == expected
     assert not (out / "artifacts" / "demo-a_shift__exact.npz").exists()
-    assert "exact NNF disabled" in json.dumps(json.loads((out / "config.json").read_text()))
+    cfg = json.loads((out / "config.json").read_text())
+    assert "exact NNF disabled" in json.dumps(cfg)
+    # where the exhaustive NNF is skipped: each matcher's distance to it, on a sample of pixels
+    gaps = cfg["sampled_exact"]["demo-a_shift"]
+    assert set(gaps) == {"pm", "dpm"} and gaps["pm"]["gap"] >= 0 and gaps["dpm"]["gap"] > gaps["pm"]["gap"]
+    assert "Distance to the optimum where the exact NNF was skipped" in (out / "REPORT.md").read_text()
 
 
 # --------------------------------------------------------------------------- bad input
@@ -236,7 +242,7 @@ def test_bad_folder_one_line_error_keeps_rows(tiny_run, tmp_path, write_image, p
     (["--threads", "-2"], "--threads: expected an integer >= 1, got -2"),
     (["--patch-size", "4"], "--patch-size: expected an integer >= 1 (odd), got 4"),
     (["--max-size", "3"], "--max-size: expected an integer >= 8, got 3"),
-    (["--methods", "pm,sift"], "--methods: expected method names from pm, dpm"),
+    (["--methods", "pm,sift"], "--methods: expected method names from pm, pm-kd, dpm"),
     (["--methods", "dpm-learned"], "dpm-learned needs --checkpoint"),
     (["--device", "tpu"], "invalid choice"),
     (["--data", "no_such_pair"], "neither a built-in pair"),

@@ -141,7 +141,7 @@ def _with(**changes) -> dict:
 
 
 @pytest.mark.parametrize("raw, message", [
-    (_with(methods={"sift": {}}), r"^methods\.sift: unknown method; choose from pm, dpm, dpm-reference, "),
+    (_with(methods={"sift": {}}), r"^methods\.sift: unknown method; choose from pm, pm-kd, dpm, dpm-reference, "),
     (_with(methods={"dpm-keep": {"keep_current": False}}),
      r"^methods\.dpm-keep\.keep_current: fixed by dpm-keep \(keep_current = True\)"),
     (_with(methods={"dpm-learned": {"window": 20}}), r"^methods\.dpm-learned: dpm-learned needs checkpoint"),

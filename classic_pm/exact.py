@@ -223,5 +223,5 @@ def _sample_costs(st, ys, xs, matches):
     """Storage-scale SSD (float32, (n,)) between A's patches at (ys, xs) and B's at ``matches``."""
     out = np.empty(ys.shape[0], np.float32)
     st.kernels.costs_at(st.A2, st.B2, st.mask, ys, xs, matches[:, 0].astype(np.int64),
-                      matches[:, 1].astype(np.int64), st.p, st.C, out)
+                        matches[:, 1].astype(np.int64), st.p, st.C, out)
     return out

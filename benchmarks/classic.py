@@ -362,7 +362,8 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help="3 rounds, exact NNF at quarter scale, 300 sampled pixels, no compile-time run")
     parser.add_argument("--previous", default=PREVIOUS_COMMIT,
-                        help=f"git commit whose classic_pm is the 'previous' kernels (default {PREVIOUS_COMMIT})")
+                        help="git commit whose classic_pm is the 'previous' kernels "
+                             f"(default {PREVIOUS_COMMIT})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--csv", default=None, help="also write the flat result records to this CSV")
     args = parser.parse_args(argv)

@@ -14,7 +14,6 @@ import math
 
 import numpy as np
 
-from . import _kernels
 from .core import _check_int, _check_nnf, _check_pair, _parallel_context, _stored_pair
 
 __all__ = ["exact_nnf", "sampled_exact_energy", "SampledEnergy"]

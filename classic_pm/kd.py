@@ -180,7 +180,7 @@ def _kd_tree(points, leaf_size, serial):
 
     Returns the tree arguments of ``_kernels.kd_query_*`` in order: ``leaf_pts`` float32
     (n_leaves, D, cap), ``leaf_idx`` int64 (n_leaves, cap) with cap the largest leaf rounded up
-    to a multiple of 32 (the scan's vector width), ``split_dim`` int64 and ``split_val`` float32
+    to a multiple of 32 (whole iterations of the scan's vector body; 8 for leaves of at most 16), ``split_dim`` int64 and ``split_val`` float32
     (2^depth - 1,), ``depth``, ``leaf_of`` int64 (N,): the leaf of every point.
     """
     n, D = points.shape
@@ -225,7 +225,8 @@ def _kd_tree(points, leaf_size, serial):
     (_kernels.subtrees_serial if serial else _kernels.subtrees_parallel)(
         rows, order, starts, top, sub_depth, split_dim, split_val, leaf_start)
 
-    cap = -(-int(np.diff(leaf_start).max()) // 32) * 32
+    largest = int(np.diff(leaf_start).max())
+    cap = -(-largest // 32) * 32 if largest > 16 else -(-largest // 8) * 8  # small leaves: less padding
     leaf_pts = np.empty((1 << depth, D, cap), np.float32)
     leaf_idx = np.empty((1 << depth, cap), np.int64)
     leaf_of = np.empty(n, np.int64)

@@ -94,7 +94,7 @@ def test_tree_invariants(n, leaf_size):
     assert (n > _kernels.SUBTREE) == (depth > int(np.ceil(np.log2(_kernels.SUBTREE / leaf_size))))
     valid = leaf_idx >= 0
     sizes = valid.sum(1)
-    assert sizes.max() <= leaf_size and sizes.min() >= 1 and leaf_pts.shape[2] % 32 == 0
+    assert sizes.max() <= leaf_size and sizes.min() >= 1 and leaf_pts.shape[2] % 8 == 0
     assert (valid[:, :-1] | ~valid[:, 1:]).all()  # used slots first
     assert sorted(leaf_idx[valid]) == list(range(n))
     for leaf in range(2 ** depth):

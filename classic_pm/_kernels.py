@@ -9,9 +9,10 @@ Image arguments are the *edge-padded* images reshaped to 2-D so that one patch r
     ``A2``: shape (Ha + p - 1, (Wa + p - 1) * C + lanes - p * C), the image padded by p // 2 on
     every side with edge replication, each row followed by ``lanes - p * C`` zeros; the patch
     centred at pixel (y, x) of A is ``A2[y:y + p, x * C:(x + p) * C]``. Same for ``B2``.
-    ``mask``: float32 (lanes,), 1 on the first p * C lanes, 0 after (see ``_row``).
+    ``mask``: float32 (lanes,), 1 on the first p * C lanes, 0 after (see ``_row_u8``).
 
-Two storages share this layout and every kernel (numba compiles one specialisation each):
+Two storages share this layout; each has its own compiled set of the kernels that compare
+patches (``U8``, ``F32``; see "storage variants" at the end), built from the same functions:
 
 * **uint8, the 0-255 scale** (8-bit input, and float input that is exactly k / 255). A patch
   row is read as uint8, converted to float32 and summed in float32: every squared difference
@@ -34,8 +35,9 @@ Randomness: every image row draws from its own xorshift64* stream, seeded by has
 (seed, iteration, row) with splitmix64 (iteration 0 is the random initialisation). The streams do
 not depend on the thread count or on the scheduling, so results are reproducible under ``prange``.
 
-Serial and parallel kernels are two builds of one undecorated function each (``_build``). The
-sweeps run each band of rows through the same compiled ``_sweep_band``.
+Serial and parallel kernels are two builds of one undecorated function each (``_build``, and
+the ``*_serial`` / ``*_parallel`` members of ``U8`` and ``F32``). The sweeps run each band of
+rows through the same compiled ``_sweep_band``.
 """
 
 import types
@@ -563,8 +565,8 @@ BOUND_SLACK = np.float32(1.001)
 
 def _gram(XT, out):
     """``out = XT @ XT.T`` for XT float64 (D, n): out float64 (D, D). Samples in chunks of
-    GRAM_CHUNK (cache-resident); the reduction over a chunk is a vectorised loop. Keeps the PCA's covariance off BLAS, whose own threads would compete with
-    numba's."""
+    GRAM_CHUNK (cache-resident); the reduction over a chunk is a vectorised loop. Keeps the
+    PCA's covariance off BLAS, whose own threads would compete with numba's."""
     D = XT.shape[0]
     n = XT.shape[1]
     out[:, :] = 0.0

@@ -14,7 +14,6 @@ import math
 
 import numpy as np
 
-from . import _kernels
 from .core import _check_int, _check_nnf, _check_pair, _parallel_context, _stored_pair
 
 __all__ = ["exact_nnf", "sampled_exact_energy", "SampledEnergy"]
@@ -223,5 +222,5 @@ def _sample_costs(st, ys, xs, matches):
     """Storage-scale SSD (float32, (n,)) between A's patches at (ys, xs) and B's at ``matches``."""
     out = np.empty(ys.shape[0], np.float32)
     st.kernels.costs_at(st.A2, st.B2, st.mask, ys, xs, matches[:, 0].astype(np.int64),
-                      matches[:, 1].astype(np.int64), st.p, st.C, out)
+                        matches[:, 1].astype(np.int64), st.p, st.C, out)
     return out

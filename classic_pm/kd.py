@@ -31,21 +31,26 @@ def kd_nnf(a, b, *, patch_size=7, dims=16, leaf_size=32, rerank=4, passes=2, see
     Stages (``callback(stage, nnf)`` after each, ``stage`` 1-based like PatchMatch's iterations;
     ``nnf`` is a copy):
 
-    0. *Setup* (no callback): PCA of B's patches (a stride-4 grid sample, numpy ``eigh``), the
-       ``dims`` leading components; every patch of A and of B projected onto them (numba); a kd
-       tree on B's projections, split at the median of the widest coordinate until a leaf holds
-       at most ``leaf_size`` patches (balanced: all leaves at one depth).
-    1. *Query*: one scan of A in row order. Each pixel descends to its own leaf (no
-       backtracking) and also scans the leaves holding its left neighbour's match shifted right
-       by one pixel and its upper neighbour's match shifted down by one; of those leaves' patches
-       the ``rerank`` nearest in PCA distance, and the two shifted neighbour matches, are compared
-       by exact SSD, and the lowest wins.
+    0. *Setup* (no callback): PCA of B's patches (a regular grid sample of at most 8192
+       patches; covariance and eigenvectors in numba), the ``dims`` leading components; every
+       patch of A and of B projected onto them; a kd tree on B's projections, each node split at
+       the median of its widest coordinate (the top levels on a sample, then each bucket exactly
+       from all its points) to a common depth at which every leaf holds at most ``leaf_size``
+       patches.
+    1. *Query*: one scan of A in row order. The left neighbour's match shifted right by one
+       pixel and the upper neighbour's shifted down by one are compared by exact SSD; the pixel
+       descends to its own leaf (no backtracking), and that leaf and the leaves holding the two
+       shifted matches are scanned: of their patches whose PCA distance (a lower bound of the
+       SSD) is below the best SSD, the ``rerank`` nearest in PCA distance are compared by exact
+       SSD, nearest first, while their bound stays below the best. The lowest SSD wins.
     2. .. ``passes + 1``. *Polish*: PatchMatch passes (alternating direction, backward first):
        propagation from the two neighbours, then one random candidate within radius 1 of the
        current match (:func:`patchmatch`'s sweep, radii ``POLISH_RADIUS`` down to 1).
 
-    The exact SSD decides every match, so on images where one leaf holds all of B
-    (``Hb * Wb <= leaf_size``) and ``rerank >= Hb * Wb`` the query stage is an exhaustive search.
+    The exact SSD decides every match, and a patch is skipped only when its lower bound shows it
+    cannot win, so on images where one leaf holds all of B (``Hb * Wb <= leaf_size``) and
+    ``rerank >= Hb * Wb`` the query stage is an exhaustive search (up to float32 rounding of the
+    bound, which ``_kernels.BOUND_SLACK`` covers).
 
     Parameters
     ----------
@@ -66,9 +71,10 @@ def kd_nnf(a, b, *, patch_size=7, dims=16, leaf_size=32, rerank=4, passes=2, see
     seed : int, keyword-only
         Seed of the polishing passes' random search.
     threads : int, keyword-only
-        1: serial. > 1: projections, tree levels, the query (A in ``threads`` bands of rows; a
-        band's first row has no upper neighbour to propagate from) and the polishing passes run
-        in parallel. The result depends on ``threads``, never on scheduling.
+        1: serial. > 1: the projections, the tree's exact subtrees, the query (A in
+        ``threads`` bands of rows; a band's first row has no upper neighbour to propagate from)
+        and the polishing passes run in parallel. The result depends on ``threads``, never on
+        scheduling.
     callback : callable, keyword-only
         ``callback(stage, nnf)`` after the query (stage 1) and after each polishing pass.
 
@@ -80,9 +86,9 @@ def kd_nnf(a, b, *, patch_size=7, dims=16, leaf_size=32, rerank=4, passes=2, see
     Notes
     -----
     For a given machine the result is a function of the inputs, ``seed`` and ``threads``. Across
-    machines the PCA (BLAS and LAPACK in floating point) may differ in its last bits and so,
-    rarely, pick other candidates; the distances that decide between candidates are exact for
-    8-bit inputs.
+    machines the PCA and the projections (floating point, sums reassociated for speed) may differ
+    in their last bits and so, rarely, propose other candidates; the distances that decide
+    between candidates are exact for 8-bit inputs.
     """
     st = _stored_pair(a, b, patch_size)
     D_max = st.p * st.p * st.C
@@ -174,7 +180,7 @@ def _kd_tree(points, leaf_size, serial):
 
     Returns the tree arguments of ``_kernels.kd_query_*`` in order: ``leaf_pts`` float32
     (n_leaves, D, cap), ``leaf_idx`` int64 (n_leaves, cap) with cap the largest leaf rounded up
-    to a multiple of 32 (the scan's vector width), ``split_dim`` int64 and ``split_val`` float32
+    to a multiple of 32 (whole iterations of the scan's vector body; 8 for leaves of at most 16), ``split_dim`` int64 and ``split_val`` float32
     (2^depth - 1,), ``depth``, ``leaf_of`` int64 (N,): the leaf of every point.
     """
     n, D = points.shape
@@ -219,7 +225,8 @@ def _kd_tree(points, leaf_size, serial):
     (_kernels.subtrees_serial if serial else _kernels.subtrees_parallel)(
         rows, order, starts, top, sub_depth, split_dim, split_val, leaf_start)
 
-    cap = -(-int(np.diff(leaf_start).max()) // 32) * 32
+    largest = int(np.diff(leaf_start).max())
+    cap = -(-largest // 32) * 32 if largest > 16 else -(-largest // 8) * 8  # small leaves: less padding
     leaf_pts = np.empty((1 << depth, D, cap), np.float32)
     leaf_idx = np.empty((1 << depth, cap), np.int64)
     leaf_of = np.empty(n, np.int64)

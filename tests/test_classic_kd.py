@@ -44,6 +44,19 @@ def test_one_leaf_and_full_rerank_is_exhaustive(p, shape_b, passes):
     np.testing.assert_array_equal(got, ref)  # no tied minima in these random images
 
 
+def test_float_input_one_leaf_is_exhaustive_too():
+    """Float input that is not 8-bit (float32 storage): the same exhaustive result, costs equal
+    to the exact NNF's up to float32 rounding."""
+    rng = np.random.default_rng(7)
+    a = rng.random((8, 9, 3), dtype=np.float32)
+    b = rng.random((5, 6, 3), dtype=np.float32)
+    assert not core._stored_pair(a, b, 3).exact
+    got = kd_nnf(a, b, patch_size=3, leaf_size=30, rerank=30, dims=5, passes=0)
+    ref = classic_pm.exact_nnf(a, b, patch_size=3, device="cpu")
+    np.testing.assert_allclose(classic_pm.patch_cost(a, b, got, patch_size=3),
+                               classic_pm.patch_cost(a, b, ref, patch_size=3), rtol=1e-5)
+
+
 def test_identical_images_match_themselves_in_the_query_stage():
     """A == B with distinct patches: each patch's own projection leads to its own leaf, so the
     query stage alone (no polish) finds the zero-cost match, itself."""
@@ -81,7 +94,7 @@ def test_tree_invariants(n, leaf_size):
     assert (n > _kernels.SUBTREE) == (depth > int(np.ceil(np.log2(_kernels.SUBTREE / leaf_size))))
     valid = leaf_idx >= 0
     sizes = valid.sum(1)
-    assert sizes.max() <= leaf_size and sizes.min() >= 1 and leaf_pts.shape[2] % 32 == 0
+    assert sizes.max() <= leaf_size and sizes.min() >= 1 and leaf_pts.shape[2] % 8 == 0
     assert (valid[:, :-1] | ~valid[:, 1:]).all()  # used slots first
     assert sorted(leaf_idx[valid]) == list(range(n))
     for leaf in range(2 ** depth):
@@ -97,6 +110,23 @@ def test_tree_invariants(n, leaf_size):
         right = leaf_idx[j * span + span // 2:(j + 1) * span]
         k, v = split_dim[node], split_val[node]
         assert (points[left[left >= 0], k] <= v).all() and (points[right[right >= 0], k] >= v).all()
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 60])
+def test_symmetric_eigh_matches_numpy(n):
+    rng = np.random.default_rng(n)
+    x = rng.normal(size=(2 * n + 3, n)) * np.linspace(3, 0.2, n)
+    a = x.T @ x
+    values, vectors = _kernels.symmetric_eigh(a)
+    ref = np.linalg.eigh(a)[0][::-1]
+    np.testing.assert_allclose(values, ref, rtol=1e-10, atol=1e-12 * ref[0])
+    assert (np.diff(values) <= 0).all()
+    np.testing.assert_allclose(vectors.T @ vectors, np.eye(n), atol=1e-12)
+    np.testing.assert_allclose(a @ vectors, vectors * values, atol=1e-10 * ref[0])
+    # repeated eigenvalues and a zero matrix
+    d = np.diag([2.0, 2.0, 1.0, 0.0])
+    np.testing.assert_array_equal(_kernels.symmetric_eigh(d)[0], [2.0, 2.0, 1.0, 0.0])
+    assert (_kernels.symmetric_eigh(np.zeros((3, 3)))[0] == 0).all()
 
 
 def test_pca_basis_is_orthonormal_and_ordered():
@@ -210,6 +240,18 @@ def test_sampled_exact_energy_of_the_exact_nnf_is_zero_gap(natural_pair):
     res = sampled_exact_energy(a, b, exact, samples=50, seed=4, threads=2)
     assert res.samples == 50 and res.gap == 0.0 and res.gap_se == 0.0 and res.exact_fraction == 1.0
     np.testing.assert_array_equal(res.matches, exact[res.pixels[:, 0], res.pixels[:, 1]])
+
+
+def test_sampled_exact_energy_float_input():
+    rng = np.random.default_rng(9)
+    a = rng.random((11, 12, 3), dtype=np.float32)
+    b = rng.random((9, 10, 3), dtype=np.float32)
+    nnf = classic_pm.patchmatch(a, b, patch_size=3, iterations=1)
+    exact = classic_pm.exact_nnf(a, b, patch_size=3, device="cpu")
+    res = sampled_exact_energy(a, b, nnf, patch_size=3, samples=1000)
+    assert res.samples == 9 * 10
+    cost = classic_pm.patch_cost(a, b, exact, patch_size=3)[1:10, 1:11].ravel()
+    np.testing.assert_allclose(res.cost_exact, cost, rtol=1e-5)
 
 
 def test_sampled_exact_energy_sample_is_seeded(natural_pair):

@@ -23,7 +23,7 @@ import learning.cli
 from .data import (BUILTIN_PAIRS, KINDS, check_pair, check_subset_options, folder_pair,
                    name_mismatch_note, resolve_data, safe_name, save_image, scan_folder)
 from .devices import DEVICE_CHOICES, available_cores, resolve_device
-from .errors import UserError, one_line
+from .errors import UserError
 from .methods.registry import EXACT_MAX_PIXELS, METHODS, NAMED, Context, order
 from .options import int_at_least, odd_patch, positive_float
 

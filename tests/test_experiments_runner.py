@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from experiments.cli import finish
 from experiments.data import PairSource, builtin_pair, resolve_data

@@ -222,3 +222,19 @@ def test_nonfinite_pixels_are_counted_and_reported(tmp_path, write_image):
     assert pair.nonfinite_pixels == {"a": 4, "b": 0}
     assert len(notes) == 1 and "image_1/p.tiff" in notes[0] and "4 pixels" in notes[0]
     assert nonfinite_pixels(np.dstack([a, np.full(a.shape[:2], np.nan, np.float32)])) == 4
+
+
+@pytest.mark.parametrize("max_size", [None, 200, 77])
+def test_builtin_pairs_stay_8bit_at_every_size(max_size):
+    """Resized 8-bit images and synthetic B are rounded to 8-bit levels (as image files would be),
+    so classic PatchMatch compares them exactly, with the same NNF on every CPU."""
+    from classic_pm.core import _quantized  # classic_pm's test of 8-bit data
+
+    from experiments.data.images import is_8bit, to_8bit
+
+    for name in BUILTIN_PAIRS:
+        pair = builtin_pair(name, max_size=max_size)
+        assert is_8bit(pair.a) and is_8bit(pair.b), name
+        assert _quantized(pair.a) is not None and _quantized(pair.b) is not None, name
+    x = np.array([0.0, 0.2, 1 / 255 + 1e-4, 1.0], np.float32)
+    assert np.array_equal(to_8bit(x) * 255, [0, 51, 1, 255]) and not is_8bit(x) and is_8bit(to_8bit(x))

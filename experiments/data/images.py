@@ -124,11 +124,28 @@ def _scaled_shape(h: int, w: int, max_size: int | None) -> tuple[int, int]:
     return max(1, int(round(h * s))), max(1, int(round(w * s)))
 
 
+def is_8bit(image: np.ndarray) -> bool:
+    """Whether every value of a float image is an 8-bit level ``float32(k) / 255`` (what
+    :func:`to_rgb_float` makes of uint8 data)."""
+    x = np.asarray(image)
+    return x.dtype == np.float32 and np.array_equal(to_8bit(x), x)
+
+
+def to_8bit(image: np.ndarray) -> np.ndarray:
+    """A float image in [0, 1] rounded to the nearest 8-bit levels, float32 ``k / 255``: the values
+    an 8-bit file of it would hold (and that classic PatchMatch compares exactly, on every CPU)."""
+    k = np.rint(np.clip(np.asarray(image, np.float32), 0.0, 1.0) * np.float32(255.0))
+    return k.astype(np.float32) / np.float32(255.0)
+
+
 def downscale(image: np.ndarray, max_size: int | None) -> np.ndarray:
-    """Area-downscale so that the longer side is at most ``max_size`` (never upscales)."""
+    """Area-downscale so that the longer side is at most ``max_size`` (never upscales). An 8-bit
+    image (:func:`is_8bit`) stays 8-bit: the result is rounded to 8-bit levels, as a resized 8-bit
+    file would be, so matching it is exact on every CPU (``classic_pm``'s 8-bit path)."""
     h, w = image.shape[:2]
     nh, nw = _scaled_shape(h, w, max_size)
     if (nh, nw) == (h, w):
         return image
     out = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
-    return out.reshape(nh, nw, *image.shape[2:])
+    out = out.reshape(nh, nw, *image.shape[2:])
+    return to_8bit(out) if is_8bit(image) else out

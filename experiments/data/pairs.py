@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from ..errors import UserError
-from .images import _scaled_shape, downscale, to_rgb_float
+from .images import _scaled_shape, downscale, is_8bit, to_8bit, to_rgb_float
 
 
 @dataclass
@@ -217,7 +217,9 @@ def warp_pair(image: np.ndarray, matrix: np.ndarray, *, gain: float = 1.0, bias:
     """Pair (A = ``image``, B = A warped by ``matrix`` + photometric change + noise) with exact GT.
 
     ``B(T(p)) = clip(gain * A(p) + bias + noise)`` for every pixel p of A whose match T(p) lies
-    inside B (bilinear warp, reflected border for the parts of B that A does not cover).
+    inside B (bilinear warp, reflected border for the parts of B that A does not cover). When A
+    holds 8-bit data, B is rounded to 8-bit levels too (:func:`~experiments.data.images.to_8bit`),
+    as an image file of it would be.
 
     Parameters
     ----------
@@ -240,7 +242,7 @@ def warp_pair(image: np.ndarray, matrix: np.ndarray, *, gain: float = 1.0, bias:
     b = gain * warped + bias
     if noise_std > 0:
         b = b + rng.normal(0.0, noise_std, size=b.shape)
-    b = np.clip(b, 0.0, 1.0).astype(np.float32)
+    b = to_8bit(b) if is_8bit(a) else np.clip(b, 0.0, 1.0).astype(np.float32)  # stored as A is
     gt, valid = correspondence_from_matrix(matrix, (h, w), (h, w))
     info = dict(warp=np.asarray(matrix).round(8).tolist(), gain=float(gain), bias=float(bias),
                 noise_std=float(noise_std))

@@ -24,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..data.images import to_8bit
 from ..data.pairs import Pair, round_nnf, warp_matrix, warp_pair
 from ..devices import ThreadCounts, thread_scope
 
@@ -284,26 +285,31 @@ def sampled_exact_gap(pair: Pair, matches: np.ndarray, *, patch_size: int, sampl
                 exact_fraction=float(est.exact_fraction))
 
 
-def tiny_pair() -> Pair:
-    """The small seeded pair (24 x 28) on which every code path is compiled and warmed up."""
+def tiny_pair(*, eight_bit: bool = True) -> Pair:
+    """The small seeded pair (24 x 28) on which every code path is compiled and warmed up:
+    8-bit data (``classic_pm``'s exact path, that of every built-in pair) or float data (its
+    float path): warm up with the kind of the pairs to time."""
     rng = np.random.default_rng(0)
     img = rng.random((24, 28, 3)).astype(np.float32)
+    if eight_bit:
+        img = to_8bit(img)
     return warp_pair(img, warp_matrix((24, 28), rotation=3.0), rng=0, name="warmup")
 
 
-def warm_up(*, patch_size: int, threads: int, device: str) -> float:
+def warm_up(*, patch_size: int, threads: int, device: str, eight_bit: bool = True) -> float:
     """Compile / warm the common code paths on a tiny pair so no timed run pays for JIT. Returns s.
 
     Classic PatchMatch with its voting and energy, and DPM in its default configuration, twice
     (the second round catches lazily compiled paths), under ``thread_scope(threads)``, the threads
-    of the timed runs (numba compiles and starts its thread pool here, not in a timed run). A
-    setting's own paths are warmed by one run of it on :func:`tiny_pair` (see the engines).
+    of the timed runs (numba compiles and starts its thread pool here, not in a timed run), on
+    8-bit or float data (``eight_bit``: the kind of the pairs to time). A setting's own paths are
+    warmed by one run of it on :func:`tiny_pair` (see the engines).
     """
     import classic_pm  # deferred: heavy imports (numba; torch)
     import diff_pm
 
     t0 = time.perf_counter()
-    tiny = tiny_pair()
+    tiny = tiny_pair(eight_bit=eight_bit)
     with thread_scope(threads):
         for _ in range(2):
             run = run_pm(tiny, iterations=2, patch_size=patch_size, seed=0, threads=threads)

@@ -16,6 +16,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from ..data.images import is_8bit
 from ..data.pairs import Pair, dataset_of
 from ..devices import ThreadCounts, thread_scope
 from ..methods.registry import METHODS, Context
@@ -49,17 +50,21 @@ def prepare(unit: Unit, ctx: Context) -> Callable[..., MethodRun]:
     return METHODS[unit.method].prepare(unit.params, unit.options, ctx)
 
 
-def warm(unit: Unit, ctx: Context, run: Callable[..., MethodRun]) -> float:
-    """The warm-ups this unit needs in this process (none when done before). Returns seconds."""
+def warm(unit: Unit, ctx: Context, run: Callable[..., MethodRun], pair: Pair) -> float:
+    """The warm-ups this unit needs in this process before timing ``pair`` (none when done
+    before), on data of the pair's kind (8-bit or float: ``classic_pm`` compiles a kernel set for
+    each). Returns seconds."""
     spent = 0.0
-    base = ("base", unit.patch_size, ctx.threads, ctx.device)
+    kind = is_8bit(pair.a) and is_8bit(pair.b)
+    base = ("base", unit.patch_size, ctx.threads, ctx.device, kind)
     if base not in _WARM:
-        _WARM[base] = warm_up(patch_size=unit.patch_size, threads=ctx.threads, device=ctx.device)
+        _WARM[base] = warm_up(patch_size=unit.patch_size, threads=ctx.threads, device=ctx.device,
+                              eight_bit=kind)
         spent += _WARM[base]
-    own = ("setting", unit.setting_key, ctx.threads, ctx.device)
+    own = ("setting", unit.setting_key, ctx.threads, ctx.device, kind)
     if own not in _WARM:
         t0 = time.perf_counter()
-        tiny = tiny_pair()
+        tiny = tiny_pair(eight_bit=kind)
         with thread_scope(ctx.threads):
             done = run(tiny, seed=0)
             done.reconstruct(done.nnfs[-1])

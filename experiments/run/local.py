@@ -214,7 +214,7 @@ class Runner:
             with tqdm(total=len(u.iterations or []) or None, desc=label, unit="it", leave=False,
                       dynamic_ncols=True, file=sys.stderr) as bar:
                 run = prepare(u, self.ctx)
-                self.meta["warmup_s"] = round(self.meta["warmup_s"] + warm(u, self.ctx, run), 3)
+                self.meta["warmup_s"] = round(self.meta["warmup_s"] + warm(u, self.ctx, run, pair), 3)
                 runs = timed_runs(u, pair, run, progress=bar.update)
         except Exception as exc:  # noqa: BLE001 - a failure becomes NaN rows
             msg = one_line(exc)

@@ -243,7 +243,7 @@ def _run(unit: Unit, pair: Pair, ctx: Context, *, host: str, worker: str,
          registry: HostRegistry) -> list[dict]:
     with registry.running(unit.key) as entry:
         run = prepare(unit, ctx)
-        warm_s = warm(unit, ctx, run)
+        warm_s = warm(unit, ctx, run, pair)
         with exclusive_timing(unit.timing, host) as locked:
             entry.mark("timed_start")
             runs = timed_runs(unit, pair, run)

@@ -224,7 +224,7 @@ class Runner:
                 self.store.append(row)
             return  # no artifact: a resumed run tries the unit again
         t_metrics = time.perf_counter()
-        strip = set(strip_iterations(len(runs[0].iterations))) if u.method != "exact" else {0}
+        strip = set(strip_iterations(len(runs[0].iterations)))  # and always the last iteration
         keep_its, keep_recons, row, match = [], [], {}, None
         measured = unit_rows(u, pair, runs, device=self.settings.device, native=native)
         first = runs[0]

@@ -32,6 +32,9 @@ DEFAULT_OUT = "reports/latest"
 DEFAULT_METHODS = ("pm", "dpm", "exact", "zero", "random")
 #: The old add-a-method flags and the named setting each adds.
 METHOD_FLAGS = {"dpm_reference": "dpm-reference", "dpm_keep_current": "dpm-keep"}
+#: What ``--checkpoint`` adds: the learnt features in DPM and in classic PatchMatch, and PatchMatch on
+#: normalised patches of the same area (the hand-crafted control).
+CHECKPOINT_METHODS = ("dpm-learned", "pm-learned", "pm-normalised")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -96,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dpm-iterations", type=int_at_least(1, "--dpm-iterations"), default=21,
                    metavar="N", help="differentiable PatchMatch iterations (default 21)")
     c.add_argument("--checkpoint", default=None, metavar="PATH",
-                   help="learnt DPM checkpoint (from `train`): adds the method dpm-learned")
+                   help="learnt features checkpoint (from `train` or `learn-study`): adds the methods "
+                        + ", ".join(CHECKPOINT_METHODS))
     c.add_argument("--exact-max-pixels", type=int_at_least(0, "--exact-max-pixels"),
                    default=None, metavar="N",
                    help="compute the exact NNF only when sqrt(pixels of A x pixels of B) <= N "
@@ -207,7 +211,7 @@ def compare_methods(args) -> tuple[str, ...]:
     names = list(args.methods or DEFAULT_METHODS)
     names += [name for flag, name in METHOD_FLAGS.items() if getattr(args, flag)]
     if args.checkpoint:
-        names.append("dpm-learned")
+        names.extend(CHECKPOINT_METHODS)
     names = order(names)
     for name in names:
         if "checkpoint" in NAMED[name].needs and not args.checkpoint:

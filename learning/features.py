@@ -103,6 +103,11 @@ class LearnedFeatures(nn.Module):
             self.mlp_out.bias.zero_()
 
     @property
+    def area(self) -> int:
+        """Side (px) of the image area one feature vector depends on (the projection's receptive field)."""
+        return self.patch_size
+
+    @property
     def temperature(self) -> float:
         """Current softmax temperature ``exp(log_temperature)``."""
         return float(self.log_temperature.detach().exp())

@@ -1,4 +1,4 @@
-"""Command line: ``python -m experiments {compare,sweep,diff,reconstruct,train} ...``.
+"""Command line: ``python -m experiments {compare,sweep,diff,reconstruct,train,learn-study} ...``.
 
 The composer: it parses options (with the kinds of :mod:`experiments.options`), resolves the data
 (:mod:`experiments.data`), runs units (:mod:`experiments.run`), writes reports
@@ -70,7 +70,7 @@ def _add_common(p: argparse.ArgumentParser, *, compare: bool) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m experiments",
                      description="Classic vs differentiable PatchMatch: runs, reports, training.")
-    sub = parser.add_subparsers(dest="command", metavar="{compare,sweep,diff,reconstruct,train}",
+    sub = parser.add_subparsers(dest="command", metavar="{compare,sweep,diff,reconstruct,train,learn-study}",
                                 parser_class=_Parser)
     sub.required = True
 
@@ -141,8 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="N", help="iterations (default: 21 for dpm, 5 for pm)")
     _add_common(r, compare=False)
 
-    t = sub.add_parser("train", help="train DPM features end to end (learning.train)")
+    t = sub.add_parser("train", help="train matching features, one arm (learning.train)")
     learning.cli.add_arguments(t)
+    ls = sub.add_parser("learn-study", help="train every arm, choose on validation, measure feature sets x "
+                                            "matchers on the test pairs; REPORT.md (learning.study)")
+    learning.cli.add_study_arguments(ls)
 
     w = sub.add_parser("sweep", help="a study: a grid of (pair, method setting, size, seed) "
                                      "units on Dask; resumable; REPORT.md",
@@ -361,8 +364,12 @@ def cmd_train(args) -> int:
     return learning.cli.main(args, command=args.command_line)
 
 
+def cmd_learn_study(args) -> int:
+    return learning.cli.study_main(args, command=args.command_line)
+
+
 COMMANDS = {"compare": cmd_compare, "reconstruct": cmd_reconstruct, "train": cmd_train,
-            "sweep": cmd_sweep, "diff": cmd_diff}
+            "sweep": cmd_sweep, "diff": cmd_diff, "learn-study": cmd_learn_study}
 
 
 def main(argv: list[str] | None = None) -> int:

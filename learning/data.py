@@ -77,7 +77,7 @@ def _fingerprint(image: np.ndarray) -> str:
 def check_splits(**splits: dict[str, np.ndarray]) -> None:
     """Raise :class:`UserError` if one image (pixel for pixel, or by name) is in two splits.
 
-    ``splits``: split name -> {image name: image}, e.g. ``train=..., validation=..., test=...``.
+    ``splits``: split name -> {image name: image}, e.g. ``training=..., validation=..., test=...``.
     """
     seen: dict[str, tuple[str, str]] = {}
     for split, images in splits.items():

@@ -100,7 +100,8 @@ def info_nce_loss(desc_a, desc_b, gt, valid, *, generator, anchors: int = 256, r
     For ``anchors`` valid pixels of each A (:func:`sample_anchors`), candidate 0 is B's descriptor
     at the ground-truth point, then ``ring_negatives`` points at a uniform distance in ``ring``
     (pixels) and a uniform angle around the truth, then ``random_negatives`` uniform points of B
-    (all clamped into B; a negative closer to the truth than ``ring[0]`` is left out). Scores are
+    (all clamped into B; a negative closer to the truth than ``ring[0]``, by more than 0.001 px, is left
+    out). Scores are
     ``-|d_A - d_B|^2 / tau`` (B sampled bilinearly), the loss :func:`ranking_cross_entropy`.
     Draws from ``generator``: anchors, ring radii, ring angles, random points (in that order).
 
@@ -118,14 +119,14 @@ def info_nce_loss(desc_a, desc_b, gt, valid, *, generator, anchors: int = 256, r
     ys = torch.cat((gy[..., None], gy[..., None] + radius * torch.sin(angle), rand[..., 0] * (hb - 1)), -1)
     xs = torch.cat((gx[..., None], gx[..., None] + radius * torch.cos(angle), rand[..., 1] * (wb - 1)), -1)
     ys, xs = ys.clamp(0, hb - 1), xs.clamp(0, wb - 1)
-    keep = ((ys - gy[..., None]) ** 2 + (xs - gx[..., None]) ** 2) >= ring[0] ** 2
+    keep = ((ys - gy[..., None]) ** 2 + (xs - gx[..., None]) ** 2) >= (ring[0] - 1e-3) ** 2
     cand = sample_points(desc_b, xs, ys)                                         # (N, F, M, K)
     logits = -(_at(desc_a, index).unsqueeze(-1) - cand).pow(2).sum(1) / tau     # (N, M, K)
     return ranking_cross_entropy(logits, keep, weight)
 
 
 def dpm_candidates(feat_a, feat_b, *, generator, iterations: int, window, sample_count: int = 1,
-                   keep_current: bool = True, outside: str = "reflect"):
+                   keep_current: bool = True, outside: str = "reflect", return_offsets: bool = False):
     """The candidates DPM's hard search compares, per evaluation step (no gradient).
 
     Runs DPM's default search (full range, shared noise; ``keep_current``, ``outside`` and
@@ -134,7 +135,10 @@ def dpm_candidates(feat_a, feat_b, *, generator, iterations: int, window, sample
     before every evaluation the candidates' points that it compares (clamped into B).
 
     Returns a list of ``2 * iterations`` pairs ``(bx, by)``, each ``(N, K_s, Ha, Wa)``: the
-    candidates of the horizontal then the vertical evaluation of every iteration (detached).
+    candidates of the horizontal then the vertical evaluation of every iteration (detached); with
+    ``return_offsets`` also the final offsets ``(dx, dy)``, each ``(N, 1, Ha, Wa)`` (those of
+    ``diff_pm.DifferentiablePatchMatch`` with the same options, ``evaluation="hard"``, ``patch_size=1``
+    and generator, run on the feature maps).
     """
     frame = diff_pm.Frame()
     fa, fb = feat_a.detach(), feat_b.detach()
@@ -160,7 +164,7 @@ def dpm_candidates(feat_a, feat_b, *, generator, iterations: int, window, sample
             dx, dy = px, py
             lo_x, hi_x = (dx - window[1] / 2).clamp(-big_w, big_w), (dx + window[1] / 2).clamp(-big_w, big_w)
             lo_y, hi_y = (dy - window[0] / 2).clamp(-big_h, big_h), (dy + window[0] / 2).clamp(-big_h, big_h)
-    return steps
+    return (steps, (dx, dy)) if return_offsets else steps
 
 
 def dpm_candidate_loss(feat_a, feat_b, gt, valid, *, generator, iterations: int, window, anchors: int = 256,

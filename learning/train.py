@@ -75,7 +75,7 @@ def training_scope(threads: int, device: str):
 def training_images(names) -> dict[str, np.ndarray]:
     """The named training images, checked disjoint from the validation and the test images."""
     images = {n: load_sample(n) for n in names}
-    check_splits(train=images, validation={n: load_sample(n) for n in VALIDATION_IMAGES}, test=heldout_sources())
+    check_splits(training=images, validation={n: load_sample(n) for n in VALIDATION_IMAGES}, test=heldout_sources())
     return images
 
 

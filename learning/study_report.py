@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from .data import LOW_TEXTURE_FRACTION, LOW_TEXTURE_STD, TRAIN_IMAGES, VALIDATION_IMAGES
 from .harness import MATCHERS
@@ -35,10 +36,14 @@ def _f(v, digits=2) -> str:
 
 
 def _diff(p: dict, unit: str = "px", digits: int = 2) -> str:
+    """``diff ± se unit (rel ± rel_se)``; one pair has no standard error."""
     if not p["n"]:
         return "-"
-    rel = "" if unit == "dB" or math.isnan(p["rel"]) else f" ({p['rel']:+.0%} ± {p['rel_se']:.0%})"
-    return f"{p['diff']:+.{digits}f} ± {_f(p['se'], digits)} {unit}{rel}"
+    space = f" {unit}" if unit else ""
+    if p["n"] < 2:
+        return f"{p['diff']:+.{digits}f}{space} (1 pair, no SE)"
+    rel = "" if unit in ("dB", "") or math.isnan(p["rel"]) else f" ({p['rel']:+.0%} ± {p['rel_se']:.0%})"
+    return f"{p['diff']:+.{digits}f} ± {_f(p['se'], digits)}{space}{rel}"
 
 
 def _tex(t) -> str:
@@ -101,8 +106,8 @@ def _target(tdf, G) -> list[str]:
 
 
 def plot_test(tdf: pd.DataFrame, *, order: list[str], fig: Figure | None = None) -> Figure:
-    """EPE, within 1 px and PSNR (rows) per matcher (columns): one bar per feature set (colour),
-    error bar = the seeds' spread; ``zero`` and ``random`` as lines in every panel."""
+    """EPE (log scale), within 1 px and PSNR (rows) per matcher (columns): one bar per feature set
+    (colour), error bar = the seeds' spread; ``zero`` and ``random`` as lines in every panel."""
     s = summary(tdf)
     fig = fig or Figure(figsize=(16, 10))
     axes = fig.subplots(3, len(MATCHERS), squeeze=False)
@@ -121,6 +126,10 @@ def plot_test(tdf: pd.DataFrame, *, order: list[str], fig: Figure | None = None)
                 if len(b):
                     ax.axhline(float(b[metric].iloc[0]), color="k", ls=ls, lw=1, label=base)
             ax.set_xticks(x, present, rotation=70, fontsize=7, ha="right")
+            if metric == "epe":
+                ax.set_yscale("log")  # the baselines sit an order of magnitude above the matchers
+                ax.yaxis.set_major_formatter(ScalarFormatter())
+                ax.yaxis.set_minor_formatter(NullFormatter())
             ax.set_ylabel(label)
             ax.grid(axis="y", alpha=0.3)
             if row == 0:
@@ -217,7 +226,18 @@ def _validation_section(vdf: pd.DataFrame, meta: dict) -> list[str]:
     grouped = v.groupby(["feature_set", "step", "match_patch", "area"], dropna=False)[["epe", "within_1px"]].mean()
     for (name, step, p, area), r in grouped.sort_values("epe").iterrows():
         L.append(f"| {name} | {_f(step, 0)} | {_f(p, 0)} | {int(area)} | {r['epe']:.2f} | {r['within_1px']:.3f} |")
-    L += ["", "Chosen: " + "; ".join(f"`{a}`: {c['net']}, {c['step']} steps, {c['match_patch']}x{c['match_patch']} "
+    st = meta["settings"]
+    tried = (f"Tried on validation: {len(st['arms'])} arms x {len(st['nets'])} nets ({', '.join(st['nets'])}) x "
+             f"{len(st['snapshots'])} step counts (of {st['steps']}) x {len(st['match_patches'])} matching patches "
+             f"({', '.join(map(str, st['match_patches']))}), training seed {st['train_seeds'][0]}; normalised patches "
+             f"at areas {', '.join(map(str, meta['areas']))} x eps {', '.join(f'{e:g}' for e in st['eps_choices'])}.")
+    edge = [f"`{a}`'s matching patch ({c['match_patch']})" for a, c in meta["choices"].items()
+            if c["match_patch"] == max(st["match_patches"]) and len(st["match_patches"]) > 1]
+    edge += [f"the eps of area {a} ({e:g})" for a, e in meta["eps"].items()
+             if e == max(st["eps_choices"]) and len(st["eps_choices"]) > 1]
+    if edge:
+        tried += " At the edge of the grid (a wider grid might do better): " + ", ".join(edge) + "."
+    L += ["", tried, "", "Chosen: " + "; ".join(f"`{a}`: {c['net']}, {c['step']} steps, {c['match_patch']}x{c['match_patch']} "
                                      f"descriptor patch" for a, c in meta["choices"].items())
           + "; normalised eps by area: " + ", ".join(f"{a}: {e:g}" for a, e in meta["eps"].items()) + ".", "",
           "Final arms on validation (all training seeds, PatchMatch): "

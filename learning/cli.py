@@ -97,11 +97,23 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
                           "feature sets x matchers (exact NNF, PatchMatch, DPM) on the test pairs; REPORT.md.")
     parser.add_argument("--out", default=S.out, help="output folder (default %(default)s/)")
     parser.add_argument("--quick", action="store_true",
-                        help="a few minutes: 64 px pairs, 12 training steps, fewer seeds and pairs (same phases)")
+                        help="a few minutes: 64 px pairs, 6 training steps on 32 px crops, fewer seeds, pairs and choices "
+                             "(same phases)")
     parser.add_argument("--steps", type=int_at_least(1, "--steps"), default=S.steps,
                         help="training steps of every run (default %(default)s; snapshots at 1/3 and 2/3)")
     parser.add_argument("--size", type=int_at_least(16, "--size"), default=S.size, metavar="PX",
                         help="longer side of the validation and test pairs (default %(default)s)")
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(S.arms), metavar="ARM",
+                        help="training arms (default: " + " ".join(S.arms) + ")")
+    parser.add_argument("--nets", nargs="+", choices=("rf7", "rf15"), default=list(S.nets), metavar="NET",
+                        help="receptive fields tried for every arm (default: " + " ".join(S.nets) + ")")
+    parser.add_argument("--match-patches", nargs="+", type=arg(Kind("int", minimum=1, odd=True)),
+                        default=list(S.match_patches), metavar="P",
+                        help="descriptor patch sides tried on validation (default: "
+                             + " ".join(map(str, S.match_patches)) + ")")
+    parser.add_argument("--eps", nargs="+", type=positive_float("--eps"), default=list(S.eps_choices), metavar="E",
+                        help="eps of the normalised patches tried on validation (default: "
+                             + " ".join(f"{e:g}" for e in S.eps_choices) + ")")
     parser.add_argument("--data", nargs="+", default=[], metavar="NAME_OR_DIR",
                         help="more test pairs: datasets with ground truth as `compare --data` takes them")
     parser.add_argument("--limit", type=int_at_least(1, "--limit"), default=None, metavar="N",
@@ -120,8 +132,10 @@ def study_main(args: argparse.Namespace, *, command: str = "") -> int:
     from .study import run_study  # deferred: imports torch and the matchers
 
     settings = StudySettings(out=args.out, quick=args.quick, steps=args.steps, size=args.size, data=tuple(args.data),
-                             limit=args.limit, save_best=args.save_best, device=args.device, threads=args.threads,
-                             progress=args.progress, command=command)
+                             arms=tuple(dict.fromkeys(args.arms)), nets=tuple(dict.fromkeys(args.nets)),
+                             match_patches=tuple(sorted(set(args.match_patches))),
+                             eps_choices=tuple(sorted(set(args.eps))), limit=args.limit, save_best=args.save_best,
+                             device=args.device, threads=args.threads, progress=args.progress, command=command)
     report = run_study(settings, log=lambda m: print(m, flush=True))
     print(f"wrote {report}")
     return 0

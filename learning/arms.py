@@ -17,6 +17,8 @@ loss before the step. All randomness comes from the ``generator`` passed in.
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 
@@ -25,20 +27,33 @@ from .loss import dpm_candidate_loss, info_nce_loss, reconstruction_loss
 from .nets import ConvFeatures
 from .settings import ARMS, TrainSettings
 
-__all__ = ["build_features", "arm_loss", "train_step", "arm_config"]
+__all__ = ["build_features", "with_match_patch", "arm_loss", "train_step", "arm_config"]
 
 
-def build_features(s: TrainSettings, *, generator: torch.Generator | None = None, match_patch: int | None = None):
+def build_features(s: TrainSettings, *, generator: torch.Generator | None = None, match_patch: int = 1):
     """The untrained feature extractor of ``s`` (``net``, ``channels``, ``hidden``, temperature),
-    weights drawn from ``generator``; ``match_patch`` overrides ``s.match_patch``."""
+    weights drawn from ``generator``. ``match_patch``: the stacked descriptor patch, 1 by default:
+    every arm trains point descriptors; ``s.match_patch`` applies to the trained features
+    (:func:`with_match_patch`)."""
     learn_t = s.learn_temperature and s.arm != "contrastive"
     temperature = 1.0 if s.arm == "contrastive" else s.temperature
     if s.net == "linear7":
         return LearnedFeatures(channels=s.channels, hidden=s.hidden, temperature=temperature,
                                learn_temperature=learn_t, generator=generator)
     return ConvFeatures(net=s.net, channels=s.channels, hidden=s.hidden,
-                        match_patch=s.match_patch if match_patch is None else match_patch,
+                        match_patch=match_patch,
                         temperature=temperature, learn_temperature=learn_t, generator=generator)
+
+
+def with_match_patch(features, match_patch: int):
+    """A copy of ``features`` (eval mode) that stacks ``match_patch`` x ``match_patch`` descriptor patches
+    (:class:`~learning.nets.ConvFeatures`; the earlier ``LearnedFeatures`` have no such patch: copied as they are)."""
+    out = copy.deepcopy(features)
+    if isinstance(out, ConvFeatures):
+        if match_patch < 1 or match_patch % 2 == 0:
+            raise ValueError(f"match_patch must be a positive odd integer, got {match_patch}")
+        out.match_patch = int(match_patch)
+    return out.eval()
 
 
 def _descriptors(features, image):

@@ -46,7 +46,7 @@ class TrainSettings:
     """
 
     out: str = "checkpoints/latest"
-    steps: int = 1500
+    steps: int = 300
     seed: int = 0
     device: str = "auto"
     threads: int = field(default_factory=available_cores)
@@ -58,9 +58,9 @@ class TrainSettings:
     crop: int = 64
     batch: int = 8
     images: tuple[str, ...] = TRAIN_IMAGES
-    arm: str = "contrastive"
-    net: str = "rf15"
-    match_patch: int = 1
+    arm: str = "dpm-ce"
+    net: str = "rf7"
+    match_patch: int = 5
     iterations: int = 0
     window: int = 0
     anchors: int = 512

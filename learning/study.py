@@ -36,7 +36,7 @@ import torch
 from experiments.devices import resolve_device
 from experiments.errors import UserError
 
-from .arms import build_features
+from .arms import build_features, with_match_patch
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import TRAIN_IMAGES, test_pairs, validation_pairs
 from .harness import MATCHERS, evaluate, module_set, normalised_set, raw_set
@@ -94,12 +94,6 @@ def _train(st: StudySettings, s: TrainSettings, steps: tuple[int, ...], *, out: 
     return snaps
 
 
-def _with_patch(features, p: int):
-    out = copy.deepcopy(features)
-    out.match_patch = p
-    return out.eval()
-
-
 def _label(arm: str, net: str, p: int) -> str:
     return f"{arm} ({net}, {p}x{p})"
 
@@ -144,12 +138,12 @@ def run_study(st: StudySettings, *, log: Callable[[str], None] = print) -> Path:
         for net in st.nets:
             untrained = build_features(st.train_settings("contrastive", net, st.train_seeds[0]),
                                        generator=torch.Generator().manual_seed(st.train_seeds[0]))
-            sets += [module_set(_label("untrained", net, p), _with_patch(untrained, p), kind="untrained", net=net)
+            sets += [module_set(_label("untrained", net, p), with_match_patch(untrained, p), kind="untrained", net=net)
                      for p in st.match_patches]
         for (arm, net), by_step in snaps.items():
             for step, feats in by_step.items():
                 for p in st.match_patches:
-                    sets.append(module_set(f"{_label(arm, net, p)} {step} steps", _with_patch(feats, p),
+                    sets.append(module_set(f"{_label(arm, net, p)} {step} steps", with_match_patch(feats, p),
                                            kind="learned", arm=arm, net=net, train_seed=st.train_seeds[0], step=step))
         vdf = _evaluate(sets, val, st, "validation", dict(pm=list(st.val_seeds)), device, baselines=True,
                         matchers_of=PM_ONLY)
@@ -158,7 +152,7 @@ def run_study(st: StudySettings, *, log: Callable[[str], None] = print) -> Path:
             best = _choose(vdf[vdf["arm"] == arm], ["net", "step", "match_patch"])
             choices[arm] = dict(net=best["net"], step=int(best["step"]), match_patch=int(best["match_patch"]),
                                 validation_epe=float(best["epe"]))
-        areas = sorted({7} | {_with_patch(snaps[(a, c["net"])][c["step"]], c["match_patch"]).area
+        areas = sorted({7} | {with_match_patch(snaps[(a, c["net"])][c["step"]], c["match_patch"]).area
                               for a, c in choices.items()})
         nsets = [normalised_set(a, eps=e) for a in areas for e in st.eps_choices]
         for fs in nsets:
@@ -183,7 +177,7 @@ def run_study(st: StudySettings, *, log: Callable[[str], None] = print) -> Path:
                 else:
                     s = st.train_settings(arm, c["net"], seed)
                     feats = _train(st, s, (c["step"],), out=out, device=device, images=images, log=log)[c["step"]]
-                trained[(arm, seed)] = _with_patch(feats, c["match_patch"])
+                trained[(arm, seed)] = with_match_patch(feats, c["match_patch"])
         clock.phase("final training", t)
         t = time.perf_counter()
         fsets = [module_set(f"{arm} s{seed}", f, kind="learned", arm=arm, net=choices[arm]["net"], train_seed=seed)
@@ -202,8 +196,8 @@ def run_study(st: StudySettings, *, log: Callable[[str], None] = print) -> Path:
         # 4. test -------------------------------------------------------------------------------------
         t = time.perf_counter()
         c = choices[best_arm]
-        untrained = build_features(st.train_settings(best_arm, c["net"], st.train_seeds[0], match_patch=c["match_patch"]),
-                                   generator=torch.Generator().manual_seed(st.train_seeds[0]))
+        untrained = build_features(st.train_settings(best_arm, c["net"], st.train_seeds[0]),
+                                   generator=torch.Generator().manual_seed(st.train_seeds[0]), match_patch=c["match_patch"])
         tsets = [raw_set(7)] + [normalised_set(a, eps=eps[a]) for a in areas]
         tsets.append(module_set(_label("untrained", c["net"], c["match_patch"]), untrained, kind="untrained",
                                 net=c["net"]))

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from experiments.devices import resolve_device, thread_scope
 from experiments.errors import UserError
 
-from .arms import arm_config, build_features, train_step
+from .arms import arm_config, build_features, train_step, with_match_patch
 from .checkpoint import save_checkpoint
 from .data import (VALIDATION_IMAGES, PairSampler, check_splits, heldout_sources, load_sample,
                    validation_pairs)
@@ -173,14 +173,15 @@ def _run(s: TrainSettings, device: str) -> int:
           f"{s.steps} steps x {s.batch} pairs of {s.crop}x{s.crop}; validation: {len(pairs)} pairs at "
           f"{s.eval_size} px", flush=True)
 
-    def validate(features, step: int) -> None:
+    def validate(trained, step: int) -> None:
+        features = with_match_patch(trained, s.match_patch)
         pm = evaluate_pm(pairs, iterations=5, seed=s.seed, threads=s.threads, patch_size=PATCH_SIZE,
                          features=features)
         log.add(step=step, kind="heldout", mode="pm", **pm, temperature=features.temperature,
                 elapsed_s=time.perf_counter() - t0)
         dpm = build_model(features, iterations=s.eval_iterations, temperature=REFERENCE_TEMPERATURE)
         res = evaluate_heldout(dpm, pairs, device=device, seed=s.seed, patch_size=PATCH_SIZE)
-        features.train()
+        trained.train()
         log.add(step=step, kind="heldout", mode="dpm", **res, temperature=features.temperature,
                 elapsed_s=time.perf_counter() - t0)
 
@@ -193,7 +194,7 @@ def _run(s: TrainSettings, device: str) -> int:
         log.add(step=step, kind="train", mode=s.arm, **row, elapsed_s=time.perf_counter() - t0)
 
     def on_snapshot(step, features):
-        state["features"] = features
+        state["features"] = with_match_patch(features, s.match_patch)
         if step != s.steps:
             validate(features, step)
 
@@ -209,6 +210,7 @@ def _run(s: TrainSettings, device: str) -> int:
               file=sys.stderr)
         return 130
     validate(features, s.steps)
+    features = with_match_patch(features, s.match_patch)
     train_s = time.perf_counter() - t0
     title = (f"{count_parameters(features)}-parameter features ({s.arm}, {s.net}), {s.steps} steps, seed {s.seed}; "
              f"validation pairs at {s.eval_size} px")

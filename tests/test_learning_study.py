@@ -21,7 +21,7 @@ from learning.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpo
 from learning.data import (TEST_SOURCES, TRAIN_IMAGES, VALIDATION_IMAGES, check_splits, heldout_sources, load_sample,
                            motion_pair, texture_class, validation_pairs)
 from learning.data import test_pairs as make_test_pairs
-from learning.features import LearnedFeatures, feature_config
+from learning.features import FeatureMapDPM, LearnedFeatures, feature_config
 from learning.harness import evaluate, normalised_set, raw_set
 from learning.nets import ConvFeatures
 from learning.settings import ARMS, StudySettings, TrainSettings
@@ -73,10 +73,16 @@ def test_checkpoint_round_trip_every_arm(tmp_path, arm):
     model, info = load_checkpoint(path, device="cpu")
     assert info["arm"] == arm and info["config"]["train"]["arm"] == arm and info["area"] == 9
     assert info["features"]["kind"] == "conv" and info["features"]["match_patch"] == 3
-    assert isinstance(model, diff_pm.DifferentiablePatchMatch) and model.iterations == 4
+    assert isinstance(model, FeatureMapDPM) and model.iterations == 4 and model.window == (100.0, 100.0)
     x = torch.rand(1, 3, 12, 13)
     with torch.no_grad():
         torch.testing.assert_close(model.features(x), features(x), rtol=0, atol=0)
+        # DPM on the feature maps (fused scoring) is DPM with these features (tiled scoring)
+        ref = diff_pm.DifferentiablePatchMatch(iterations=4, features=features, temperature=1e10)
+        a, b = torch.rand(1, 3, 20, 22), torch.rand(1, 3, 21, 19)
+        got = model(a, b, generator=torch.Generator().manual_seed(2))
+        want = ref(a, b, generator=torch.Generator().manual_seed(2))
+    assert float(((got - want).abs() > 1e-3).float().mean()) < 0.01  # float near-ties aside
     assert (info["learned_temperature"] == 1.0) == (arm == "contrastive")
 
 

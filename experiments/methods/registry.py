@@ -150,6 +150,17 @@ def register(method: Method, *named: Named) -> Method:
     return method
 
 
+def name_settings(*named: Named) -> None:
+    """Add named settings of methods registered already (they take this place in the tables' order)."""
+    for s in named:
+        if s.name in NAMED or s.name in METHODS:
+            raise ValueError(f"method name {s.name!r} is registered already")
+        unknown = [k for k, _ in s.given if k not in METHODS[s.method].params]
+        if unknown:
+            raise ValueError(f"named setting {s.name!r}: {s.method} has no parameter {unknown[0]!r}")
+        NAMED[s.name] = s
+
+
 def unregister(name: str) -> None:
     """Remove a method and its named settings (tests register toy methods)."""
     METHODS.pop(name, None)
@@ -369,11 +380,7 @@ BASELINE_PARAMS = {
 
 # --------------------------------------------------------------------------- the registrations
 register(Method("pm", "classic PatchMatch", PM_PARAMS, _prepare_pm, _pm_defaults),
-         Named("pm", "pm", "classic PatchMatch", marker="o", linestyle="-"),
-         Named("pm-learned", "pm", "classic PatchMatch, learnt features", given=(("features", "learned"),),
-               needs=("checkpoint",), marker="P", linestyle="-"),
-         Named("pm-normalised", "pm", "classic PatchMatch, normalised patches of the learnt features' area",
-               given=(("features", "normalised"),), needs=("checkpoint",), marker="p", linestyle="--"))
+         Named("pm", "pm", "classic PatchMatch", marker="o", linestyle="-"))
 register(Method("dpm", "differentiable PatchMatch", DPM_PARAMS, _prepare_dpm, _dpm_defaults,
                 validate=_dpm_check),
          Named("dpm", "dpm", "differentiable PatchMatch", marker="s", linestyle="--"),
@@ -383,6 +390,10 @@ register(Method("dpm", "differentiable PatchMatch", DPM_PARAMS, _prepare_dpm, _d
                marker="D", linestyle=(0, (5, 1, 1, 1, 1, 1))),
          Named("dpm-learned", "dpm", "DPM, learnt features", needs=("checkpoint",), marker="^",
                linestyle="-."))
+name_settings(Named("pm-learned", "pm", "classic PatchMatch, learnt features", given=(("features", "learned"),),
+                    needs=("checkpoint",), marker="P", linestyle="-"),
+              Named("pm-normalised", "pm", "classic PatchMatch, normalised patches of the learnt features' area",
+                    given=(("features", "normalised"),), needs=("checkpoint",), marker="p", linestyle="--"))
 register(Method("exact", "exact NNF", EXACT_PARAMS, _prepare_exact, _exact_defaults, seeded=False,
                 skip=_exact_skip, reports=lambda params: [0]),
          Named("exact", "exact", "exact NNF", marker="*", linestyle=":"),

@@ -1,4 +1,4 @@
-"""Command line: ``python -m experiments {compare,sweep,diff,reconstruct,train} ...``.
+"""Command line: ``python -m experiments {compare,sweep,diff,reconstruct,train,learn-study} ...``.
 
 The composer: it parses options (with the kinds of :mod:`experiments.options`), resolves the data
 (:mod:`experiments.data`), runs units (:mod:`experiments.run`), writes reports
@@ -32,6 +32,9 @@ DEFAULT_OUT = "reports/latest"
 DEFAULT_METHODS = ("pm", "pm-kd", "dpm", "exact", "zero", "random")
 #: The old add-a-method flags and the named setting each adds.
 METHOD_FLAGS = {"dpm_reference": "dpm-reference", "dpm_keep_current": "dpm-keep"}
+#: What ``--checkpoint`` adds: the learnt features in DPM and in classic PatchMatch, and PatchMatch on
+#: normalised patches of the same area (the hand-crafted control).
+CHECKPOINT_METHODS = ("dpm-learned", "pm-learned", "pm-normalised")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,7 +70,7 @@ def _add_common(p: argparse.ArgumentParser, *, compare: bool) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m experiments",
                      description="Classic vs differentiable PatchMatch: runs, reports, training.")
-    sub = parser.add_subparsers(dest="command", metavar="{compare,sweep,diff,reconstruct,train}",
+    sub = parser.add_subparsers(dest="command", metavar="{compare,sweep,diff,reconstruct,train,learn-study}",
                                 parser_class=_Parser)
     sub.required = True
 
@@ -96,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dpm-iterations", type=int_at_least(1, "--dpm-iterations"), default=21,
                    metavar="N", help="differentiable PatchMatch iterations (default 21)")
     c.add_argument("--checkpoint", default=None, metavar="PATH",
-                   help="learnt DPM checkpoint (from `train`): adds the method dpm-learned")
+                   help="learnt features checkpoint (from `train` or `learn-study`): adds the methods "
+                        + ", ".join(CHECKPOINT_METHODS))
     c.add_argument("--exact-max-pixels", type=int_at_least(0, "--exact-max-pixels"),
                    default=None, metavar="N",
                    help="compute the exact NNF only when sqrt(pixels of A x pixels of B) <= N "
@@ -137,8 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="N", help="iterations (default: 21 for dpm, 5 for pm)")
     _add_common(r, compare=False)
 
-    t = sub.add_parser("train", help="train DPM features end to end (learning.train)")
+    t = sub.add_parser("train", help="train matching features, one arm (learning.train)")
     learning.cli.add_arguments(t)
+    ls = sub.add_parser("learn-study", help="train every arm, choose on validation, measure feature sets x "
+                                            "matchers on the test pairs; REPORT.md (learning.study)")
+    learning.cli.add_study_arguments(ls)
 
     w = sub.add_parser("sweep", help="a study: a grid of (pair, method setting, size, seed) "
                                      "units on Dask; resumable; REPORT.md",
@@ -207,7 +214,7 @@ def compare_methods(args) -> tuple[str, ...]:
     names = list(args.methods or DEFAULT_METHODS)
     names += [name for flag, name in METHOD_FLAGS.items() if getattr(args, flag)]
     if args.checkpoint:
-        names.append("dpm-learned")
+        names.extend(CHECKPOINT_METHODS)
     names = order(names)
     for name in names:
         if "checkpoint" in NAMED[name].needs and not args.checkpoint:
@@ -357,8 +364,12 @@ def cmd_train(args) -> int:
     return learning.cli.main(args, command=args.command_line)
 
 
+def cmd_learn_study(args) -> int:
+    return learning.cli.study_main(args, command=args.command_line)
+
+
 COMMANDS = {"compare": cmd_compare, "reconstruct": cmd_reconstruct, "train": cmd_train,
-            "sweep": cmd_sweep, "diff": cmd_diff}
+            "sweep": cmd_sweep, "diff": cmd_diff, "learn-study": cmd_learn_study}
 
 
 def main(argv: list[str] | None = None) -> int:

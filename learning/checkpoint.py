@@ -1,15 +1,19 @@
-"""The checkpoint format of ``python -m experiments train`` (method ``dpm-learned`` of ``compare``).
+"""The checkpoint format of learnt features (``train``, ``learn-study``; ``compare --checkpoint``).
 
 :func:`save_checkpoint` / :func:`load_checkpoint` store and rebuild a ready-to-run
-:class:`diff_pm.DifferentiablePatchMatch` using :class:`learning.features.LearnedFeatures`
-(``python -m experiments compare --checkpoint PATH`` adds it as method ``dpm-learned``).
+:class:`diff_pm.DifferentiablePatchMatch` whose features are learnt:
+:class:`learning.nets.ConvFeatures` (format version 2) or :class:`learning.features.LearnedFeatures`
+(the earlier checkpoints, format version 1, still read). ``python -m experiments compare
+--checkpoint PATH`` adds it as ``dpm-learned``, and its features in classic PatchMatch
+(``pm-learned``) beside normalised patches of the same area (``pm-normalised``).
 
 Checkpoint format (``torch.save`` of plain types and tensors, loadable with ``weights_only=True``)::
 
     format        "patchmatch-bench/dpm-learned"
-    format_version 1
-    state_dict    LearnedFeatures parameters
-    features      LearnedFeatures constructor arguments
+    format_version 2 (1: LearnedFeatures only, no arm)
+    state_dict    the features' parameters and buffers
+    features      their constructor arguments; ``kind: "conv"`` for ConvFeatures (none: LearnedFeatures)
+    arm           the training arm (``contrastive``, ``dpm-ce``, ``recon``; absent in version 1)
     config        everything needed to rebuild the model (features, DPM, evaluation) and the
                   training options (seed, steps, crop, iterations, lr, training images ...)
     seed, step    training seed and number of optimisation steps done
@@ -27,21 +31,23 @@ import torch
 from experiments import provenance
 
 from .features import LearnedFeatures, build_model, count_parameters, feature_config
+from .nets import ConvFeatures
 
 __all__ = ["save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION"]
 
 CHECKPOINT_FORMAT = "patchmatch-bench/dpm-learned"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
 
 
-def save_checkpoint(path, model, config: dict, *, seed: int, step: int, metrics: dict | None = None) -> Path:
-    """Write a checkpoint of a learnt-feature DPM (or of the bare :class:`LearnedFeatures`).
+def save_checkpoint(path, model, config: dict, *, seed: int, step: int, metrics: dict | None = None,
+                    arm: str | None = None) -> Path:
+    """Write a checkpoint of a learnt-feature DPM (or of the bare features).
 
     Parameters
     ----------
     path : str or Path
         File to write (parent folders are created; written atomically via a temporary file).
-    model : DifferentiablePatchMatch or LearnedFeatures
+    model : DifferentiablePatchMatch, ConvFeatures or LearnedFeatures
         The model whose ``features`` are saved.
     config : dict
         Plain-typed configuration (JSON-like): must contain ``model`` (the DPM evaluation
@@ -49,17 +55,20 @@ def save_checkpoint(path, model, config: dict, *, seed: int, step: int, metrics:
     seed, step : int
         Training seed and optimisation steps done.
     metrics : dict, optional
-        Held-out results to keep with the weights.
+        Validation results to keep with the weights.
+    arm : str, optional
+        The training arm (default: ``config["train"]["arm"]`` when there).
     """
-    features = model.features if hasattr(model, "features") else model
-    if not isinstance(features, LearnedFeatures):
-        raise ValueError(f"model must use LearnedFeatures, got {type(features).__name__}")
+    features = model.features if isinstance(getattr(model, "features", None), torch.nn.Module) else model
+    if not isinstance(features, (LearnedFeatures, ConvFeatures)):
+        raise ValueError(f"model must use LearnedFeatures or ConvFeatures, got {type(features).__name__}")
     if "model" not in config:
         raise ValueError("config must contain 'model' (iterations, evaluation, temperature, ...)")
     payload = dict(format=CHECKPOINT_FORMAT, format_version=CHECKPOINT_VERSION,
                    state_dict={k: v.detach().to("cpu", torch.float32).clone()
                                for k, v in features.state_dict().items()},
-                   features=feature_config(features), config=config, seed=int(seed), step=int(step),
+                   features=(features.config() if isinstance(features, ConvFeatures) else feature_config(features)),
+                   arm=arm or config.get("train", {}).get("arm"), config=config, seed=int(seed), step=int(step),
                    provenance=provenance.record(), metrics=metrics or {})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +96,9 @@ def load_checkpoint(source, *, device="cpu", **overrides):
     info : dict
         ``iterations``, ``model`` (the configuration built), ``config``, ``seed``, ``step``,
         ``provenance`` (None for older checkpoints), ``versions`` (package versions), ``metrics``,
-        ``parameters``, ``learned_temperature``, ``path`` (None for bytes).
+        ``parameters``, ``learned_temperature``, ``path`` (None for bytes), ``arm`` (None for
+        version 1), ``features`` (constructor arguments), ``area`` (side of the image area one
+        feature vector sees).
     """
     what = "the checkpoint's content" if isinstance(source, (bytes, bytearray)) else str(source)
     stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else Path(source)
@@ -97,7 +108,8 @@ def load_checkpoint(source, *, device="cpu", **overrides):
     if payload.get("format_version", 0) > CHECKPOINT_VERSION:
         raise ValueError(f"{what} has checkpoint format {payload['format_version']}, newer than this code "
                          f"understands ({CHECKPOINT_VERSION})")
-    features = LearnedFeatures(**payload["features"])
+    args = dict(payload["features"])
+    features = ConvFeatures(**args) if args.pop("kind", None) == "conv" else LearnedFeatures(**args)
     features.load_state_dict(payload["state_dict"])
     mconf = dict(payload["config"]["model"], **overrides)
     model = build_model(features, **mconf).to(device).eval()
@@ -107,5 +119,6 @@ def load_checkpoint(source, *, device="cpu", **overrides):
                 provenance=payload.get("provenance"),
                 versions=payload["provenance"]["versions"] if "provenance" in payload else payload.get("versions"),
                 metrics=payload.get("metrics", {}), parameters=count_parameters(features),
-                learned_temperature=features.temperature)
+                learned_temperature=features.temperature, arm=payload.get("arm"),
+                features=payload["features"], area=features.area)
     return model, info

@@ -1,4 +1,4 @@
-"""Held-out evaluation of learnt DPM features, with the suite's own per-iteration metrics.
+"""Validation of learnt features during ``train``, with the suite's own per-iteration metrics.
 
 Every NNF is scored by :func:`experiments.metrics.iteration_metrics` (the function behind each row
 of ``compare``'s ``metrics.csv``) plus the training loss's masked L1 (``loss`` = ``recon``), and
@@ -17,6 +17,7 @@ import diff_pm
 
 from experiments import methods
 from experiments.data.pairs import Pair
+from experiments.methods.featured import module_features
 from experiments.report.metrics import iteration_metrics
 
 from .features import REFERENCE_TEMPERATURE, build_model
@@ -79,23 +80,31 @@ def evaluate_heldout(model, pairs: list[Pair], *, device: str, seed: int, patch_
 
 
 def evaluate_pm(pairs: list[Pair], *, iterations: int, seed: int, threads: int,
-                patch_size: int) -> dict:
-    """Held-out means of classic PatchMatch after ``iterations`` (as :func:`evaluate_heldout`)."""
-    return _heldout_means(pairs, lambda pair: methods.run_pm(
-        pair, iterations=iterations, patch_size=patch_size, seed=seed, threads=threads), patch_size=patch_size)
+                patch_size: int, features=None) -> dict:
+    """Held-out means of classic PatchMatch after ``iterations`` (as :func:`evaluate_heldout`);
+    ``features``: a learnt feature module whose features it matches (None: RGB patches)."""
+    function = None if features is None else module_features(features)
+    try:
+        return _heldout_means(pairs, lambda pair: methods.run_pm(
+            pair, iterations=iterations, patch_size=patch_size, seed=seed, threads=threads, features=function),
+            patch_size=patch_size)
+    finally:
+        if features is not None:
+            features.train()
 
 
 def final_evaluation(features, pairs: list[Pair], *, iterations: int, device: str, seed: int,
                      threads: int, patch_size: int, progress: bool = True) -> pd.DataFrame:
-    """Per-iteration held-out metrics of pm, dpm, dpm-learned (reference and learnt temperature).
+    """Per-iteration metrics of pm, pm-learned, dpm, dpm-learned (reference and learnt temperature).
 
     Every method runs ``iterations`` iterations with the seeds ``compare`` uses; the NNF after each
-    iteration is scored with :func:`heldout_metrics`. Methods: ``pm`` (classic), ``dpm`` (fixed
-    features, reference temperature), ``dpm-learned`` (learnt features, reference temperature
-    1e10: only the features differ from ``dpm``), ``dpm-learned-soft`` (learnt features at the
-    learnt temperature, as trained).
+    iteration is scored with :func:`heldout_metrics`. Methods: ``pm`` (classic), ``pm-learned``
+    (classic PatchMatch on the learnt features), ``dpm`` (fixed features, reference temperature),
+    ``dpm-learned`` (learnt features, reference temperature 1e10: only the features differ from
+    ``dpm``), ``dpm-learned-soft`` (learnt features at the learnt temperature).
     """
-    configs = [("pm", None),
+    function = module_features(features)
+    configs = [("pm", None), ("pm-learned", None),
                ("dpm", diff_pm.DifferentiablePatchMatch(iterations=iterations, patch_size=patch_size)),
                ("dpm-learned", build_model(features, iterations=iterations, patch_size=patch_size,
                                            temperature=REFERENCE_TEMPERATURE)),
@@ -107,8 +116,8 @@ def final_evaluation(features, pairs: list[Pair], *, iterations: int, device: st
     for pair in pairs:
         for method, model in configs:
             if model is None:
-                run = methods.run_pm(pair, iterations=iterations, patch_size=patch_size,
-                                     seed=seed, threads=threads)
+                run = methods.run_pm(pair, iterations=iterations, patch_size=patch_size, seed=seed, threads=threads,
+                                     features=function if method == "pm-learned" else None)
             else:
                 run = methods.run_dpm(model, pair, method=method, device=device, seed=seed,
                                       patch_size=patch_size, threads=threads)

@@ -27,7 +27,7 @@ from torch import nn
 
 import diff_pm
 
-__all__ = ["LearnedFeatures", "build_model", "count_parameters", "feature_config",
+__all__ = ["LearnedFeatures", "FeatureMapDPM", "build_model", "count_parameters", "feature_config",
            "REFERENCE_TEMPERATURE", "PATCH_SIZE"]
 
 #: DPM's reference temperature (practically an argmax); the fixed-feature ``dpm`` runs with it.
@@ -103,6 +103,11 @@ class LearnedFeatures(nn.Module):
             self.mlp_out.bias.zero_()
 
     @property
+    def area(self) -> int:
+        """Side (px) of the image area one feature vector depends on (the projection's receptive field)."""
+        return self.patch_size
+
+    @property
     def temperature(self) -> float:
         """Current softmax temperature ``exp(log_temperature)``."""
         return float(self.log_temperature.detach().exp())
@@ -136,9 +141,45 @@ SEARCH_DEFAULTS = dict(sample_count=1, window=[100, 100], keep_current=False, no
                        outside="clamp")
 
 
+class FeatureMapDPM(nn.Module):
+    """DPM on the feature maps of learnt features: ``dpm(features(a), features(b))``.
+
+    The scores are those of ``DifferentiablePatchMatch(features=features)`` (``-mean_c |f_A - f_B|``
+    over the feature channels at one point), computed by DPM's fused scoring with patch 1 on the
+    maps instead of its tiled path: no ``K x F x H x W`` tiles (about 30x faster for 400-channel
+    features at 200 px). ``dpm`` is a :class:`diff_pm.DifferentiablePatchMatch` with ``patch_size=1``
+    and default features; its attributes (``iterations``, ``window``, ``horizontal`` ...) read
+    through. :meth:`reconstruct` votes ``patch_size`` x ``patch_size`` patches (the voting patch,
+    7), :meth:`matches` is the DPM's.
+
+    Shape: as :class:`diff_pm.DifferentiablePatchMatch` (``a``, ``b``: images ``(N, 3, H, W)``).
+    """
+
+    def __init__(self, features: nn.Module, dpm, *, patch_size: int = PATCH_SIZE):
+        super().__init__()
+        self.features, self.dpm, self.patch_size = features, dpm, int(patch_size)
+
+    def forward(self, a, b, *, generator=None, callback=None):
+        return self.dpm(self.features(a), self.features(b), generator=generator, callback=callback)
+
+    def matches(self, positions, size_b):
+        return self.dpm.matches(positions, size_b)
+
+    def reconstruct(self, b, positions, *, patch_size: int | None = None):
+        return self.dpm.reconstruct(b, positions, patch_size=self.patch_size if patch_size is None else patch_size)
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__("dpm"), name)
+
+
 def build_model(features: nn.Module, *, iterations: int, evaluation: str = "soft",
                 temperature: float = 1.0, patch_size: int = PATCH_SIZE, **options):
-    """A :class:`diff_pm.DifferentiablePatchMatch` that scores with ``features``.
+    """A DPM that scores with ``features``: :class:`diff_pm.DifferentiablePatchMatch` with
+    ``features=`` for :class:`LearnedFeatures` (the earlier checkpoints, unchanged), a
+    :class:`FeatureMapDPM` (the same scores, DPM's fast path) for any other features.
 
     ``temperature`` multiplies the features' own (learnt) temperature: 1 (default) runs at the learnt
     temperature, :data:`REFERENCE_TEMPERATURE` runs practically hard like the fixed-feature ``dpm``.
@@ -150,6 +191,8 @@ def build_model(features: nn.Module, *, iterations: int, evaluation: str = "soft
     if "features" in options:
         raise TypeError("build_model() got an unexpected keyword argument 'features' (pass them first)")
     conf = {**SEARCH_DEFAULTS, **options}
-    return diff_pm.DifferentiablePatchMatch(iterations=iterations, temperature=temperature, evaluation=evaluation,
-                                            patch_size=patch_size, features=features,
-                                            **dict(conf, window=tuple(conf["window"])))
+    conf = dict(conf, window=tuple(conf["window"]), iterations=iterations, temperature=temperature,
+                evaluation=evaluation)
+    if isinstance(features, LearnedFeatures):
+        return diff_pm.DifferentiablePatchMatch(patch_size=patch_size, features=features, **conf)
+    return FeatureMapDPM(features, diff_pm.DifferentiablePatchMatch(patch_size=1, **conf), patch_size=patch_size)

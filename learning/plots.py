@@ -1,4 +1,4 @@
-"""``training.png``: training and held-out curves of a ``train`` run against the baselines.
+"""``training.png``: training and validation curves of a ``train`` run against the baselines.
 
 The figure is a :class:`matplotlib.figure.Figure` of its own (no pyplot, no backend chosen at
 import); :func:`save_training_plot` writes it with Agg.
@@ -15,7 +15,7 @@ __all__ = ["plot_training", "save_training_plot"]
 
 
 def plot_training(rows: list[dict], baselines: dict, *, title: str = "", fig: Figure | None = None) -> Figure:
-    """Train/held-out loss, held-out PSNR, EPE and within-1px against step, into ``fig`` (a new
+    """Training loss, validation PSNR, EPE and within-1px against step, into ``fig`` (a new
     11 x 7.5 in figure when None); returns the figure."""
     train = [r for r in rows if r["kind"] == "train"]
     if fig is None:
@@ -24,33 +24,30 @@ def plot_training(rows: list[dict], baselines: dict, *, title: str = "", fig: Fi
     ax = axes[0, 0]
     if train:
         steps = np.array([r["step"] for r in train])
-        loss = np.array([r["recon"] for r in train], float)
+        loss = np.array([r["loss"] for r in train], float)
         ax.plot(steps, loss, color="0.75", lw=0.6, label="train (per step)")
         k = max(1, min(25, len(loss) // 10))
         smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
         ax.plot(steps[k - 1:], smooth, color="C0", lw=1.5, label=f"train ({k}-step mean)")
-    styles = {"soft": ("C1", "dpm-learned, learnt T (as trained)"),
-              "reference": ("C2", "dpm-learned, T = 1e10 (hard)")}
+    styles = {"pm": ("C1", "pm-learned (classic PatchMatch, learnt features)"),
+              "dpm": ("C2", "dpm-learned, T = 1e10 (hard)")}
     for mode, (col, lab) in styles.items():
         ev = [r for r in rows if r["kind"] == "heldout" and r["mode"] == mode]
         if not ev:
             continue
         s = [r["step"] for r in ev]
-        ax.plot(s, [r["recon"] for r in ev], "o-", color=col, ms=3, label="held-out, " + lab)
         for axx, key in ((axes[0, 1], "psnr"), (axes[1, 0], "epe"), (axes[1, 1], "within_1px")):
             axx.plot(s, [r[key] for r in ev], "o-", color=col, ms=3, label=lab)
     base_style = {"dpm": ("C3", "--", "dpm (fixed features, T = 1e10)"), "pm": ("k", ":", "pm (classic)")}
     for name, vals in baselines.items():
         col, ls, lab = base_style.get(name, ("C4", "-.", name))
-        if "recon" in vals:
-            axes[0, 0].axhline(vals["recon"], color=col, ls=ls, lw=1, label=f"held-out, {lab}")
         for axx, key in ((axes[0, 1], "psnr"), (axes[1, 0], "epe"), (axes[1, 1], "within_1px")):
             if key in vals and np.isfinite(vals[key]):
                 axx.axhline(vals[key], color=col, ls=ls, lw=1, label=lab)
-    axes[0, 0].set(title="reconstruction loss (mean L1 on valid pixels)", xlabel="step", ylabel="L1")
-    axes[0, 1].set(title="held-out PSNR (mean over pairs)", xlabel="step", ylabel="dB")
-    axes[1, 0].set(title="held-out end-point error", xlabel="step", ylabel="pixels")
-    axes[1, 1].set(title="held-out matches within 1 px", xlabel="step", ylabel="fraction")
+    axes[0, 0].set(title="training loss (the arm's)", xlabel="step", ylabel="loss")
+    axes[0, 1].set(title="validation PSNR (mean over pairs)", xlabel="step", ylabel="dB")
+    axes[1, 0].set(title="validation end-point error", xlabel="step", ylabel="pixels")
+    axes[1, 1].set(title="validation matches within 1 px", xlabel="step", ylabel="fraction")
     for axx in axes.flat:
         axx.grid(alpha=0.3)
         axx.legend(fontsize=7)

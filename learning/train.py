@@ -1,84 +1,132 @@
-"""The training loop of ``python -m experiments train``: learn DPM features end to end.
+"""The training loop (:func:`fit`) and ``python -m experiments train`` (:func:`run`).
 
 What is trained
 ---------------
-:class:`learning.features.LearnedFeatures` (a 7 x 7 projection to 16 channels, a residual 1 x 1
-MLP and a log-parameterised softmax temperature; about 3k parameters) replaces DPM's fixed
-147-channel neighbourhood features. Each step draws a batch of training pairs
-(:class:`learning.data.PairSampler`), runs :class:`diff_pm.DifferentiablePatchMatch` (soft
-evaluation at the learnt temperature, ``--iterations`` unrolled iterations, otherwise DPM's
-default search), rebuilds A from B's pixels with :func:`diff_pm.reconstruct`, and
-minimises :func:`learning.loss.reconstruction_loss`: the mean L1 reconstruction error on pixels of
-A whose true match lies inside B (plus ``--epe-weight`` x the mean end-point error). Gradients
-reach the features through the softmax weights of every evaluation step.
+The features of :func:`learning.arms.build_features` (``--net``: a dilated 3 x 3 convolution net
+with a 7 x 7 or 15 x 15 receptive field, :class:`learning.nets.ConvFeatures`, or the earlier 7 x 7
+projection, :class:`learning.features.LearnedFeatures`), with the loss of ``--arm``
+(:mod:`learning.arms`: ``contrastive`` without DPM, ``dpm-ce`` through DPM's hard choice, ``recon``
+the earlier soft-DPM reconstruction loss). Each step draws a batch of training pairs
+(:class:`learning.data.PairSampler`); Adam, cosine decay of the learning rate to 0.1x, gradient
+norm clipped at 1.
 
-Why soft during training: at the reference temperature (``1e10``) the softmax is one-hot, so the
-chosen offset does not depend on the scores and the features receive no gradient. Training uses a
-moderate, learnt temperature; held-out evaluation (:mod:`learning.evaluation`) reports both that
-soft setting and the reference (practically hard) temperature, at equal iterations with the
-fixed-feature ``dpm`` and ``pm``.
+Outputs of ``train`` (``--out``)
+--------------------------------
+``dpm_learned.pt`` (checkpoint, :mod:`learning.checkpoint`), ``train_log.csv`` (one row per step
+and per validation evaluation, appended as they happen), ``training.png`` (:mod:`learning.plots`),
+``final_eval.csv`` (per-iteration validation metrics of pm, pm-learned, dpm, dpm-learned) and
+``config.json``. Validation pairs: :func:`learning.data.validation_pairs` (never the test pairs).
 
-Outputs (``--out``)
--------------------
-``dpm_learned.pt`` (checkpoint, see :mod:`learning.checkpoint`), ``train_log.csv`` (one row per
-training step and one per held-out evaluation, appended as they happen), ``training.png``
-(:mod:`learning.plots`), ``final_eval.csv`` (per-iteration held-out metrics of pm, dpm and
-dpm-learned at equal iterations) and ``config.json``.
-
-Reproducibility: one ``numpy`` Generator for the data, explicit ``torch.Generator`` s for the initial
-weights and for DPM's particles, ``torch.use_deterministic_algorithms`` on CPU, and the whole run
-under one :func:`experiments.devices.thread_scope`: the same seed and threads give the same weights
-on CPU.
+Reproducibility: one ``numpy`` Generator for the data, ``torch.Generator`` s for the initial
+weights and for the losses' draws (DPM's particles, anchors, negatives),
+``torch.use_deterministic_algorithms`` on CPU, oneDNN off, and the whole run under one
+:func:`experiments.devices.thread_scope`: the same seed and threads give the same weights on CPU.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-import diff_pm
 from experiments.devices import resolve_device, thread_scope
 from experiments.errors import UserError
 
+from .arms import arm_config, build_features, train_step, with_match_patch
 from .checkpoint import save_checkpoint
-from .data import PairSampler, check_disjoint, heldout_pairs, load_sample
+from .data import (VALIDATION_IMAGES, PairSampler, check_splits, heldout_sources, load_sample,
+                   validation_pairs)
 from .evaluation import evaluate_heldout, evaluate_pm, final_evaluation, summarise
-from .features import PATCH_SIZE, REFERENCE_TEMPERATURE, SEARCH_DEFAULTS, LearnedFeatures, build_model, count_parameters
-from .loss import reconstruction_loss
+from .features import PATCH_SIZE, REFERENCE_TEMPERATURE, SEARCH_DEFAULTS, build_model, count_parameters
 from .plots import save_training_plot
 from .settings import TrainSettings
 
-__all__ = ["run", "train_step", "TrainLog", "LOG_FIELDS"]
+__all__ = ["fit", "run", "training_scope", "model_config", "TrainLog", "LOG_FIELDS"]
 
 LOG_FIELDS = ("step", "kind", "mode", "loss", "recon", "psnr", "epe", "within_1px", "temperature", "lr",
               "elapsed_s")
 
 
-def train_step(model, optimizer, batch, *, generator, epe_weight: float = 0.0, clip: float = 1.0,
-               patch_size: int = PATCH_SIZE) -> dict:
-    """One optimisation step on ``batch = (a, b, gt, valid)``.
+@contextlib.contextmanager
+def training_scope(threads: int, device: str):
+    """Deterministic CPU training for the block: deterministic algorithms (warn-only off CPU),
+    oneDNN off (its convolutions are not bitwise repeatable), ``threads`` numba/torch threads;
+    every global setting restored afterwards."""
+    previous = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+                torch.backends.mkldnn.enabled)
+    try:
+        torch.backends.mkldnn.enabled = False
+        torch.use_deterministic_algorithms(True, warn_only=device != "cpu")
+        with thread_scope(threads):
+            yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        torch.backends.mkldnn.enabled = previous[2]
 
-    Returns the values before the step: ``loss`` (optimised), ``recon`` (masked L1), ``epe`` (pixels).
+
+def training_images(names) -> dict[str, np.ndarray]:
+    """The named training images, checked disjoint from the validation and the test images."""
+    images = {n: load_sample(n) for n in names}
+    check_splits(training=images, validation={n: load_sample(n) for n in VALIDATION_IMAGES}, test=heldout_sources())
+    return images
+
+
+def fit(s: TrainSettings, *, device: str = "cpu", images: dict | None = None,
+        on_step: Callable[[int, dict], None] | None = None,
+        snapshots: tuple[int, ...] = (), on_snapshot: Callable[[int, torch.nn.Module], None] | None = None,
+        stop_at: int | None = None, progress: bool = False):
+    """Train the features of ``s`` for ``s.steps`` steps; returns them (on ``device``, eval mode).
+
+    ``stop_at``: stop after that many steps, the learning-rate schedule still that of ``s.steps``
+    (so a run stopped at step k has the weights of step k of the full run).
+    ``on_step(step, row)``: after each step (``row``: loss, the arm's extras, temperature, lr);
+    ``on_snapshot(step, features)`` at each step of ``snapshots`` (the features as they are then).
+    Call inside :func:`training_scope` for reproducible weights. Ctrl-C propagates
+    (``KeyboardInterrupt``); a caller that wants the features of an interrupted run keeps them from
+    ``on_snapshot``.
     """
-    a, b, gt, valid = batch
-    model.train()
-    optimizer.zero_grad(set_to_none=True)
-    positions = model(a, b, generator=generator)
-    loss, recon, epe = reconstruction_loss(a, b, positions, valid, gt=gt, epe_weight=epe_weight,
-                                           patch_size=patch_size, parts=True)
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"training loss became {loss.item()}; lower --lr or --temperature")
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.features.parameters(), clip)
-    optimizer.step()
-    return dict(loss=float(loss.detach()), recon=recon, epe=epe)
+    images = training_images(s.images) if images is None else images
+    sampler = PairSampler(list(images.values()), s.crop, np.random.default_rng(s.seed))
+    features = build_features(s, generator=torch.Generator().manual_seed(s.seed)).to(device)
+    optimizer = torch.optim.Adam(features.parameters(), lr=s.lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda k: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(k, s.steps) / max(s.steps, 1))))
+    gen = torch.Generator(device=device)
+    gen.manual_seed(s.seed + 1)
+    last = s.steps if stop_at is None else min(int(stop_at), s.steps)
+    bar = tqdm(total=last, desc=f"train {s.arm} {s.net} s{s.seed}", unit="step", disable=not progress,
+               dynamic_ncols=True, file=sys.stderr, leave=False)
+    running = None
+    for step in range(1, last + 1):
+        res = train_step(s, features, optimizer, sampler.batch(s.batch, device), generator=gen)
+        lr = optimizer.param_groups[0]["lr"]
+        schedule.step()
+        running = res["loss"] if running is None else 0.95 * running + 0.05 * res["loss"]
+        bar.set_postfix(loss=f"{running:.4f}", T=f"{features.temperature:.3g}")
+        bar.update()
+        if on_step is not None:
+            on_step(step, dict(res, temperature=features.temperature, lr=lr))
+        if step in snapshots and on_snapshot is not None:
+            on_snapshot(step, features)
+    bar.close()
+    return features.eval()
+
+
+def model_config(s: TrainSettings, *, iterations: int) -> dict:
+    """The checkpoint's ``config``: the DPM it runs as (``dpm-learned``: DPM's default search with
+    these features, practically hard) and every training option."""
+    train = dict(s.to_dict(), **arm_config(s), lr_schedule="cosine to 0.1x", grad_clip=1.0)
+    train.pop("command", None)
+    return dict(model=dict(iterations=iterations, evaluation="soft", temperature=REFERENCE_TEMPERATURE,
+                           patch_size=PATCH_SIZE, **SEARCH_DEFAULTS), train=train, command=s.command)
 
 
 class TrainLog:
@@ -102,144 +150,86 @@ class TrainLog:
 
 
 def run(settings: TrainSettings) -> int:
-    """Train, log, plot, save the checkpoint and compare on the held-out pairs. Returns 0.
-
-    Global settings changed for the run (deterministic algorithms, oneDNN off on CPU, and the
-    numba and torch thread counts, set to ``--threads`` by one :func:`thread_scope`) are restored
-    afterwards.
-    """
-    previous = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-                torch.backends.mkldnn.enabled)
-    try:
-        # oneDNN's convolutions are not bitwise repeatable from one call to the next even with
-        # deterministic algorithms requested; the native kernels are (and these convs are tiny)
-        torch.backends.mkldnn.enabled = False
-        with thread_scope(settings.threads):
-            return _run(settings)
-    finally:
-        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
-        torch.backends.mkldnn.enabled = previous[2]
+    """``train``: train, log, validate, plot, save the checkpoint, compare on validation. Returns 0
+    (130 after Ctrl-C, checkpoint and log of the steps done saved)."""
+    device = resolve_device(settings.device)
+    with training_scope(settings.threads, device):
+        return _run(settings, device)
 
 
-def _run(s: TrainSettings) -> int:
-    device = resolve_device(s.device)
-    # deterministic kernels on CPU; on CUDA grid_sample's backward has no deterministic version
-    torch.use_deterministic_algorithms(True, warn_only=device != "cpu")
+def _run(s: TrainSettings, device: str) -> int:
     out = Path(s.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; choose a folder")
     out.mkdir(parents=True, exist_ok=True)
-
-    names = list(s.images)
-    train_images = {n: load_sample(n) for n in names}
-    check_disjoint(train_images)
-    rng = np.random.default_rng(s.seed)
-    sampler = PairSampler(list(train_images.values()), s.crop, rng)
-    pairs = heldout_pairs(s.eval_size)
-
-    init_gen = torch.Generator().manual_seed(s.seed)
-    features = LearnedFeatures(channels=s.channels, hidden=s.hidden, temperature=s.temperature,
-                               learn_temperature=s.learn_temperature, generator=init_gen).to(device)
-    model = build_model(features, iterations=s.iterations, temperature=1.0, patch_size=PATCH_SIZE).to(device)
-    reference = build_model(features, iterations=s.iterations, temperature=REFERENCE_TEMPERATURE,
-                            patch_size=PATCH_SIZE).to(device)
-    optimizer = torch.optim.Adam(features.parameters(), lr=s.lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda k: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(k, s.steps) / max(s.steps, 1))))
-    dpm_gen = torch.Generator(device=device)
-    dpm_gen.manual_seed(s.seed + 1)
-
-    config = dict(model=dict(iterations=s.eval_iterations, evaluation="soft", temperature=REFERENCE_TEMPERATURE,
-                             patch_size=PATCH_SIZE, **SEARCH_DEFAULTS),
-                  train=dict(steps=s.steps, seed=s.seed, device=device, threads=s.threads,
-                             crop=s.crop, batch=s.batch, images=names, iterations=s.iterations,
-                             temperature_init=s.temperature, learn_temperature=s.learn_temperature,
-                             channels=s.channels, hidden=s.hidden, lr=s.lr, lr_schedule="cosine to 0.1x",
-                             epe_weight=s.epe_weight, grad_clip=1.0, loss="masked L1 reconstruction + epe_weight x EPE / crop side",
-                             eval_size=s.eval_size, eval_every=s.eval_every,
-                             heldout=[p.name for p in pairs]),
-                  command=s.command)
-    (out / "config.json").write_text(json.dumps(dict(config, parameters=count_parameters(features)), indent=2))
-    print(f"training {count_parameters(features)} parameters on {device} ({s.threads} threads): "
-          f"{s.steps} steps x {s.batch} pairs of {s.crop}x{s.crop}, {s.iterations} DPM iterations; "
-          f"held-out: {', '.join(p.name for p in pairs)} at {s.eval_size} px", flush=True)
-
+    images = training_images(s.images)
+    pairs = validation_pairs(s.eval_size)
+    config = model_config(s, iterations=s.eval_iterations)
+    config["train"].update(eval_size=s.eval_size, eval_every=s.eval_every, validation=[p.name for p in pairs])
     log = TrainLog(out / "train_log.csv")
     t0 = time.perf_counter()
+    probe = build_features(s)
+    print(f"training {count_parameters(probe)} parameters ({s.arm}, {s.net}) on {device} ({s.threads} threads): "
+          f"{s.steps} steps x {s.batch} pairs of {s.crop}x{s.crop}; validation: {len(pairs)} pairs at "
+          f"{s.eval_size} px", flush=True)
 
-    baselines = {}
-    fixed = diff_pm.DifferentiablePatchMatch(iterations=s.iterations, patch_size=PATCH_SIZE)
-    base = evaluate_heldout(fixed.to(device), pairs,
-                            device=device, seed=s.seed, patch_size=PATCH_SIZE)
-    baselines["dpm"] = base
-    log.add(step=0, kind="baseline", mode="dpm", **base, elapsed_s=time.perf_counter() - t0)
-    base = evaluate_pm(pairs, iterations=s.iterations, seed=s.seed, threads=s.threads,
-                       patch_size=PATCH_SIZE)
-    baselines["pm"] = base
-    log.add(step=0, kind="baseline", mode="pm", **base, elapsed_s=time.perf_counter() - t0)
+    def validate(trained, step: int) -> None:
+        features = with_match_patch(trained, s.match_patch)
+        pm = evaluate_pm(pairs, iterations=5, seed=s.seed, threads=s.threads, patch_size=PATCH_SIZE,
+                         features=features)
+        log.add(step=step, kind="heldout", mode="pm", **pm, temperature=features.temperature,
+                elapsed_s=time.perf_counter() - t0)
+        dpm = build_model(features, iterations=s.eval_iterations, temperature=REFERENCE_TEMPERATURE)
+        res = evaluate_heldout(dpm, pairs, device=device, seed=s.seed, patch_size=PATCH_SIZE)
+        trained.train()
+        log.add(step=step, kind="heldout", mode="dpm", **res, temperature=features.temperature,
+                elapsed_s=time.perf_counter() - t0)
 
-    def heldout(step: int) -> None:
-        for mode, m in (("soft", model), ("reference", reference)):
-            res = evaluate_heldout(m, pairs, device=device, seed=s.seed, patch_size=PATCH_SIZE)
-            log.add(step=step, kind="heldout", mode=mode, **res, temperature=features.temperature,
-                    elapsed_s=time.perf_counter() - t0)
+    baselines = dict(pm=evaluate_pm(pairs, iterations=5, seed=s.seed, threads=s.threads, patch_size=PATCH_SIZE))
+    log.add(step=0, kind="baseline", mode="pm", **baselines["pm"], elapsed_s=time.perf_counter() - t0)
+    state = {"features": None, "done": 0}
 
-    heldout(0)
-    done, running = 0, None  # done: optimisation steps whose update reached the weights
-    bar = tqdm(total=s.steps, desc="train", unit="step", disable=not s.progress, dynamic_ncols=True,
-               file=sys.stderr)
+    def on_step(step, row):
+        state["done"] = step
+        log.add(step=step, kind="train", mode=s.arm, **row, elapsed_s=time.perf_counter() - t0)
+
+    def on_snapshot(step, features):
+        state["features"] = with_match_patch(features, s.match_patch)
+        if step != s.steps:
+            validate(features, step)
+
+    every = tuple(range(s.eval_every, s.steps + 1, s.eval_every)) if s.eval_every else ()
     try:
-        for step in range(1, s.steps + 1):
-            batch = sampler.batch(s.batch, device)
-            res = train_step(model, optimizer, batch, generator=dpm_gen, epe_weight=s.epe_weight,
-                             patch_size=PATCH_SIZE)
-            done = step
-            lr = optimizer.param_groups[0]["lr"]
-            schedule.step()
-            running = res["loss"] if running is None else 0.95 * running + 0.05 * res["loss"]
-            log.add(step=step, kind="train", mode="soft", **res, temperature=features.temperature, lr=lr,
-                    elapsed_s=time.perf_counter() - t0)
-            bar.set_postfix(loss=f"{running:.4f}", T=f"{features.temperature:.3g}")
-            bar.update()
-            if s.eval_every and step % s.eval_every == 0 and step != s.steps:
-                heldout(step)
+        features = fit(s, device=device, images=images, on_step=on_step, snapshots=every + (s.steps,),
+                       on_snapshot=on_snapshot, progress=s.progress)
     except KeyboardInterrupt:
-        bar.close()
-        save_checkpoint(out / "dpm_learned.pt", features, config, seed=s.seed, step=done)
+        if state["features"] is not None:
+            save_checkpoint(out / "dpm_learned.pt", state["features"], config, seed=s.seed, step=state["done"])
         log.close()
-        print(f"interrupted after {done} steps: checkpoint and log saved in {out}/", file=sys.stderr)
+        print(f"interrupted after {state['done']} steps: log (and the last validated checkpoint) in {out}/",
+              file=sys.stderr)
         return 130
-    bar.close()
-    if s.steps:
-        heldout(s.steps)
+    validate(features, s.steps)
+    features = with_match_patch(features, s.match_patch)
     train_s = time.perf_counter() - t0
-    title = (f"{count_parameters(features)}-parameter features, {s.steps} steps, seed {s.seed}; "
-             f"{s.iterations} DPM iteration(s) in training and in these held-out curves; "
-             f"held-out pairs at {s.eval_size} px")
+    title = (f"{count_parameters(features)}-parameter features ({s.arm}, {s.net}), {s.steps} steps, seed {s.seed}; "
+             f"validation pairs at {s.eval_size} px")
     save_training_plot(log.rows, baselines, out / "training.png", title=title)
-
-    metrics = dict(train_s=round(train_s, 1), learned_temperature=features.temperature)
     last = {r["mode"]: r for r in log.rows if r["kind"] == "heldout"}
-    metrics["heldout_train_iterations"] = {m: {k: r[k] for k in ("recon", "psnr", "epe", "within_1px")}
-                                           for m, r in last.items()}
+    metrics = dict(train_s=round(train_s, 1), learned_temperature=features.temperature,
+                   validation={m: {k: r[k] for k in ("recon", "psnr", "epe", "within_1px")} for m, r in last.items()})
     save_checkpoint(out / "dpm_learned.pt", features, config, seed=s.seed, step=s.steps, metrics=metrics)
-    print(f"trained {s.steps} steps in {train_s:.0f} s; learnt temperature {features.temperature:.3g}; "
-          f"wrote {out / 'dpm_learned.pt'}, {out / 'train_log.csv'}, {out / 'training.png'}", flush=True)
-
+    print(f"trained {s.steps} steps in {train_s:.0f} s; wrote {out / 'dpm_learned.pt'}, {out / 'train_log.csv'}, "
+          f"{out / 'training.png'}", flush=True)
     if s.final_eval:
         t1 = time.perf_counter()
         df = final_evaluation(features, pairs, iterations=s.eval_iterations, device=device, seed=s.seed,
                               threads=s.threads, patch_size=PATCH_SIZE, progress=s.progress)
         df.to_csv(out / "final_eval.csv", index=False, float_format="%.6g")
-        shown = sorted({s.iterations, s.eval_iterations} & set(df["iteration"]))
-        summary = {}
-        for it in shown:
-            tab = summarise(df, it)
-            summary[str(it)] = tab.round(4).to_dict(orient="index")
-            print(f"\nheld-out ({', '.join(p.name for p in pairs)} at {s.eval_size} px), iteration {it}, "
-                  "mean over pairs:")
-            print(tab.to_string(float_format=lambda v: f"{v:.3f}"))
-        metrics["final"] = dict(iterations=shown, eval_size=s.eval_size, summary=summary,
+        tab = summarise(df, s.eval_iterations)
+        print(f"\nvalidation ({len(pairs)} pairs at {s.eval_size} px), last iteration, mean over pairs:")
+        print(tab.to_string(float_format=lambda v: f"{v:.3f}"))
+        metrics["final"] = dict(iterations=s.eval_iterations, summary=tab.round(4).to_dict(orient="index"),
                                 seconds=round(time.perf_counter() - t1, 1))
         save_checkpoint(out / "dpm_learned.pt", features, config, seed=s.seed, step=s.steps, metrics=metrics)
         print(f"\nwrote {out / 'final_eval.csv'}  [final evaluation {time.perf_counter() - t1:.0f} s]")

@@ -1,6 +1,7 @@
-"""Learnt DPM features and the training command (the ``learning`` package).
+"""The earlier learnt DPM features (LearnedFeatures), the recon loss and the ``train`` command.
 
-All tests run on tiny pairs on CPU (a few seconds in total apart from the CLI smoke runs).
+All tests run on tiny pairs on CPU (a few seconds in total apart from the CLI smoke runs). The
+arms, nets and the study are tested in ``test_learning_*.py``.
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from learning.data import TRAIN_IMAGES, PairSampler, check_disjoint, heldout_sou
 from learning.features import REFERENCE_TEMPERATURE, SEARCH_DEFAULTS, LearnedFeatures, build_model, count_parameters
 from learning.loss import reconstruction_loss
 from learning.settings import TrainSettings
-from learning.train import run, train_step
+from learning.arms import build_features, train_step
+from learning.train import run
 
 
 @pytest.fixture(scope="module")
@@ -120,15 +122,19 @@ def test_reference_temperature_gives_no_useful_gradient(camera):
 
 
 def test_one_step_lowers_the_loss(camera):
-    """A small optimisation step on a fixed batch, same particles before and after, lowers the loss."""
+    """The recon arm on the earlier features: a small step on a fixed batch, same particles before
+    and after, lowers the loss (the recon loss with the EPE term, as the arm optimises it)."""
+    from learning.arms import arm_loss
+
     batch = tiny_batch(camera, n=2, size=32, seed=1)
-    model = tiny_model(iterations=3)
+    s = TrainSettings(arm="recon", net="linear7", iterations=3, crop=32, temperature=20.0)
+    features = build_features(s, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        before = float(loss_at(model, batch, seed=5))
-    opt = torch.optim.Adam(model.features.parameters(), lr=1e-3)
-    returned = train_step(model, opt, batch, generator=torch.Generator().manual_seed(5))["loss"]
+        before = float(arm_loss(s, features, batch, generator=torch.Generator().manual_seed(5))[0])
+    opt = torch.optim.Adam(features.parameters(), lr=1e-3)
+    returned = train_step(s, features, opt, batch, generator=torch.Generator().manual_seed(5))["loss"]
     with torch.no_grad():
-        after = float(loss_at(model, batch, seed=5))
+        after = float(arm_loss(s, features, batch, generator=torch.Generator().manual_seed(5))[0])
     assert returned == pytest.approx(before, rel=1e-6)
     assert after < before
 
@@ -177,7 +183,7 @@ def test_checkpoint_rejects_foreign_files(tmp_path):
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a dpm-learned checkpoint"):
         load_checkpoint(tmp_path / "other.pt", device="cpu")
-    with pytest.raises(ValueError, match="LearnedFeatures"):
+    with pytest.raises(ValueError, match="LearnedFeatures or ConvFeatures"):
         save_checkpoint(tmp_path / "x.pt", diff_pm.DifferentiablePatchMatch(), dict(model={}), seed=0, step=0)
 
 
@@ -207,9 +213,9 @@ def _args(tmp_path, name, *extra):
     add_arguments(parser)
     args = parser.parse_args(["--out", str(tmp_path / name), "--steps", "3", "--crop", "24", "--batch", "2",
                               "--iterations", "2", "--eval-size", "32", "--eval-every", "2", "--threads", "1",
-                              "--no-progress", "--images", "camera", "coins", "camera", *extra])
+                              "--no-progress", "--images", "camera", "brick", "camera", "--anchors", "32", *extra])
     settings = TrainSettings.from_args(args, command="test")
-    assert settings.images == ("camera", "coins") and settings.steps == 3
+    assert settings.images == ("camera", "brick") and settings.steps == 3
     assert settings.final_eval == ("--no-final-eval" not in extra)
     # every option is a field and every field but the record of the command is an option
     assert {f for f in vars(args)} == set(TrainSettings.__dataclass_fields__) - {"command"}
@@ -222,7 +228,7 @@ def test_training_reproducible_with_fixed_seed(tmp_path):
     assert run(_args(tmp_path, "r3", "--no-final-eval", "--seed", "1")) == 0
     sd = [torch.load(tmp_path / r / "dpm_learned.pt", weights_only=True)["state_dict"] for r in ("r1", "r2", "r3")]
     assert all(torch.equal(sd[0][k], sd[1][k]) for k in sd[0])
-    assert not torch.equal(sd[0]["proj.weight"], sd[2]["proj.weight"])
+    assert not torch.equal(sd[0]["convs.0.weight"], sd[2]["convs.0.weight"])
     logs = [list(csv.DictReader(open(tmp_path / r / "train_log.csv"))) for r in ("r1", "r2")]
     assert [r["loss"] for r in logs[0]] == [r["loss"] for r in logs[1]]
 
@@ -234,14 +240,14 @@ def test_cli_smoke_run(tmp_path):
     out = tmp_path / "smoke"
     code = main(["train", "--out", str(out), "--steps", "3", "--crop", "24", "--batch", "2", "--iterations", "2",
                  "--eval-size", "32", "--eval-every", "2", "--eval-iterations", "2", "--threads", "1",
-                 "--no-progress", "--images", "camera", "coins"])
+                 "--no-progress", "--images", "camera", "brick", "--arm", "dpm-ce", "--net", "rf7", "--anchors", "32"])
     assert code == 0
     rows = list(csv.DictReader(open(out / "train_log.csv")))
     assert [int(r["step"]) for r in rows if r["kind"] == "train"] == [1, 2, 3]
-    held = [r for r in rows if r["kind"] == "heldout"]
-    assert {int(r["step"]) for r in held} == {0, 2, 3} and {r["mode"] for r in held} == {"soft", "reference"}
+    held = [r for r in rows if r["kind"] == "heldout"]  # on the validation pairs
+    assert {int(r["step"]) for r in held} == {2, 3} and {r["mode"] for r in held} == {"pm", "dpm"}
     assert all(math.isfinite(float(r["loss"])) for r in rows if r["kind"] == "train")
-    assert {r["mode"] for r in rows if r["kind"] == "baseline"} == {"dpm", "pm"}
+    assert {r["mode"] for r in rows if r["kind"] == "baseline"} == {"pm"}
     import matplotlib.image
 
     png = matplotlib.image.imread(out / "training.png")
@@ -249,16 +255,17 @@ def test_cli_smoke_run(tmp_path):
     import pandas as pd
 
     final = pd.read_csv(out / "final_eval.csv")
-    assert set(final["method"]) == {"pm", "dpm", "dpm-learned", "dpm-learned-soft"}
+    assert set(final["method"]) == {"pm", "pm-learned", "dpm", "dpm-learned", "dpm-learned-soft"}
     assert set(final["iteration"]) == {1, 2}
     assert final[["psnr", "epe", "within_1px"]].notna().all().all()
     model, info = load_checkpoint(out / "dpm_learned.pt", device="cpu")
     assert info["step"] == 3 and info["iterations"] == 2 and "final" in info["metrics"]
-    assert info["config"]["train"]["images"] == ["camera", "coins"]
+    assert info["config"]["train"]["images"] == ["camera", "brick"] and info["arm"] == "dpm-ce"
 
 
 @pytest.mark.parametrize("bad, message", [(["--crop", "4"], "--crop"), (["--images", "nonexistent"], "nonexistent"),
-                                          (["--images", "chelsea"], "held-out"), (["--lr", "-1"], "--lr")])
+                                          (["--images", "chelsea"], "never overlap"), (["--lr", "-1"], "--lr"),
+                                          (["--match-patch", "2"], "--match-patch"), (["--arm", "x"], "--arm")])
 def test_cli_bad_options_one_line_error(tmp_path, capsys, bad, message):
     from experiments.cli import main
 

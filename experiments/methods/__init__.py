@@ -3,9 +3,12 @@
 * :mod:`.timed`: the library functions behind each method (``classic_pm.patchmatch``,
   ``diff_pm.DifferentiablePatchMatch``, ``classic_pm.exact_nnf``) run with per-iteration timing
   (:class:`MethodRun`), their reconstructions, and the JIT warm-up.
+* :mod:`.featured`: feature sets, an input of every matcher (raw patches, mean/std-normalised
+  patches, a checkpoint's learnt features); the timed runs take them as ``features=``.
 * :mod:`.registry`: the registry (:data:`METHODS`, :data:`NAMED`): per method its parameters
   (kinds of :mod:`experiments.options`), defaults, run function, label, reconstruction, seed use,
-  checks and skip rule; the named settings (``dpm-reference``, ``dpm-keep``, ``dpm-learned``).
+  checks and skip rule; the named settings (``dpm-reference``, ``dpm-keep``, ``dpm-learned``,
+  ``pm-learned``, ``pm-normalised``, ``exact-learned``).
 
 May import: the foundation (:mod:`experiments.errors`, :mod:`~experiments.options`,
 :mod:`~experiments.devices`), the data room, ``classic_pm`` and ``diff_pm``.

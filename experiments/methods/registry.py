@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..options import COUNT, PATCH, Kind
-from . import timed
+from . import featured, timed
 from .timed import MethodRun, run_baseline, run_dpm, run_exact, run_kd, run_pm
 
 _NOTHING = object()
@@ -150,6 +150,17 @@ def register(method: Method, *named: Named) -> Method:
     return method
 
 
+def name_settings(*named: Named) -> None:
+    """Add named settings of methods registered already (they take this place in the tables' order)."""
+    for s in named:
+        if s.name in NAMED or s.name in METHODS:
+            raise ValueError(f"method name {s.name!r} is registered already")
+        unknown = [k for k, _ in s.given if k not in METHODS[s.method].params]
+        if unknown:
+            raise ValueError(f"named setting {s.name!r}: {s.method} has no parameter {unknown[0]!r}")
+        NAMED[s.name] = s
+
+
 def unregister(name: str) -> None:
     """Remove a method and its named settings (tests register toy methods)."""
     METHODS.pop(name, None)
@@ -185,20 +196,43 @@ def _pm_defaults() -> dict:
     return signature_defaults(classic_pm.patchmatch, PM_PARAMS)
 
 
+def _features(params: dict, ctx: Context):
+    """The feature function of a setting's ``features`` (None: raw patches; see :mod:`.featured`)."""
+    sha = params.get("checkpoint_sha256")
+    module = ctx.checkpoint_model(sha, {}).features if sha else None
+    return featured.feature_function(params.get("features", "raw"), module=module, area=params.get("area"),
+                                     patch_size=int(params["patch_size"]), device=ctx.device)[0]
+
+
 def _prepare_pm(params: dict, options: dict, ctx: Context):
+    params = {**_pm_defaults(), **params}  # a checkpoint setting holds only the given parameters
+    features = _features(params, ctx)
+
     def run(pair, *, seed: int, progress=None) -> MethodRun:
         return run_pm(pair, iterations=int(params["iterations"]), patch_size=int(params["patch_size"]),
                       seed=seed, threads=ctx.threads, refine_radius=params.get("refine_radius"),
-                      progress=progress)
+                      progress=progress, features=features)
 
     return run
 
 
+#: The parameters that make a matcher compare features (:mod:`.featured`) instead of RGB patches.
+FEATURE_PARAMS = {
+    "features": Param(Kind("choice", choices=featured.FEATURE_SETS),
+                      "what is matched: raw RGB patches, mean/std-normalised patches of side `area`, or "
+                      "the learnt features of `checkpoint` (matched pixel by pixel; the reconstruction "
+                      "always votes RGB patches)", arg=False, earlier="raw"),
+    "area": Param(Kind("int", minimum=1, odd=True), "side (px) of the normalised patches (default: the "
+                                                    "area the checkpoint's features see, else patch_size)",
+                  arg=False),
+    "checkpoint": Param(Kind("path"), "checkpoint of the learnt features (from `train`)", arg=False, key=False),
+}
 PM_PARAMS = {
     "iterations": Param(COUNT, "PatchMatch iterations"),
     "patch_size": Param(PATCH, "odd patch side (px) of the matching, the reconstruction and the energy"),
     "refine_radius": Param(Kind("int", minimum=0), "second search candidate at radii 2..refine_radius "
                                                    "(0: Barnes et al.'s one per radius)"),
+    **FEATURE_PARAMS,
 }
 
 
@@ -320,8 +354,12 @@ def _exact_defaults() -> dict:
 
 
 def _prepare_exact(params: dict, options: dict, ctx: Context):
+    params = {**_exact_defaults(), **params}  # a checkpoint setting holds only the given parameters
+    features = _features(params, ctx)
+
     def run(pair, *, seed=None, progress=None) -> MethodRun:
-        done = run_exact(pair, patch_size=int(params["patch_size"]), device=ctx.device, threads=ctx.threads)
+        done = run_exact(pair, patch_size=int(params["patch_size"]), device=ctx.device, threads=ctx.threads,
+                         features=features)
         if progress is not None:
             progress()
         return done
@@ -340,6 +378,7 @@ EXACT_PARAMS = {
                                                 f"{EXACT_MAX_PIXELS['cpu']} CPU, "
                                                 f"{EXACT_MAX_PIXELS['cuda']} CUDA; 0: never)",
                         arg=False, key=False, column=False),
+    **FEATURE_PARAMS,
 }
 
 
@@ -378,9 +417,15 @@ register(Method("dpm", "differentiable PatchMatch", DPM_PARAMS, _prepare_dpm, _d
                marker="D", linestyle=(0, (5, 1, 1, 1, 1, 1))),
          Named("dpm-learned", "dpm", "DPM, learnt features", needs=("checkpoint",), marker="^",
                linestyle="-."))
+name_settings(Named("pm-learned", "pm", "classic PatchMatch, learnt features", given=(("features", "learned"),),
+                    needs=("checkpoint",), marker="P", linestyle="-"),
+              Named("pm-normalised", "pm", "classic PatchMatch, normalised patches of the learnt features' area",
+                    given=(("features", "normalised"),), needs=("checkpoint",), marker="p", linestyle="--"))
 register(Method("exact", "exact NNF", EXACT_PARAMS, _prepare_exact, _exact_defaults, seeded=False,
                 skip=_exact_skip, reports=lambda params: [0]),
-         Named("exact", "exact", "exact NNF", marker="*", linestyle=":"))
+         Named("exact", "exact", "exact NNF", marker="*", linestyle=":"),
+         Named("exact-learned", "exact", "exact NNF, learnt features", given=(("features", "learned"),),
+               needs=("checkpoint",), marker="*", linestyle="-."))
 # What "good" means on a pair: no motion at all, and matches drawn at random.
 register(Method("zero", "zero motion (baseline)", BASELINE_PARAMS, _prepare_baseline("zero"),
                 lambda: signature_defaults(timed.run_baseline, BASELINE_PARAMS), seeded=False,

@@ -101,19 +101,35 @@ def classic_vote(b: np.ndarray, patch_size: int) -> Callable[[np.ndarray], np.nd
     return recon
 
 
+def _matched(pair: Pair, features, match_patch, patch_size: int):
+    """``(a, b, patch)``: the arrays a matcher compares (the pair's images, or ``features`` of them:
+    see :mod:`.featured`) and its patch side (``match_patch``, default ``patch_size``; 1 for features)."""
+    if features is None:
+        a, b = pair.a, pair.b
+        patch = patch_size if match_patch is None else match_patch
+    else:
+        a, b = features(pair.a), features(pair.b)
+        patch = 1 if match_patch is None else match_patch
+    return np.ascontiguousarray(a, np.float32), np.ascontiguousarray(b, np.float32), int(patch)
+
+
 def run_pm(pair: Pair, *, iterations: int, patch_size: int, seed: int, threads: int,
            progress: Callable[[], None] | None = None,
-           refine_radius: int | None = None) -> MethodRun:
+           refine_radius: int | None = None, features: Callable[[np.ndarray], np.ndarray] | None = None,
+           match_patch: int | None = None) -> MethodRun:
     """Classic PatchMatch (``classic_pm.patchmatch``), NNF copied after every iteration.
 
     ``threads`` is both PatchMatch's band count and the scope's thread count.
     ``refine_radius``: ``classic_pm.patchmatch``'s option (None: its default).
+    ``features``: ``features(image (H, W, 3)) -> (H, W, F)`` (:mod:`.featured`): PatchMatch then
+    matches the features of A and B (computed inside the timed region, in iteration 1) with
+    ``match_patch`` x ``match_patch`` patches (default 1), and the reconstruction still votes RGB
+    ``patch_size`` x ``patch_size`` patches of B at the matches.
     """
     import classic_pm  # deferred: imports numba
 
     options = {} if refine_radius is None else dict(refine_radius=refine_radius)
-    a = np.ascontiguousarray(pair.a, np.float32)
-    b = np.ascontiguousarray(pair.b, np.float32)
+    b_rgb = np.ascontiguousarray(pair.b, np.float32)
     clock = _Stamps()
     nnfs: list[np.ndarray] = []
     its: list[int] = []
@@ -128,9 +144,10 @@ def run_pm(pair: Pair, *, iterations: int, patch_size: int, seed: int, threads: 
 
     with thread_scope(threads) as used:
         clock.start()
-        classic_pm.patchmatch(a, b, patch_size=patch_size, iterations=iterations, seed=seed,
+        a, b, patch = _matched(pair, features, match_patch, patch_size)
+        classic_pm.patchmatch(a, b, patch_size=patch, iterations=iterations, seed=seed,
                               threads=threads, callback=callback, **options)
-    return MethodRun("pm", its, clock.times(), nnfs, classic_vote(b, patch_size), used)
+    return MethodRun("pm", its, clock.times(), nnfs, classic_vote(b_rgb, patch_size), used)
 
 
 def run_kd(pair: Pair, *, patch_size: int, seed: int, threads: int,
@@ -177,16 +194,20 @@ def to_torch(image: np.ndarray, device: str):
 
 
 def run_dpm(model, pair: Pair, *, device: str, seed: int, patch_size: int = 7, method: str = "dpm",
-            threads: int | None = None, progress: Callable[[], None] | None = None) -> MethodRun:
+            threads: int | None = None, progress: Callable[[], None] | None = None,
+            features: Callable[[np.ndarray], np.ndarray] | None = None) -> MethodRun:
     """Differentiable PatchMatch (any configured ``diff_pm.DifferentiablePatchMatch``).
 
     ``patch_size`` is the side of the voting reconstruction, done by the model's own
     ``reconstruct`` (its conventions: the reference's with ``reference_quirks=True``).
     ``threads``: CPU threads of torch and of DPM's numba scoring kernels (None: as they are).
+    ``features``: ``features(image (H, W, 3)) -> (H, W, F)`` (:mod:`.featured`): the model then runs
+    on the feature maps of A and B (computed inside the timed region) instead of the images, and
+    the reconstruction still votes RGB patches of B.
     """
     import torch  # deferred: heavy imports (torch, and numba through diff_pm)
 
-    a_t, b_t = to_torch(pair.a, device), to_torch(pair.b, device)
+    b_t = to_torch(pair.b, device)
     gen = torch.Generator(device=device)
     gen.manual_seed(int(seed))
     clock = _Stamps(_torch_sync(device))
@@ -214,29 +235,35 @@ def run_dpm(model, pair: Pair, *, device: str, seed: int, patch_size: int = 7, m
     model = model.to(device).eval()
     with torch.no_grad(), thread_scope(threads) as used:
         clock.start()
-        model(a_t, b_t, generator=gen, callback=callback)
+        if features is None:
+            a_in, b_in = to_torch(pair.a, device), b_t
+        else:
+            a_in, b_in = to_torch(features(pair.a), device), to_torch(features(pair.b), device)
+        model(a_in, b_in, generator=gen, callback=callback)
     return MethodRun(method, its, clock.times(), nnfs, recon, used, dict(device=str(device)), matches)
 
 
 def run_exact(pair: Pair, *, patch_size: int, device: str,
-              threads: int | None = None) -> MethodRun:
+              threads: int | None = None, features: Callable[[np.ndarray], np.ndarray] | None = None,
+              match_patch: int | None = None) -> MethodRun:
     """Exhaustive NNF (``classic_pm.exact_nnf``), one timed call, reported as iteration 0.
 
     ``threads``: CPU threads of torch's matrix products (None: as they are).
+    ``features``, ``match_patch``: as :func:`run_pm` (the exact NNF of the features).
     """
     import classic_pm  # deferred: imports numba
 
-    a = np.ascontiguousarray(pair.a, np.float32)
-    b = np.ascontiguousarray(pair.b, np.float32)
+    b_rgb = np.ascontiguousarray(pair.b, np.float32)
     sync = _torch_sync(device)
     with thread_scope(threads) as used:
         sync()
         t0 = time.perf_counter()
-        nnf = classic_pm.exact_nnf(a, b, patch_size=patch_size, device=device)
+        a, b, patch = _matched(pair, features, match_patch, patch_size)
+        nnf = classic_pm.exact_nnf(a, b, patch_size=patch, device=device)
         sync()
         dt = time.perf_counter() - t0
     return MethodRun("exact", [0], [dt], [np.asarray(nnf, np.float32)],
-                     classic_vote(b, patch_size), used)
+                     classic_vote(b_rgb, patch_size), used)
 
 
 def baseline_matches(shape_a, shape_b, *, kind: str, seed: int | None = None) -> np.ndarray:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from conftest import REPO
 from experiments.errors import UserError
@@ -296,7 +297,8 @@ def test_later_parameters_keep_the_keys_of_earlier_studies():
     skipped = set(json.loads((example / "sweep.json").read_text())["skipped"])  # exact above its limit
     # every method: the units planned today are exactly the study's finished and skipped ones
     assert skipped and {u.key for u in units} == set(stored["unit"]) | skipped
-    assert {u.key for u in units if u.method == "dpm"} == set(stored.loc[stored["method"] == "dpm", "unit"])
+    of_dpm = stored["method"].map(lambda m: registry.NAMED[m].method) == "dpm"  # dpm and dpm-reference
+    assert {u.key for u in units if u.method == "dpm"} == set(stored.loc[of_dpm, "unit"])
     spec = load_spec(example / "spec.toml")
     settings, _, _ = plan_mod.resolve_settings(spec.settings)
     dpm = [s for s in settings if s.method == "dpm"]
@@ -547,7 +549,11 @@ window = [20, 100]
     assert df.groupby("unit")["psnr"].last().nunique() == 2  # the window reached the model
     model, info = load_checkpoint_model(ckpt.read_bytes(), device="cpu", options={"window": (20, 20)})
     assert info["path"] is None and info["step"] > 0  # built from the bytes
-    assert model.window == (20.0, 20.0) and type(model.features).__name__ == "LearnedFeatures"
+    assert model.window == (20.0, 20.0)
+    from learning.checkpoint import load_checkpoint  # the checkpoint's own features, weight for weight
+    ref = load_checkpoint(ckpt, device="cpu")[0].features.state_dict()
+    got = model.features.state_dict()
+    assert ref and got.keys() == ref.keys() and all(torch.equal(got[k], ref[k]) for k in ref)
 
 
 def test_dpm_options_reach_the_model(tmp_path):

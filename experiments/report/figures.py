@@ -35,7 +35,7 @@ from matplotlib.ticker import MaxNLocator, NullFormatter, ScalarFormatter
 from PIL import Image
 
 from ..data.pairs import Pair, file_stem
-from ..methods.registry import NAMED, order
+from ..methods.registry import NAMED, order, role
 from ..methods.registry import label as method_label
 from .artifacts import STRIP_COLUMNS, load_artifact
 from .tables import summary_table
@@ -63,8 +63,12 @@ def tab10(i: int):
 
 #: Fixed colours of the limit and the baselines; every other method takes the next tab10 colour.
 FIXED_COLOURS = {"exact": "black", "zero": "0.45", "random": "0.7"}
-#: Methods drawn as a horizontal line (one value: no iterations to follow).
-LEVELS = ("exact", "zero", "random")
+
+
+def is_level(method: str) -> bool:
+    """Whether a method is drawn as a horizontal line: the limit and the baselines (one value, no
+    iterations to follow; their role in the registry)."""
+    return role(method) != "matcher"
 
 
 def colour(method: str):
@@ -171,7 +175,7 @@ def plot_metric(df, *, y: str, x: str = "iteration", ax=None, logx: bool = False
         g = df[df["method"] == method].sort_values("iteration")
         if not np.isfinite(g[y]).any():
             continue
-        if method in LEVELS:
+        if is_level(method):
             ax.axhline(g[y].iloc[-1], color=colour(method), ls=linestyle(method), lw=1.2)
             if x != "iteration":
                 ax.plot(g[x], g[y], color=colour(method), marker=marker(method), ms=7, ls="none")
@@ -191,7 +195,7 @@ def plot_metric(df, *, y: str, x: str = "iteration", ax=None, logx: bool = False
 def grid_columns(summary) -> list[tuple[str, str]]:
     """``(method, title)`` of the grid's reconstruction columns: :data:`GRID_TITLES`' methods
     first, then every other method of the run but the exact NNF, in registry order."""
-    ran = [m for m in order(summary["method"]) if m != "exact"]
+    ran = [m for m in order(summary["method"]) if role(m) != "limit"]
     first = [m for m in GRID_TITLES if m in ran]
     return [(m, GRID_TITLES.get(m, f"{method_label(m)} ({m})")) for m in first + [m for m in ran if m not in first]]
 
@@ -320,8 +324,8 @@ def convergence_figure(out: Path, df) -> str | None:
                 ax.set_title(pair, fontsize=9)
     methods = order(df["method"])
     handles = [Line2D([], [], color=colour(m), lw=2.5, marker=marker(m),
-                      ls=linestyle(m) if m in LEVELS else "-",
-                      label=f"{m}: {method_label(m)}" + (" (limit)" if m == "exact" else "")) for m in methods]
+                      ls=linestyle(m) if is_level(m) else "-",
+                      label=f"{m}: {method_label(m)}" + (" (limit)" if role(m) == "limit" else "")) for m in methods]
     if "exact" not in methods:
         handles.append(Line2D([], [], color="black", ls=":", label="exact NNF: not computed (see REPORT.md)"))
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), fontsize=8.5,
@@ -353,7 +357,7 @@ def nnf_figure(out: Path, df, pair: Pair) -> str | None:
     panels = []
     for method in order(df.loc[df["pair"] == pair.name, "method"]):
         art = load_artifact(out, pair.name, method)
-        if art is not None and method not in ("zero", "random"):
+        if art is not None and role(method) != "baseline":
             panels.append((method, art["nnf"]))
     if not panels:
         return None

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import math
 
-from ..methods.registry import order
+from ..methods.registry import order, role
 from .tables import paired_difference
 
 #: Optional DPM settings compared with ``dpm``, and how each difference is named.
 VARIANTS = (("dpm-reference", "The original code's configuration (dpm-reference - dpm)"),
             ("dpm-keep", "Keeping the current offset (dpm-keep - dpm)"),
             ("dpm-learned", "Learnt features vs fixed (dpm-learned - dpm)"))
-BASELINES = ("zero", "random")
 
 
 def verdict(d: dict, unit: str, fmt: str = "{:+.2f}") -> str:
@@ -34,10 +33,10 @@ def verdict(d: dict, unit: str, fmt: str = "{:+.2f}") -> str:
 def _baselines(summary, dataset: str, methods: list[str]) -> list[str]:
     """Which matchers beat the trivial baselines in end-point error on ``dataset``."""
     out = []
-    present = [b for b in BASELINES if b in methods]
+    present = [b for b in methods if role(b) == "baseline"]
     if not present or summary.loc[summary["dataset"] == dataset, "epe"].isna().all():
         return out
-    for m in (m for m in methods if m not in BASELINES):
+    for m in (m for m in methods if role(m) != "baseline"):
         parts = []
         for b in present:
             d = paired_difference(summary, dataset, m, b, "epe")
@@ -77,7 +76,7 @@ def observations(summary) -> list[str]:
                 if d is not None:
                     out.append(f"- {dataset}: {what}: PSNR {verdict(d, 'dB')}, at equal iterations.")
         if "exact" in methods:
-            for m in (m for m in methods if m not in ("exact", *BASELINES)):
+            for m in (m for m in methods if role(m) == "matcher"):
                 r = _energy_ratios(sub, m)
                 if r:
                     out.append(f"- {dataset}: {m}'s energy at its last iteration is {min(r):.2f}x to "

@@ -19,7 +19,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 from PIL import Image
 
-from .figures import LEVELS, marker, new_figure
+from .figures import is_level, marker, new_figure
 from .figures import _save as _save_figure
 from .figures import colour as figure_colour
 from .sweep_tables import METRICS, final_table, pareto
@@ -131,7 +131,7 @@ def _plot_settings(points: pd.DataFrame, metric: str, title: str, draw, finish, 
     for ax, panel_title, g in panels:
         for s, h in g.groupby("setting", sort=False):
             h = h.sort_values("iteration")
-            level = h["method"].iloc[0] in LEVELS
+            level = is_level(h["method"].iloc[0])
             if level:
                 ax.axhline(h[metric].iloc[-1], color=look[s].colour, ls=":", lw=1)
             if draw_exact or not level:
@@ -155,7 +155,7 @@ def plot_quality_time(points: pd.DataFrame, metric: str, label: str, higher: boo
                     color=st.colour, marker=st.marker, ms=5, lw=0.8, capsize=2)
 
     def finish(ax, panel_title, g):
-        front = pareto(g[~g["method"].isin(LEVELS)], metric, higher)
+        front = pareto(g[~g["method"].map(is_level).astype(bool)], metric, higher)
         if len(front):  # the best value reachable within each time, to the panel's end
             xs = [*front["cum_time_s"], g["cum_time_s_max"].max()]
             ys = [*front[metric], front[metric].iloc[-1]]
@@ -203,7 +203,7 @@ def plot_quality_size(finals: pd.DataFrame, *, fig=None):
                 ax.errorbar(h["side"], h[metric],
                             yerr=[h[metric] - h[f"{metric}_min"], h[f"{metric}_max"] - h[metric]],
                             color=st.colour, marker=st.marker, ms=4, lw=1, capsize=2,
-                            ls=":" if h["method"].iloc[0] in LEVELS else st.linestyle)
+                            ls=":" if is_level(h["method"].iloc[0]) else st.linestyle)
             ax.set_xscale("log", base=2)
             sides = sorted(g["side"].dropna().round().unique())
             ax.set_xticks(sides, [f"{s:.0f}" for s in sides])

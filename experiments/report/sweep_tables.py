@@ -12,6 +12,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from ..methods.registry import role
+
 #: Metrics drawn and tabled: (column, label, higher is better).
 METRICS = (("psnr", "PSNR (dB)", True), ("epe", "EPE (px)", False))
 #: Every metric aggregated (the datasets' own too, for their tables).
@@ -73,12 +75,13 @@ def budget_table(points: pd.DataFrame) -> pd.DataFrame:
     """Best (setting, iteration) of each method within equal time budgets.
 
     Budgets per (dataset, size): :data:`BUDGETS` times, log-spaced from the fastest first
-    iteration to the slowest last one of the non-exact methods. Best = highest median PSNR among
-    the points whose median cumulative time is within the budget.
+    iteration to the slowest last one of the matchers (the exact NNF and the baselines, whose
+    role is not ``matcher``, are no candidates). Best = highest median PSNR among the points whose
+    median cumulative time is within the budget.
     """
     rows = []
     for (dataset, size), g in points.groupby(["dataset", "size"], sort=False):
-        g = g[g["method"] != "exact"].dropna(subset=["psnr", "cum_time_s"])
+        g = g[g["method"].map(role) == "matcher"].dropna(subset=["psnr", "cum_time_s"])
         if g.empty:
             continue
         lo, hi = g["cum_time_s"].min(), g["cum_time_s"].max()

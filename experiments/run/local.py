@@ -40,7 +40,7 @@ from ..data.pairs import Pair, PairSource, dataset_of
 from ..data.writers import write_flo, write_kitti_flow
 from ..devices import thread_scope
 from ..errors import UserError, one_line
-from ..methods.registry import Context
+from ..methods.registry import Context, role
 from ..methods.timed import sampled_exact_gap
 from ..report.artifacts import save_artifact, strip_iterations
 from .execute import COLUMNS, failure_rows, prepare, skip_reason, timed_runs, unit_rows, warm
@@ -254,7 +254,7 @@ class Runner:
         gaps = {}
         for u in units:
             art = self.artifact(u)
-            if u.method in ("exact", "zero", "random") or not art.exists() or art.name != f"{u.file_key}.npz":
+            if role(u.method) != "matcher" or not art.exists() or art.name != f"{u.file_key}.npz":
                 continue
             with np.load(art) as z:
                 matches = z["nnf"]

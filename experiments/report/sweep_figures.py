@@ -19,6 +19,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 from PIL import Image
 
+from ..methods.registry import role
 from .figures import is_level, marker, new_figure
 from .figures import _save as _save_figure
 from .figures import colour as figure_colour
@@ -123,7 +124,7 @@ def _plot_settings(points: pd.DataFrame, metric: str, title: str, draw, finish, 
                    draw_exact: bool, fig=None):
     """One panel per (dataset, size); per setting ``draw(ax, h, style)`` with ``h`` its rows by
     iteration (a method reported once, the exact NNF or a baseline: a horizontal line at its value,
-    and ``draw`` too if ``draw_exact``); then ``finish(ax, panel_title, g)`` per panel."""
+    and ``draw`` too for the exact NNF if ``draw_exact``); then ``finish(ax, panel_title, g)`` per panel."""
     if points[metric].notna().sum() == 0:
         return None
     look, handles = styles(points["setting"], points["method"])
@@ -134,7 +135,8 @@ def _plot_settings(points: pd.DataFrame, metric: str, title: str, draw, finish, 
             level = is_level(h["method"].iloc[0])
             if level:
                 ax.axhline(h[metric].iloc[-1], color=look[s].colour, ls=":", lw=1)
-            if draw_exact or not level:
+            # a baseline is a level only: its near-zero time would stretch a time axis by decades
+            if not level or (draw_exact and role(h["method"].iloc[0]) == "limit"):
                 draw(ax, h, look[s])
         finish(ax, panel_title, g)
     _legend(axes, handles)
@@ -165,7 +167,7 @@ def plot_quality_time(points: pd.DataFrame, metric: str, label: str, higher: boo
         ax.grid(alpha=0.3, which="both")
 
     return _plot_settings(points, metric, f"{label} against time (median over seeds; bars: seeds' "
-                          "min-max; dashed: Pareto front)", draw, finish, draw_exact=True, fig=fig)
+                          "min-max; dashed: Pareto front; dotted: exact NNF and baselines)", draw, finish, draw_exact=True, fig=fig)
 
 
 def plot_quality_iteration(points: pd.DataFrame, metric: str, label: str, *, fig=None):

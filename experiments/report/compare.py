@@ -54,6 +54,15 @@ def _per_pair(summary):
     return g.mean(numeric_only=True).join(g.std(ddof=1, numeric_only=True).add_suffix("_sd")).reset_index()
 
 
+def _shown_path(path: str) -> str:
+    """A path as the reader can use it: relative to the working folder when inside it."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
 def _setting_text(name: str, params: dict) -> str:
     """``name``: the setting's parameters as its library takes them (checkpoints by file name)."""
     shown = {k: v for k, v in params.items() if k != "checkpoint_sha256"}
@@ -99,7 +108,7 @@ def write_report(out: Path, df, summary, pairs: dict, meta: dict) -> Path:
         li = meta.get("learned") or {}
         extra = ", ".join(f"{k} {li[k]}" for k in ("step", "parameters", "learned_temperature")
                           if k in li)
-        rows.insert(5, ("checkpoint (dpm-learned)", f"`{run['checkpoint']}`"
+        rows.insert(5, ("checkpoint (learnt features)", f"`{_shown_path(run['checkpoint'])}`"
                         + (f" ({extra})" if extra else "")))
     L += [f"| {k} | {v} |" for k, v in rows]
     L.append("")
@@ -178,8 +187,8 @@ def write_report(out: Path, df, summary, pairs: dict, meta: dict) -> Path:
         limit = ("dotted horizontal lines: the exact NNF (the limit of any NNF method's energy)"
                  if (summary["method"] == "exact").any() else
                  "the exact NNF was not computed in this run, so no limit lines are drawn")
-        L.append("PSNR and energy per iteration and against cumulative compute time; colour = "
-                 f"pair, line style = method; {limit}.\n")
+        L.append("PSNR and energy per iteration and against cumulative compute time, one column per "
+                 f"pair; colour = method; {limit}; the baselines as level lines too.\n")
         L.append("![convergence](convergence.png)\n")
     L.append("## Per pair\n")
     for name in pairs:
@@ -202,7 +211,7 @@ def write_report(out: Path, df, summary, pairs: dict, meta: dict) -> Path:
             L.append(f"![nnf {name}](nnf_{stem}.png)\n")
     L.append("## Files\n")
     L.append("- `metrics.csv`: one row per (pair, method, seed, iteration); columns documented in "
-             "README.md (section Experiments).\n- `summary.csv`: the last iteration of each (pair, "
+             "docs/outputs.md of the suite.\n- `summary.csv`: the last iteration of each (pair, "
              "method, seed)."
              "\n- `config.json`: full configuration, versions, device, git commit, skipped work."
              "\n- `artifacts/`: final NNFs and per-iteration reconstructions used by the figures.")

@@ -44,7 +44,9 @@ DPI = 100
 #: Titles of the grid's columns, first (the DeepPruner README's order), then the others by name.
 GRID_TITLES = {"dpm": "differentiable (dpm)", "pm": "classic (pm)",
                "dpm-reference": "as the original (dpm-reference)",
-               "dpm-keep": "DPM + current (dpm-keep)", "dpm-learned": "learnt DPM (dpm-learned)"}
+               "dpm-keep": "DPM + current (dpm-keep)", "dpm-learned": "learnt DPM (dpm-learned)",
+               "pm-learned": "PM, learnt (pm-learned)", "pm-normalised": "PM, normalised (pm-normalised)",
+               "pm-kd": "kd-tree NNF (pm-kd)", "zero": "no motion (zero)", "random": "random (random)"}
 
 
 def marker(method: str) -> str:
@@ -197,7 +199,13 @@ def grid_columns(summary) -> list[tuple[str, str]]:
     first, then every other method of the run but the exact NNF, in registry order."""
     ran = [m for m in order(summary["method"]) if role(m) != "limit"]
     first = [m for m in GRID_TITLES if m in ran]
-    return [(m, GRID_TITLES.get(m, f"{method_label(m)} ({m})")) for m in first + [m for m in ran if m not in first]]
+    return [(m, GRID_TITLES.get(m, _short(f"{method_label(m)} ({m})", m)))
+            for m in first + [m for m in ran if m not in first]]
+
+
+def _short(title: str, name: str, width: int = 34) -> str:
+    """A column title that fits above a thumbnail: the long one, else the name alone."""
+    return title if len(title) <= width else name
 
 
 def grid_figure(out: Path, summary, pairs: dict[str, Pair]) -> str | None:

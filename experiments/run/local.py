@@ -30,7 +30,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -48,6 +48,9 @@ from .planning import Plan, plan
 from .settings import RUN_KEYS, RunSettings, compare_spec
 from .store import MetricsStore
 from .units import Unit
+
+if TYPE_CHECKING:  # annotations only
+    from pandas import DataFrame
 
 __all__ = ["Runner", "COLUMNS"]
 
@@ -164,7 +167,7 @@ class Runner:
         os.replace(tmp, self.out / "config.json")
 
     # ---- the work ---------------------------------------------------------------------
-    def run(self) -> "pandas.DataFrame":  # noqa: F821
+    def run(self) -> DataFrame:
         s = self.settings
         with thread_scope(s.threads):  # record the thread counts the timed runs will use
             self.meta["provenance"] = provenance.record(device=s.device, threads=s.threads)

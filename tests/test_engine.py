@@ -210,7 +210,7 @@ def test_study_plots_encode_varied_parameters():
     style, the third the marker; a setting alone keeps its method's own colour."""
     import pandas as pd
 
-    from experiments.report.figures import colour
+    from experiments.report.plotting import colour
     from experiments.report.sweep_figures import parse_label, styles
 
     labels = [f"dpm window={w} keep_current={k} sample_count={s}"

@@ -4,6 +4,8 @@
   datasets' own metrics), the same function for every method.
 * :mod:`.artifacts`: what ``compare``'s figures need beyond the tables (final matches, a few
   reconstructions per unit).
+* :mod:`.plotting`: how every figure draws: one colour, marker and line style per method, the
+  limit and the baselines as levels, primitive plots (images, flow maps, errors, metric lines).
 * :mod:`.tables`, :mod:`.figures`, :mod:`.compare`: ``compare``'s summary tables, figures and
   REPORT.md / console table.
 * :mod:`.sweep_tables`, :mod:`.sweep_figures`, :mod:`.sweep`: a study's aggregation, figures and

@@ -20,9 +20,9 @@ from matplotlib.lines import Line2D
 from PIL import Image
 
 from ..methods.registry import role
-from .figures import is_level, marker, new_figure
-from .figures import _save as _save_figure
-from .figures import colour as figure_colour
+from .plotting import _save as _save_figure
+from .plotting import colour as figure_colour
+from .plotting import is_level, marker, new_figure
 from .sweep_tables import METRICS, final_table, pareto
 
 
@@ -53,7 +53,7 @@ def styles(settings: pd.Series, methods: pd.Series) -> tuple[dict[str, Style], l
     """One style per setting, the varied parameters made visible: per method, the first parameter
     that varies among its settings gives the colour, the second the line style, the third the
     marker (a method with more: a colour per setting); a method without varied parameters has
-    its own colour (:func:`~experiments.report.figures.colour`) and marker. Returns the styles
+    its own colour (:func:`~experiments.report.plotting.colour`) and marker. Returns the styles
     and the legend's handles (one per value, not per setting)."""
     method_of = dict(zip(settings, methods))
     groups: dict[str, list[str]] = {}

@@ -27,6 +27,8 @@ from torch import nn
 
 import diff_pm
 
+from .nets import add_log_temperature
+
 __all__ = ["LearnedFeatures", "FeatureMapDPM", "build_model", "count_parameters", "feature_config",
            "REFERENCE_TEMPERATURE", "PATCH_SIZE"]
 
@@ -70,8 +72,6 @@ class LearnedFeatures(nn.Module):
         super().__init__()
         if patch_size < 1 or patch_size % 2 == 0:
             raise ValueError(f"patch_size must be a positive odd integer, got {patch_size}")
-        if not temperature > 0 or not math.isfinite(temperature):
-            raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
         if min(in_channels, channels) < 1 or hidden < 0:
             raise ValueError(f"in_channels and channels must be >= 1 and hidden >= 0, got "
                              f"{in_channels}, {channels}, {hidden}")
@@ -82,11 +82,7 @@ class LearnedFeatures(nn.Module):
         if hidden:
             self.mlp_in = nn.Conv2d(channels, hidden, 1)
             self.mlp_out = nn.Conv2d(hidden, channels, 1)
-        log_t = torch.tensor(math.log(temperature), dtype=torch.float32)
-        if learn_temperature:
-            self.log_temperature = nn.Parameter(log_t)
-        else:
-            self.register_buffer("log_temperature", log_t)
+        add_log_temperature(self, temperature, learn_temperature)
         self.reset_parameters(generator)
 
     @torch.no_grad()

@@ -41,6 +41,18 @@ def stack_neighbourhood(features: torch.Tensor, patch_size: int) -> torch.Tensor
     return F.unfold(padded, patch_size).view(n, c * patch_size * patch_size, h, w)
 
 
+def add_log_temperature(module: nn.Module, temperature: float, learn: bool) -> None:
+    """Give ``module`` its ``log_temperature``: the log of a softmax temperature (a finite number
+    > 0), a trainable parameter when ``learn``, else a fixed buffer."""
+    if not temperature > 0 or not math.isfinite(temperature):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
+    log_t = torch.tensor(math.log(temperature), dtype=torch.float32)
+    if learn:
+        module.log_temperature = nn.Parameter(log_t)
+    else:
+        module.register_buffer("log_temperature", log_t)
+
+
 class ConvFeatures(nn.Module):
     """Learnt per-pixel features: ``(N, C, H, W)`` images -> ``(N, F*p*p, H, W)`` features.
 
@@ -79,8 +91,6 @@ class ConvFeatures(nn.Module):
             raise ValueError(f"match_patch must be a positive odd integer, got {match_patch}")
         if min(in_channels, channels, hidden) < 1:
             raise ValueError(f"in_channels, channels and hidden must be >= 1, got {in_channels}, {channels}, {hidden}")
-        if not temperature > 0 or not math.isfinite(temperature):
-            raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
         self.net, self.dilations = net, NETS[net]
         self.in_channels, self.channels, self.hidden = int(in_channels), int(channels), int(hidden)
         self.match_patch = int(match_patch)
@@ -88,11 +98,7 @@ class ConvFeatures(nn.Module):
         self.convs = nn.ModuleList(
             nn.Conv2d(widths[i], widths[i + 1], 3, padding=d, dilation=d, padding_mode="replicate")
             for i, d in enumerate(self.dilations))
-        log_t = torch.tensor(math.log(temperature), dtype=torch.float32)
-        if learn_temperature:
-            self.log_temperature = nn.Parameter(log_t)
-        else:
-            self.register_buffer("log_temperature", log_t)
+        add_log_temperature(self, temperature, learn_temperature)
         self.reset_parameters(generator)
 
     @torch.no_grad()

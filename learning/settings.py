@@ -118,7 +118,7 @@ class StudySettings:
     match_patches: tuple[int, ...] = (1, 3, 5)
     train_seeds: tuple[int, ...] = (0, 1, 2)
     eval_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    dpm_seeds: tuple[int, ...] = (0, 1, 2)
+    dpm_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     val_seeds: tuple[int, ...] = (0, 1)
     val_per_image: int = 3
     test_extra: int = 2

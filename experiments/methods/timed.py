@@ -113,6 +113,23 @@ def _matched(pair: Pair, features, match_patch, patch_size: int):
     return np.ascontiguousarray(a, np.float32), np.ascontiguousarray(b, np.float32), int(patch)
 
 
+def _nnf_recorder(clock, progress):
+    """``(callback, iterations, nnfs)``: the callback of a classic run, which records each
+    iteration's number and a copy of its NNF, outside the timed time of ``clock``."""
+    its: list[int] = []
+    nnfs: list[np.ndarray] = []
+
+    def callback(iteration: int, nnf: np.ndarray) -> None:
+        t = clock.mark()
+        its.append(int(iteration))
+        nnfs.append(np.array(nnf, dtype=np.float32, copy=True))
+        if progress is not None:
+            progress()
+        clock.done(t)
+
+    return callback, its, nnfs
+
+
 def run_pm(pair: Pair, *, iterations: int, patch_size: int, seed: int, threads: int,
            progress: Callable[[], None] | None = None,
            refine_radius: int | None = None, features: Callable[[np.ndarray], np.ndarray] | None = None,
@@ -131,17 +148,7 @@ def run_pm(pair: Pair, *, iterations: int, patch_size: int, seed: int, threads: 
     options = {} if refine_radius is None else dict(refine_radius=refine_radius)
     b_rgb = np.ascontiguousarray(pair.b, np.float32)
     clock = _Stamps()
-    nnfs: list[np.ndarray] = []
-    its: list[int] = []
-
-    def callback(iteration: int, nnf: np.ndarray) -> None:
-        t = clock.mark()
-        its.append(int(iteration))
-        nnfs.append(np.array(nnf, dtype=np.float32, copy=True))
-        if progress is not None:
-            progress()
-        clock.done(t)
-
+    callback, its, nnfs = _nnf_recorder(clock, progress)
     with thread_scope(threads) as used:
         clock.start()
         a, b, patch = _matched(pair, features, match_patch, patch_size)
@@ -160,17 +167,7 @@ def run_kd(pair: Pair, *, patch_size: int, seed: int, threads: int,
     a = np.ascontiguousarray(pair.a, np.float32)
     b = np.ascontiguousarray(pair.b, np.float32)
     clock = _Stamps()
-    nnfs: list[np.ndarray] = []
-    its: list[int] = []
-
-    def callback(stage: int, nnf: np.ndarray) -> None:
-        t = clock.mark()
-        its.append(int(stage))
-        nnfs.append(np.array(nnf, dtype=np.float32, copy=True))
-        if progress is not None:
-            progress()
-        clock.done(t)
-
+    callback, its, nnfs = _nnf_recorder(clock, progress)  # stage k of kd_nnf reported as iteration k
     with thread_scope(threads) as used:
         clock.start()
         classic_pm.kd_nnf(a, b, patch_size=patch_size, seed=seed, threads=threads, callback=callback,

@@ -9,7 +9,8 @@ own subprocess so that its peak memory is its own, under ``--threads`` threads f
 
 * ``default``: ``DifferentiablePatchMatch()``; ``reference``: ``reference_quirks=True`` (the original
   end to end); ``reflect``: ``outside="reflect"``; ``learned``: the committed checkpoint's learnt
-  features (``data/dpm_learned.pt``, scored through ``tiled_scores``); ``materialize``: the default
+  features (``data/dpm_learned.pt`` as ``learning.checkpoint.load_checkpoint`` builds it: for a
+  ``ConvFeatures`` checkpoint, DPM's fused scoring on the feature maps, ``FeatureMapDPM``); ``materialize``: the default
   with ``materialize=True`` (the reference's own evaluation: ``K x 147 x H x W`` features per step),
   the baseline of the ratios.
 * forward (no gradients), and forward + backward of one iteration at the reference temperature

@@ -105,7 +105,8 @@ class _Distributed:
         return dict(scheduler=self.client.scheduler.address, workers=workers)
 
     def put(self, value):
-        return self.client.scatter(value, hash=False)
+        # on every worker: a worker lost mid-study (killed, preempted) takes no pair with it
+        return self.client.scatter(value, hash=False, broadcast=True)
 
     def release(self, handle) -> None:
         with contextlib.suppress(Exception):
@@ -123,9 +124,14 @@ class _Distributed:
     def next_done(self) -> tuple[Unit, dict]:
         fut = next(self.done)
         unit = self.units.pop(fut.key)
+        exc = None
         if fut.status == "finished":
-            return unit, fut.result()
-        exc = fut.exception() if fut.status == "error" else None
+            try:
+                return unit, fut.result()
+            except Exception as e:  # lost between finishing and fetching: a failed unit, retried next run
+                exc = e
+        elif fut.status == "error":
+            exc = fut.exception()
         text = one_line(exc) if exc is not None else f"task {fut.status}"
         return unit, dict(status="failed", error=text, host=None,
                           worker=None)

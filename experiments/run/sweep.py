@@ -2,7 +2,8 @@
 
 * Plan: :func:`experiments.run.planning.plan` (settings resolved, checkpoints read once, data found).
 * Data: each pair is loaded here, once per size, and handed to the cluster
-  (``Client.scatter``), so workers need neither the data nor a shared file system; so is each
+  (``Client.scatter`` to every worker, so a lost worker takes no pair with it), so workers need
+  neither the data nor a shared file system; so is each
   checkpoint's content (read once by the plan). Results come back to this process, which writes
   them (:class:`~experiments.run.store.UnitStore`).
 * Units are submitted a few at a time (twice the cluster's threads), pair by pair, so the client

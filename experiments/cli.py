@@ -26,6 +26,7 @@ from .devices import DEVICE_CHOICES, available_cores, resolve_device
 from .errors import UserError
 from .methods.registry import EXACT_MAX_PIXELS, METHODS, NAMED, Context, order
 from .options import int_at_least, odd_patch, positive_float
+from .run.spec import TIMING_MODES
 
 DEFAULT_OUT = "reports/latest"
 #: ``compare``'s methods when ``--methods`` is not given (the exact NNF where it is affordable).
@@ -165,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run on an existing Dask cluster (tcp://HOST:PORT of `dask "
                             "scheduler`), or 'synchronous' for Dask's synchronous scheduler in "
                             "this process")
-    w.add_argument("--timing", choices=("shared", "exclusive"), default=None,
+    w.add_argument("--timing", choices=TIMING_MODES, default=None,
                    help="exclusive: timed sections one at a time per host (a distributed.Lock "
                         "per host); default: the spec's `timing` (shared)")
     w.add_argument("--repeats", type=int_at_least(1, "--repeats"), default=None, metavar="N",
@@ -230,7 +231,7 @@ def cmd_compare(args) -> int:
     methods = compare_methods(args)
     if args.seeds and args.seed is not None:
         raise UserError("give --seed N or --seeds N [N ...], not both")
-    seeds = tuple(dict.fromkeys(args.seeds or [args.seed or 0]))
+    seeds = tuple(sorted(set(args.seeds or [args.seed or 0])))  # first = smallest: artifacts, figures, report
     # validates names and folder layouts, decodes nothing
     check_subset_options(args.data, limit=args.limit, select=args.select)
     sources = resolve_data(args.data, limit=args.limit, select=args.select, log=log)

@@ -571,3 +571,27 @@ def test_dpm_options_reach_the_model(tmp_path):
         assert model.quirks == frozenset(given["quirks"]) and model.window == (10.0, 30.0)
         assert model.horizontal.mode == model.vertical.mode == "hard" and model.vertical.temperature == 5.0
         assert u.params["keep_current"] is False  # a default, filled in for the key and columns
+
+
+def test_feature_checkpoint_settings_keep_the_matchers_defaults(tmp_path):
+    """A checkpoint gives pm-learned its features only: PatchMatch's own options are checked and
+    defaulted as without one (not handed to the learnt DPM), and the unit knows its iterations."""
+    from experiments.cli import load_checkpoint_model
+
+    ckpt = REPO / "data" / "dpm_learned.pt"
+    spec = load_spec(_write(tmp_path, f"""
+max_size = 32
+device = "cpu"
+[data]
+sources = ["chelsea"]
+[methods.pm-learned]
+checkpoint = "{ckpt}"
+refine_radius = 0
+"""))
+    units = plan(spec, loader=load_checkpoint_model, log=lambda m: None).units
+    pm = registry.METHODS["pm"].defaults()
+    assert units and all(u.method == "pm" for u in units)
+    for u in units:
+        assert u.params["refine_radius"] == 0 and u.params["features"] == "learned"
+        assert u.params["iterations"] == pm["iterations"] and u.params["patch_size"] == pm["patch_size"]
+        assert u.iterations == list(range(1, pm["iterations"] + 1))

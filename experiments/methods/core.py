@@ -83,7 +83,9 @@ class Method:
     the method is to a reader, one of :data:`ROLES`: a ``matcher`` (a method under comparison), a
     ``limit`` (the exact NNF: what a matcher of the same patches can reach, drawn as a level line
     and left out of budgets and Pareto fronts) or a ``baseline`` (what "good" means: no matching
-    at all; in every table, never a candidate).
+    at all; in every table, never a candidate). ``checkpoint_settings``: a checkpoint given to the
+    method supplies its settings too (a learnt DPM), not only features (the other parameters then
+    keep the library's defaults).
     """
 
     name: str
@@ -96,6 +98,7 @@ class Method:
     skip: Callable[[dict, Any, str], str | None] | None = None
     reports: Callable[[dict], list[int]] | None = None
     role: str = "matcher"
+    checkpoint_settings: bool = False
 
     def __post_init__(self):
         if self.role not in ROLES:

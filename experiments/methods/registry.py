@@ -44,7 +44,6 @@ def _features(params: dict, ctx: Context):
 
 
 def _prepare_pm(params: dict, options: dict, ctx: Context):
-    params = {**_pm_defaults(), **params}  # a checkpoint setting holds only the given parameters
     features = _features(params, ctx)
 
     def run(pair, *, seed: int, progress=None) -> MethodRun:
@@ -193,7 +192,6 @@ def _exact_defaults() -> dict:
 
 
 def _prepare_exact(params: dict, options: dict, ctx: Context):
-    params = {**_exact_defaults(), **params}  # a checkpoint setting holds only the given parameters
     features = _features(params, ctx)
 
     def run(pair, *, seed=None, progress=None) -> MethodRun:
@@ -248,7 +246,7 @@ register(Method("pm-kd", "kd-tree NNF (PCA, propagation-assisted query, exact re
                 KD_PARAMS, _prepare_kd, _kd_defaults, reports=lambda params: list(range(1, int(params["passes"]) + 2))),
          Named("pm-kd", "pm-kd", "kd-tree NNF (classic_pm.kd_nnf)", marker="h", linestyle="-"))
 register(Method("dpm", "differentiable PatchMatch", DPM_PARAMS, _prepare_dpm, _dpm_defaults,
-                validate=_dpm_check),
+                validate=_dpm_check, checkpoint_settings=True),
          Named("dpm", "dpm", "differentiable PatchMatch", marker="s", linestyle="--"),
          Named("dpm-reference", "dpm", "DPM as the original code (reference_quirks=True)",
                given=(("reference_quirks", True),), marker="v", linestyle=(0, (1, 1))),

@@ -204,7 +204,7 @@ def run_dpm(model, pair: Pair, *, device: str, seed: int, patch_size: int = 7, m
     """
     import torch  # deferred: heavy imports (torch, and numba through diff_pm)
 
-    b_t = to_torch(pair.b, device)
+    a_t, b_t = to_torch(pair.a, device), to_torch(pair.b, device)
     gen = torch.Generator(device=device)
     gen.manual_seed(int(seed))
     clock = _Stamps(_torch_sync(device))
@@ -233,7 +233,7 @@ def run_dpm(model, pair: Pair, *, device: str, seed: int, patch_size: int = 7, m
     with torch.no_grad(), thread_scope(threads) as used:
         clock.start()
         if features is None:
-            a_in, b_in = to_torch(pair.a, device), b_t
+            a_in, b_in = a_t, b_t
         else:
             a_in, b_in = to_torch(features(pair.a), device), to_torch(features(pair.b), device)
         model(a_in, b_in, generator=gen, callback=callback)

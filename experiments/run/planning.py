@@ -88,8 +88,9 @@ def resolve_settings(settings: list[Setting], *, loader: Callable | None = None)
             data = _read(s.checkpoint, where)
             sha = hashlib.sha256(data).hexdigest()
             checkpoints.setdefault(sha, data)
-            info[sha] = _check_checkpoint(s, data, where, loader)
-            resolved = dict(s.given, checkpoint_sha256=sha)  # the checkpoint's own settings apply
+            own = method.checkpoint_settings  # a learnt DPM: the checkpoint's own settings apply
+            info[sha] = _check_checkpoint(s, data, where, loader, options=s.options if own else {})
+            resolved = dict(({} if own else d), **dict(s.given), checkpoint_sha256=sha)
         else:
             if method.validate is not None:
                 try:
@@ -109,13 +110,13 @@ def _read(path: str, where: str) -> bytes:
         raise UserError(f"{where}.checkpoint: cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _check_checkpoint(s: Setting, data: bytes, where: str, loader) -> dict:
-    """Load the checkpoint once on the CPU with the setting's options: its facts, or one line."""
+def _check_checkpoint(s: Setting, data: bytes, where: str, loader, *, options: dict) -> dict:
+    """Load the checkpoint once on the CPU with ``options``: its facts, or one line."""
     if loader is None:
         raise UserError(f"{where}.checkpoint: this entry point cannot load checkpoints; use "
                         "`python -m experiments sweep` or `compare --checkpoint`")
     try:
-        return loader(data, device="cpu", options=s.options)[1]
+        return loader(data, device="cpu", options=options)[1]
     except UserError as exc:
         raise UserError(f"{where}.checkpoint: {exc}") from None
     except Exception as exc:  # a corrupt or foreign file: say so in one line

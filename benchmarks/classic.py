@@ -142,7 +142,7 @@ def _section_kernels(a, b, args, previous, record):
               f"time: {_fmt(est, '.2f')} (insensitive to other processes; includes barrier spinning)")
         record(kind="speedup_cpu_estimate", speedup=est)
     print("  Ratios to Barnes' C++ implied by the previous kernels' ratios measured against it "
-          "(issue 19; C++ 0.1725 s/it on one core):")
+          f"(issue 19; C++ {CPP_S_PER_ITER} s/it on one core):")
     for key, prev_to_cpp in PREVIOUS_TO_CPP.items():
         if key in out:
             implied = out[key]["ratio"] * prev_to_cpp

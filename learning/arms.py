@@ -22,7 +22,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from .features import PATCH_SIZE, LearnedFeatures, build_model
+from .features import PATCH_SIZE, SEARCH_DEFAULTS, LearnedFeatures, build_model
 from .loss import dpm_candidate_loss, info_nce_loss, reconstruction_loss
 from .nets import ConvFeatures
 from .settings import ARMS, TrainSettings
@@ -65,8 +65,8 @@ def _descriptors(features, image):
 
 def arm_config(s: TrainSettings) -> dict:
     """What each arm's loss is, in plain types (for the checkpoint and the report)."""
-    dpm = dict(iterations=s.dpm_iterations, window=list(s.dpm_window), keep_current=True, outside="reflect",
-               sample_count=1, noise="shared", search_range="full")
+    dpm = dict(SEARCH_DEFAULTS, iterations=s.dpm_iterations, window=list(s.dpm_window), keep_current=True,
+               outside="reflect")
     if s.arm == "contrastive":
         return dict(arm=s.arm, loss="InfoNCE: -|d_A - d_B|^2 / tau, positive at the true match, 32 negatives on a "
                                     "2-8 px ring, 64 uniform negatives", tau=s.tau, anchors=s.anchors)

@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="rf7 / rf15: 3x3 conv net with a 7x7 / 15x15 receptive field; linear7: the earlier "
                         "7x7 projection (default %(default)s)")
     m.add_argument("--match-patch", type=arg(Kind("int", minimum=1, odd=True)), default=D.match_patch, metavar="P",
-                   help="odd side of the descriptor patch stacked into the saved features (default 1)")
+                   help="odd side of the descriptor patch stacked into the saved features (default %(default)s)")
     m.add_argument("--iterations", type=int_at_least(0, "--iterations"), default=D.iterations,
                    help="DPM iterations per step of dpm-ce and recon (0: the arm's default, 8 and 2)")
     m.add_argument("--window", type=int_at_least(0, "--window"), default=D.window, metavar="PX",

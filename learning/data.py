@@ -27,7 +27,7 @@ from experiments.data import (BUILTIN_PAIRS, Pair, builtin_pair, builtin_sources
 from experiments.data.images import downscale
 
 __all__ = ["TRAIN_IMAGES", "VALIDATION_IMAGES", "TEST_SOURCES", "load_sample", "heldout_sources", "heldout_pairs",
-           "check_disjoint", "check_splits", "motion_pair", "validation_pairs", "test_pairs", "texture_class",
+           "check_splits", "motion_pair", "validation_pairs", "test_pairs", "texture_class",
            "LOW_TEXTURE_STD", "LOW_TEXTURE_FRACTION", "PairSampler", "stack_pairs"]
 
 #: scikit-image sample images used for training (all shipped with scikit-image, no download).
@@ -139,17 +139,6 @@ def texture_class(pair: Pair) -> str:
     mask = pair.valid if pair.valid is not None else np.ones(lum.shape, bool)
     flat = float((std[mask] < LOW_TEXTURE_STD).mean()) if mask.any() else 0.0
     return "low-texture" if flat >= LOW_TEXTURE_FRACTION else "textured"
-
-
-def check_disjoint(train: dict[str, np.ndarray], heldout: dict[str, np.ndarray] | None = None) -> None:
-    """Raise :class:`UserError` if a training image is (pixel for pixel, or by name) a held-out image."""
-    heldout = heldout_sources() if heldout is None else heldout
-    prints = {_fingerprint(v): k for k, v in heldout.items()}
-    for name, img in train.items():
-        clash = prints.get(_fingerprint(img)) or (name if name in heldout else None)
-        if clash is not None:
-            raise UserError(f"training image {name!r} is the held-out image {clash!r}; held-out pairs must "
-                            "never be trained on (drop it from --images)")
 
 
 class PairSampler:

@@ -38,7 +38,7 @@ def plot_training(rows: list[dict], baselines: dict, *, title: str = "", fig: Fi
         s = [r["step"] for r in ev]
         for axx, key in ((axes[0, 1], "psnr"), (axes[1, 0], "epe"), (axes[1, 1], "within_1px")):
             axx.plot(s, [r[key] for r in ev], "o-", color=col, ms=3, label=lab)
-    base_style = {"dpm": ("C3", "--", "dpm (fixed features, T = 1e10)"), "pm": ("k", ":", "pm (classic)")}
+    base_style = {"pm": ("k", ":", "pm (classic)")}
     for name, vals in baselines.items():
         col, ls, lab = base_style.get(name, ("C4", "-.", name))
         for axx, key in ((axes[0, 1], "psnr"), (axes[1, 0], "epe"), (axes[1, 1], "within_1px")):

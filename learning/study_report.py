@@ -58,8 +58,8 @@ def _groups(tdf: pd.DataFrame, meta: dict) -> dict:
     best = arms[meta["best_arm"]]
     area = int(learned[learned["arm"] == meta["best_arm"]]["area"].iloc[0])
     untrained = g[g["kind"] == "untrained"]["group"]
-    return dict(arms=arms, best=best, area=area, normalised=f"normalised {area}x{area}", raw="raw 7x7",
-                norm7="normalised 7x7", untrained=untrained.iloc[0] if len(untrained) else None)
+    return dict(arms=arms, best=best, normalised=f"normalised {area}x{area}", raw="raw 7x7",
+                untrained=untrained.iloc[0] if len(untrained) else None)
 
 
 def _answer_rows(tdf, a: str, b: str, matchers, metric="epe") -> list[str]:

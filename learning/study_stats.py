@@ -45,8 +45,9 @@ def summary(df: pd.DataFrame, *, texture: str | None = None) -> pd.DataFrame:
     df = with_groups(df) if "group" not in df else df
     if texture is not None:
         df = df[df["texture"] == texture]
-    means = pair_means(df).groupby(["group", "matcher"], sort=False)[list(METRICS)].mean()
-    means["n"] = pair_means(df).groupby(["group", "matcher"], sort=False)["pair"].nunique()
+    g = pair_means(df).groupby(["group", "matcher"], sort=False)
+    means = g[list(METRICS)].mean()
+    means["n"] = g["pair"].nunique()
     runs = df.assign(seed=df["seed"].fillna(-1), train_seed=df["train_seed"].fillna(-1))
     per_run = runs.groupby(["group", "matcher", "train_seed", "seed"], sort=False)[list(METRICS)].mean()
     spread = per_run.groupby(["group", "matcher"], sort=False).std(ddof=1).fillna(0.0)

@@ -93,7 +93,11 @@ def test_exact_nnf_on_features_is_brute_force(channels):
     got = run.nnfs[-1].reshape(-1, 2).astype(int)
     got_d = d[np.arange(len(fa)), got[:, 0] * 10 + got[:, 1]]
     np.testing.assert_allclose(got_d, best, rtol=1e-4, atol=1e-4)
-    assert run.reconstruct(run.nnfs[-1]).shape == (9, 11, 3)  # votes RGB patches of B
+    import classic_pm
+
+    # the reconstruction votes RGB 3 x 3 patches of B at the feature matches, not the features
+    np.testing.assert_allclose(run.reconstruct(run.nnfs[-1]),
+                               classic_pm.vote(b_img, got.reshape(9, 11, 2).astype(np.int32), patch_size=3), atol=1e-6)
 
 
 @pytest.mark.parametrize("channels", [16, 147])

@@ -130,7 +130,8 @@ def test_harness_rows_and_baselines():
     zero = df[df["matcher"] == "zero"].set_index("pair")["epe"]
     for p in pairs:
         assert zero[p.name] == pytest.approx(epe(baseline_matches(p.a.shape, p.b.shape, kind="zero"), p.gt, p.valid))
-    assert set(df["texture"]) <= {"textured", "low-texture"}
+    texture = df.groupby("pair")["texture"].agg(set)
+    assert all(texture[p.name] == {texture_class(p)} for p in pairs)  # one class per pair, the rule's
     assert df[df["kind"] == "normalised"]["area"].eq(5).all() and df["epe"].notna().all()
     assert (df["median_epe"] <= df["epe"] * 10).all() and df["within_1px"].between(0, 1).all()
 
@@ -179,8 +180,16 @@ def test_tiny_study_end_to_end(tmp_path):
     assert set(test[test["kind"] == "learned"]["train_seed"]) == {0, 1}
     val = pd.read_csv(tmp_path / "study" / "validation.csv")
     assert not set(val["pair"]) & set(test["pair"])
-    model, info = load_checkpoint(tmp_path / "best_copy.pt", device="cpu")
-    assert info["arm"] in ("contrastive", "dpm-ce")
+    import json
+
+    meta = json.loads((tmp_path / "study" / "choices.json").read_text())
+    chosen = meta["choices"][meta["best_arm"]]
+    ck = torch.load(tmp_path / "best_copy.pt", weights_only=True)  # the arm, seed and step chosen on validation
+    assert (ck["arm"], ck["seed"], ck["step"]) == (meta["best_arm"], meta["best_seed"], chosen["step"])
+    assert (ck["features"]["net"], ck["features"]["match_patch"]) == (chosen["net"], chosen["match_patch"])
+    best = torch.load(tmp_path / "study" / "best.pt", weights_only=True)["state_dict"]
+    assert best.keys() == ck["state_dict"].keys() and all(torch.equal(best[k], ck["state_dict"][k]) for k in best)
+    load_checkpoint(tmp_path / "best_copy.pt", device="cpu")  # and it loads as a model
     assert (tmp_path / "study" / "test_results.png").stat().st_size > 10_000
     # a rerun reuses the trained checkpoints
     seen = []

@@ -21,7 +21,12 @@ def strip_iterations(n: int, k: int = STRIP_COLUMNS) -> list[int]:
     """The iterations (of 1..n) whose reconstructions are kept for ``iterations_<pair>.png``: the
     ones nearest 1/k, 2/k ... k/k of ``n`` (so the figure's columns are the same fractions of every
     method's iterations), each once; always the last."""
-    return sorted({max(1, round(c / k * n)) for c in range(1, k + 1)})
+    return sorted(set(column_targets(n, k)))
+
+
+def column_targets(n: int, k: int = STRIP_COLUMNS) -> list[int]:
+    """The iteration (of 1..n) nearest c/k of ``n`` for each column c = 1..k."""
+    return [max(1, round(c / k * n)) for c in range(1, k + 1)]
 
 
 def artifact_path(out: Path, pair: str, method: str) -> Path:

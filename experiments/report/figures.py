@@ -31,7 +31,7 @@ from matplotlib.ticker import NullFormatter, ScalarFormatter
 from ..data.pairs import Pair, file_stem
 from ..methods.registry import order, role
 from ..methods.registry import label as method_label
-from .artifacts import STRIP_COLUMNS, load_artifact
+from .artifacts import STRIP_COLUMNS, column_targets, load_artifact
 from .plotting import (_save, colour, flow_of, is_level, linestyle, marker, new_figure, plot_colour_wheel,
                        plot_error, plot_flow, plot_image, plot_metric)
 from .tables import summary_table
@@ -152,8 +152,7 @@ def strip_columns(iterations: list[int], n: int) -> dict[int, int]:
     if n <= 0 or len(iterations) == 1:
         return {STRIP_COLUMNS: len(iterations) - 1}
     out, used = {}, set()
-    for c in range(1, STRIP_COLUMNS + 1):
-        target = max(1, round(c / STRIP_COLUMNS * n))
+    for c, target in enumerate(column_targets(n), start=1):
         k = min(range(len(iterations)), key=lambda i: abs(iterations[i] - target))
         if k not in used:
             out[c] = k

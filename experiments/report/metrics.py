@@ -44,7 +44,11 @@ def mse(a: np.ndarray, recon: np.ndarray) -> float:
 
 def psnr(a: np.ndarray, recon: np.ndarray, *, data_range: float = 1.0) -> float:
     """Peak signal-to-noise ratio in dB (``inf`` for identical images)."""
-    m = mse(a, recon)
+    return psnr_of_mse(mse(a, recon), data_range=data_range)
+
+
+def psnr_of_mse(m: float, *, data_range: float = 1.0) -> float:
+    """PSNR in dB of a mean squared error (``inf`` for 0)."""
     return math.inf if m == 0 else float(10.0 * math.log10(data_range ** 2 / m))
 
 
@@ -111,7 +115,8 @@ def _within(err: np.ndarray | None, threshold_px: float) -> float:
 
 def image_metrics(a: np.ndarray, recon: np.ndarray) -> dict[str, float]:
     """``psnr, ssim, l1, mse`` of a reconstruction against A."""
-    return dict(psnr=psnr(a, recon), ssim=ssim(a, recon), l1=l1(a, recon), mse=mse(a, recon))
+    m = mse(a, recon)
+    return dict(psnr=psnr_of_mse(m), ssim=ssim(a, recon), l1=l1(a, recon), mse=m)
 
 
 def iteration_metrics(pair, nnf: np.ndarray, recon: np.ndarray, *,

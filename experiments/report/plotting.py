@@ -11,6 +11,7 @@ with Agg, chosen per figure. Used by the figures of ``compare`` (:mod:`.figures`
 from __future__ import annotations
 
 import io
+import zlib
 from pathlib import Path
 
 import matplotlib
@@ -21,9 +22,11 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
+from ..data import writers
 from ..methods.registry import NAMED, order, role
 
 DPI = 100
+
 
 def marker(method: str) -> str:
     """The registered marker of a method or named setting (``o`` when unknown)."""
@@ -54,7 +57,9 @@ def colour(method: str):
     if method in FIXED_COLOURS:
         return FIXED_COLOURS[method]
     others = [m for m in NAMED if m not in FIXED_COLOURS]
-    return tab10(others.index(method)) if method in others else tab10(len(others) + hash(method) % 5)
+    if method in others:
+        return tab10(others.index(method))
+    return tab10(len(others) + zlib.crc32(method.encode()) % 5)  # unregistered: stable across runs
 
 
 def new_figure(**kw) -> Figure:
@@ -96,10 +101,9 @@ def plot_image(image: np.ndarray, *, title: str = "", ax=None, fontsize: float =
 
 
 def flow_of(nnf: np.ndarray) -> np.ndarray:
-    """Displacement ``(dy, dx) = match - pixel``, shape (H, W, 2), from an absolute NNF."""
-    h, w = nnf.shape[:2]
-    ys, xs = np.mgrid[0:h, 0:w]
-    return np.stack([nnf[..., 0] - ys, nnf[..., 1] - xs], axis=-1).astype(np.float32)
+    """Displacement ``(dy, dx) = match - pixel``, shape (H, W, 2), from an absolute NNF (the
+    writers' ``(u, v)`` in (y, x) order)."""
+    return np.ascontiguousarray(writers.flow_of(nnf)[..., ::-1])
 
 
 def flow_to_rgb(flow: np.ndarray, max_mag: float) -> np.ndarray:
@@ -141,8 +145,8 @@ def plot_colour_wheel(max_mag: float, ax=None):
 def plot_metric(df, *, y: str, x: str = "iteration", ax=None, logx: bool = False,
                 logy: bool = False):
     """One line per method of ``y`` against ``x`` (one pair's rows), colour = method; the exact NNF
-    and the baselines as horizontal lines at their value (and, against time, a marker where it
-    is reached)."""
+    and the baselines as horizontal lines at their value (and, against time, a marker where the
+    exact NNF is reached; a baseline's near-zero time would stretch the axis by decades)."""
     ax = _new_ax(ax)
     for method in order(df["method"]):
         g = df[df["method"] == method].sort_values("iteration")
@@ -150,7 +154,7 @@ def plot_metric(df, *, y: str, x: str = "iteration", ax=None, logx: bool = False
             continue
         if is_level(method):
             ax.axhline(g[y].iloc[-1], color=colour(method), ls=linestyle(method), lw=1.2)
-            if x != "iteration":
+            if x != "iteration" and role(method) == "limit":
                 ax.plot(g[x], g[y], color=colour(method), marker=marker(method), ms=7, ls="none")
             continue
         ax.plot(g[x], g[y], color=colour(method), marker=marker(method), ms=3, lw=1.4)

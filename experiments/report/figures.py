@@ -64,8 +64,9 @@ def _short(title: str, name: str, width: int = 34) -> str:
     return title if len(title) <= width else name
 
 
-def grid_figure(out: Path, summary, pairs: dict[str, Pair]) -> str | None:
-    """``grid.png``: rows = pairs; A | B | differentiable | classic (| learnt)."""
+def grid_figure(out: Path, summary, pairs: dict[str, Pair], last: dict | None = None) -> str | None:
+    """``grid.png``: rows = pairs; A | B | differentiable | classic (| learnt). ``last``: each
+    (pair, method)'s last reconstruction when already loaded (else read from the artifacts)."""
     methods = grid_columns(summary)
     names = [p for p in dict.fromkeys(summary["pair"]) if p in pairs]
     if not names:
@@ -82,29 +83,38 @@ def grid_figure(out: Path, summary, pairs: dict[str, Pair]) -> str | None:
         for c, (method, label) in enumerate(methods, start=2):
             ax = axes[r, c]
             rows = summary[(summary["pair"] == name) & (summary["method"] == method)]
-            art = load_artifact(out, name, method)
-            if rows.empty or art is None:
+            if last is not None:
+                recon = last.get((name, method))
+            else:
+                art = load_artifact(out, name, method)
+                recon = None if art is None else art["recons"][-1]
+            if rows.empty or recon is None:
                 ax.axis("off")
                 ax.text(0.5, 0.5, f"{label}\nnot run", ha="center", va="center", fontsize=8)
                 continue
             row = rows.iloc[0]
-            plot_image(art["recons"][-1] / 255.0,
+            plot_image(recon / 255.0,
                        title=f"{label}, it {int(row['iteration'])}\n{_fmt_metrics(row)}",
                        ax=ax, fontsize=7.5)
     fig.tight_layout()
     return _save(fig, out / "grid.png", photo=True)
 
 
-def iterations_figure(out: Path, df, pair: Pair) -> str | None:
+def _pair_artifacts(out: Path, df, pair: Pair, arts: dict | None) -> dict:
+    """Method -> artifact of ``pair``'s methods in ``df`` (``arts`` when given), registry order."""
+    if arts is None:
+        arts = {m: load_artifact(out, pair.name, m) for m in order(df.loc[df["pair"] == pair.name, "method"])}
+    return {m: a for m, a in arts.items() if a is not None}
+
+
+def iterations_figure(out: Path, df, pair: Pair, arts: dict | None = None) -> str | None:
     """``iterations_<pair>.png``: A and B on top, then per method (rows) the reconstructions at the
     same fractions of its iterations (columns; see :func:`strip_columns`), each titled with its
     iteration and PSNR."""
     rows, once = [], []  # methods with iterations; methods reported once (exact, baselines)
     sel = df[df["pair"] == pair.name]
-    for method in order(sel["method"]):
-        art = load_artifact(out, pair.name, method)
-        if art is not None:
-            (once if len(art["iterations"]) == 1 and int(art["iterations"][0]) == 0 else rows).append((method, art))
+    for method, art in _pair_artifacts(out, df, pair, arts).items():
+        (once if len(art["iterations"]) == 1 and int(art["iterations"][0]) == 0 else rows).append((method, art))
     if not rows and not once:
         return None
     h, w = pair.a.shape[:2]
@@ -199,14 +209,10 @@ def convergence_figure(out: Path, df) -> str | None:
     return _save(fig, out / "convergence.png")
 
 
-def nnf_figure(out: Path, df, pair: Pair) -> str | None:
+def nnf_figure(out: Path, df, pair: Pair, arts: dict | None = None) -> str | None:
     """``nnf_<pair>.png``: the ground truth's and every matcher's displacement colour maps, and
     below them the matchers' end-point errors on one colour scale (pairs with ground truth)."""
-    panels = []
-    for method in order(df.loc[df["pair"] == pair.name, "method"]):
-        art = load_artifact(out, pair.name, method)
-        if art is not None and role(method) != "baseline":
-            panels.append((method, art["nnf"]))
+    panels = [(m, art["nnf"]) for m, art in _pair_artifacts(out, df, pair, arts).items() if role(m) != "baseline"]
     if not panels:
         return None
     has_gt = pair.gt is not None and pair.valid is not None and pair.valid.any()
@@ -255,14 +261,10 @@ def make_all(out: Path, df, pairs: dict[str, Pair]) -> list[str]:
     seeds = sorted(df["seed"].dropna().unique())
     if seeds:
         df = df[df["seed"].isna() | (df["seed"] == seeds[0])]
-    made = []
-    summary = summary_table(df)
-    for name in [grid_figure(out, summary, pairs), convergence_figure(out, df)]:
-        if name:
-            made.append(name)
-    for pair in pairs.values():
-        for fn in (iterations_figure, nnf_figure):
-            name = fn(out, df, pair)
-            if name:
-                made.append(name)
-    return made
+    made, last = [], {}
+    for pair in pairs.values():  # each artifact read once: the per-pair figures, then the grid
+        arts = _pair_artifacts(out, df, pair, None)
+        last.update({(pair.name, m): art["recons"][-1].copy() for m, art in arts.items()})  # not the stacks
+        made += [fn(out, df, pair, arts) for fn in (iterations_figure, nnf_figure)]
+    made = [grid_figure(out, summary_table(df), pairs, last), convergence_figure(out, df), *made]
+    return [name for name in made if name]
